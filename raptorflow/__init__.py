@@ -1,0 +1,1 @@
+"""RaptorFlow: the CLI, the single-process runner and the demo."""

@@ -1,0 +1,21 @@
+"""Which services exist and how each is built: data, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.checkpoint.app import build as build_checkpoint
+from services.corrector.app import build as build_corrector
+from services.memory.app import build as build_memory
+from services.router.app import build as build_router
+from services.selector.app import build as build_selector
+from shared.runtime import Deps, Service
+
+STREAM_SERVICES: dict[str, Callable[[Deps], Service]] = {
+    "router": build_router,
+    "selector": build_selector,
+    "checkpoint": build_checkpoint,
+    "corrector": build_corrector,
+    "memory": build_memory,
+}
+ALL_SERVICES = [*STREAM_SERVICES, "gateway"]

@@ -1,0 +1,5 @@
+"""`python -m services.checkpoint`: run the checkpoint service against REDIS_URL."""
+
+from raptorflow.launcher import main
+
+main("checkpoint")

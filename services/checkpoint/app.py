@@ -1,0 +1,180 @@
+"""Checkpoint service: gates stages before and after execution, and resumes after decisions.
+
+StageAssigned -> StageCleared | ApprovalNeeded
+StageCompleted -> StageAdvanced | TaskCompleted | ApprovalNeeded
+ApprovalResolved -> StageCleared | StageAdvanced | TaskCompleted | TaskFailed
+A background sweep turns overdue approvals into their timeout outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from services.checkpoint import logic
+from shared import approvals, keys
+from shared.events import (
+    ApprovalNeeded,
+    ApprovalResolved,
+    Envelope,
+    StageAssigned,
+    StageCompleted,
+    Workflow,
+)
+from shared.models import CheckpointCondition, WorkflowCheckpoints
+from shared.runtime import Deps, Service, new_service
+
+SERVICE = "checkpoint"
+SWEEP_INTERVAL_S = 1.0
+TIMEOUT_ACTOR = "system:timeout"
+
+log = logging.getLogger("raptorflow.checkpoint")
+
+
+async def load_config(deps: Deps, workspace_id: str, workflow: Workflow) -> WorkflowCheckpoints | None:
+    """The task's override, else the workspace's stored configuration."""
+    if workflow.checkpoints is not None:
+        return workflow.checkpoints
+    raw = await deps.redis.get(keys.checkpoints_config(workspace_id))
+    return WorkflowCheckpoints.model_validate_json(raw) if raw else None
+
+
+async def agent_success_rate(deps: Deps, workspace_id: str, task_type: str, agent: str) -> float | None:
+    perf = (await deps.memory.bandit_stats(workspace_id, task_type)).get(agent)
+    return perf.success_rate if perf is not None and perf.runs else None
+
+
+async def on_stage_assigned(
+    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    assigned = event.payload
+    workflow = assigned.workflow
+    config = await load_config(deps, event.workspace_id, workflow)
+    previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
+    data = {
+        "quality_score": previous_quality,
+        "agent_success_rate": await agent_success_rate(
+            deps, event.workspace_id, assigned.task_type, assigned.agent
+        ),
+    }
+    pending = logic.first_pending(
+        config, CheckpointCondition.BEFORE_EXECUTION, assigned.agent, workflow.stage_index,
+        event.context, data,
+    )
+    if pending is None or config is None:
+        return [event.follow(logic.cleared(assigned))]
+    checkpoint, evaluation = pending
+    needed = event.follow(
+        logic.approval_needed(
+            checkpoint=checkpoint, evaluation=evaluation, config=config, workflow=workflow,
+            agent=assigned.agent, task_type=assigned.task_type, now=datetime.now(UTC),
+        )
+    )
+    approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
+    return [needed]
+
+
+async def on_stage_completed(
+    event: Envelope[StageCompleted], tx: Pipeline, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    completed = event.payload
+    workflow = completed.workflow
+    outcome = logic.stage_outcome(completed)
+    config = await load_config(deps, event.workspace_id, workflow)
+    data = {
+        "quality_score": completed.quality,
+        "agent_success_rate": await agent_success_rate(
+            deps, event.workspace_id, completed.task_type, completed.agent
+        ),
+    }
+    pending = logic.first_pending(
+        config, CheckpointCondition.AFTER_STAGE, completed.agent, workflow.stage_index,
+        event.context, data,
+    )
+    now = datetime.now(UTC)
+    if pending is None or config is None:
+        return [event.follow(logic.finish_stage(workflow, outcome, completed.output, now))]
+    checkpoint, evaluation = pending
+    needed = event.follow(
+        logic.approval_needed(
+            checkpoint=checkpoint, evaluation=evaluation, config=config, workflow=workflow,
+            agent=completed.agent, task_type=completed.task_type, now=now,
+            output=completed.output, outcome=outcome,
+        )
+    )
+    approvals.add_create(tx, needed, now.timestamp())
+    return [needed]
+
+
+async def on_approval_resolved(
+    event: Envelope[ApprovalResolved], tx: Pipeline, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    record = await approvals.get_approval(deps.redis, event.workspace_id, event.payload.approval_id)
+    needed: ApprovalNeeded = record.needed.payload
+    follow_up = logic.after_decision(needed, event.payload, datetime.now(UTC))
+    return [event.follow(follow_up)]
+
+
+async def expire_due_approvals(deps: Deps, now: float) -> int:
+    """Apply each overdue approval's timeout outcome; the atomic decide makes it exactly once."""
+    fired = 0
+    for workspace_id, approval_id in await approvals.due_approvals(deps.redis, now):
+        try:
+            record = await approvals.get_approval(deps.redis, workspace_id, approval_id)
+        except approvals.ApprovalNotFound:
+            await deps.redis.zrem(keys.approval_deadlines(), f"{workspace_id}|{approval_id}")
+            continue
+        config = await load_config(deps, workspace_id, record.needed.payload.workflow)
+        checkpoint = config.find(record.needed.payload.checkpoint) if config else None
+        outcome = checkpoint.on_timeout if checkpoint else logic.TimeoutOutcome.REJECT
+        decision = logic.timeout_decision(outcome, record.escalated)
+        if decision == "escalate":
+            timeout = (checkpoint.timeout_seconds if checkpoint else None) or (
+                config.default_timeout if config else 3600
+            )
+            await approvals.escalate(deps.redis, workspace_id, approval_id, timeout)
+            continue
+        try:
+            await approvals.decide(
+                deps.redis, workspace_id, approval_id,
+                decision="approved" if decision == "approved" else "rejected",
+                decided_by=TIMEOUT_ACTOR, reason="approval timed out", expired=True,
+                maxlen=deps.settings.stream_maxlen,
+            )
+            fired += 1
+        except approvals.ApprovalConflict:
+            continue
+    return fired
+
+
+async def sweep_forever(deps: Deps) -> None:
+    while True:
+        try:
+            await expire_due_approvals(deps, datetime.now(UTC).timestamp())
+        except Exception:
+            log.exception("approval timeout sweep failed; retrying")
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+def build(deps: Deps) -> Service:
+    service, bus = new_service(SERVICE, deps)
+
+    async def assigned(event: Envelope[StageAssigned], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await on_stage_assigned(event, tx, deps=deps)
+
+    async def completed(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await on_stage_completed(event, tx, deps=deps)
+
+    async def resolved(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await on_approval_resolved(event, tx, deps=deps)
+
+    bus.on(StageAssigned, assigned)
+    bus.on(StageCompleted, completed)
+    bus.on(ApprovalResolved, resolved)
+    service.background.append(lambda: sweep_forever(deps))
+    return service

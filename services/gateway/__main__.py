@@ -1,0 +1,5 @@
+"""`python -m services.gateway`: run the gateway service against REDIS_URL."""
+
+from raptorflow.launcher import main
+
+main("gateway")

@@ -1,0 +1,84 @@
+"""HTTP request and response bodies (validated: a bad body gets 422 naming the field)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import SelfCorrectionConfig, UserId, WorkflowCheckpoints, WorkspaceId
+
+
+class OrchestrateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str = Field(min_length=1, max_length=4000, examples=["Create a blog post about AI"])
+    workspace_id: WorkspaceId
+    user_id: UserId | None = None
+
+
+class ContextSummary(BaseModel):
+    past_successes: int
+    task_history: int
+    performance_data: dict[str, Any]
+
+
+class OrchestrateResponse(BaseModel):
+    agent_sequence: list[str]
+    context_summary: ContextSummary
+    routing: dict[str, Any]
+
+
+class SelfCorrectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_name: str = Field(min_length=1, examples=["content"])
+    payload: dict[str, Any] = Field(examples=[{"goal": "Generate blog post", "topic": "AI"}])
+    workspace_id: WorkspaceId
+    user_id: UserId | None = None
+    config: SelfCorrectionConfig | None = None
+    brand_voice: dict[str, Any] = Field(default_factory=dict)
+    quality_thresholds: dict[str, float] = Field(default_factory=dict)
+    budget_constraints: dict[str, float] = Field(default_factory=dict)
+
+
+class TaskSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    goal: str = Field(min_length=1, max_length=4000, examples=["Create a blog post about AI trends"])
+    workspace_id: WorkspaceId
+    user_id: UserId | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    agent_sequence: list[str] | None = None
+    brand_voice: dict[str, Any] = Field(default_factory=dict)
+    target_icps: list[str] = Field(default_factory=list)
+    user_preferences: dict[str, Any] = Field(default_factory=dict)
+    quality_thresholds: dict[str, float] = Field(default_factory=dict)
+    budget_constraints: dict[str, float] = Field(default_factory=dict)
+    self_correction: SelfCorrectionConfig | None = None
+    checkpoints: WorkflowCheckpoints | None = None
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    workspace_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+class TaskStatus(BaseModel):
+    task_id: str
+    workspace_id: str
+    status: str
+    goal: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: WorkspaceId
+    decision: Literal["approved", "rejected", "changes_requested"]
+    decided_by: UserId
+    reason: str = Field(default="", max_length=2000)
+    comments: list[str] = Field(default_factory=list, max_length=20)

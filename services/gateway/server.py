@@ -1,0 +1,24 @@
+"""Serve the gateway with uvicorn (alone, or beside the other services in one process)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.gateway.app import create_app
+from shared.runtime import Deps
+from shared.settings import Settings
+
+
+def make_server(settings: Settings, deps: Deps | None = None) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(settings, deps),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+async def serve(settings: Settings, deps: Deps | None = None) -> None:
+    await make_server(settings, deps).serve()

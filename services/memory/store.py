@@ -1,0 +1,108 @@
+"""The write side of memory: the only code that writes the memory keys."""
+
+from __future__ import annotations
+
+import json
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from shared import keys
+from shared.bandit import BanditConfig
+from shared.events import StageOutcome
+from shared.memory_store import TaskRecord
+from shared.performance import AgentPerformance, from_redis_hash, record_outcome, to_redis_hash
+from shared.runtime import Deps
+from services.memory.logic import index_attributes
+
+VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
+
+
+def add_task_record(tx: Pipeline, workspace_id: str, record: TaskRecord) -> None:
+    """The seed's task history hash with its 30-day TTL, plus the recent-history index."""
+    key = keys.task_history(workspace_id, record.goal_hash)
+    tx.delete(key)
+    tx.hset(key, mapping=record.to_hash())
+    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    tx.zadd(keys.task_history_index(workspace_id), {record.goal_hash: record.stored_at})
+    if record.success:
+        tx.hincrby(keys.sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
+
+
+async def index_task(deps: Deps, workspace_id: str, record: TaskRecord) -> None:
+    """Embed the goal and upsert it in the workspace's vector index (idempotent)."""
+    vector = deps.embedder.embed_one(record.goal)
+    await deps.index.add(workspace_id, record.goal_hash, vector, index_attributes(record))
+
+
+def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:
+    key = keys.critique(workspace_id, content_id)
+    tx.hset(key, mapping=fields)
+    tx.expire(key, keys.CRITIQUE_TTL_S)
+
+
+def add_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
+    key = keys.task_view(workspace_id, task_id)
+    tx.hset(key, mapping=fields)
+    tx.expire(key, VIEW_TTL_S)
+
+
+def add_stage_view(tx: Pipeline, workspace_id: str, task_id: str, index: int, stage: str) -> None:
+    key = keys.task_stages(workspace_id, task_id)
+    tx.hset(key, str(index), stage)
+    tx.expire(key, VIEW_TTL_S)
+
+
+async def record_stage_outcomes(
+    redis: Redis,
+    workspace_id: str,
+    event_id: str,
+    outcomes: list[StageOutcome],
+    config: BanditConfig,
+    marker_ttl_s: int,
+) -> None:
+    """Fold each stage's outcome into its agent's running aggregates, exactly once each.
+
+    Optimistic locking (WATCH) keeps concurrent replicas from losing updates; a
+    marker per (event, stage) written in the same transaction makes a redelivered
+    event change nothing twice.
+    """
+    for outcome in outcomes:
+        marker = keys.processed(workspace_id, "memory-perf", f"{event_id}:{outcome.stage_index}")
+        await _record_one(redis, workspace_id, outcome, config, marker, marker_ttl_s)
+
+
+async def _record_one(
+    redis: Redis,
+    workspace_id: str,
+    outcome: StageOutcome,
+    config: BanditConfig,
+    marker: str,
+    marker_ttl_s: int,
+) -> None:
+    arm_key = keys.agent_performance(workspace_id, outcome.task_type, outcome.agent)
+    step_key = keys.performance_step(workspace_id, outcome.task_type)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                await tx.watch(arm_key, step_key, marker)
+                if await tx.exists(marker):
+                    return
+                raw = await tx.hgetall(arm_key)
+                step = int(await tx.get(step_key) or 0) + 1
+                perf = from_redis_hash(raw) if raw else AgentPerformance(agent=outcome.agent)
+                updated = record_outcome(
+                    perf, success=outcome.threshold_met, quality=outcome.quality,
+                    latency_s=outcome.duration_s, cost_usd=outcome.cost_usd,
+                    step=step, gamma=config.gamma,
+                )
+                tx.multi()
+                tx.hset(arm_key, mapping=to_redis_hash(updated))
+                tx.set(step_key, step)
+                tx.set(marker, b"1", ex=marker_ttl_s)
+                tx.sadd(keys.performance_index(workspace_id), f"{outcome.task_type}:{outcome.agent}")
+                await tx.execute()
+                return
+            except WatchError:
+                continue

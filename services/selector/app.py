@@ -1,0 +1,42 @@
+"""Selector service: SequenceChosen / StageAdvanced -> StageAssigned (best agent per stage)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from services.selector import logic
+from shared.bandit import BanditConfig
+from shared.events import Envelope, SequenceChosen, StageAdvanced
+from shared.runtime import Deps, Service, new_service
+
+SERVICE = "selector"
+
+
+async def assign_stage(
+    event: Envelope[SequenceChosen] | Envelope[StageAdvanced], *, deps: Deps, rng: random.Random
+) -> Sequence[Envelope[Any]]:
+    workflow = event.payload.workflow
+    task_type = logic.task_type_of(workflow.current_agent, deps.catalog)
+    stats = await deps.memory.bandit_stats(event.workspace_id, task_type)
+    step = await deps.memory.performance_step(event.workspace_id, task_type)
+    decision = logic.select_for_stage(workflow, deps.catalog, stats, step, rng, BanditConfig())
+    return [event.follow(logic.stage_assigned(workflow, task_type, decision))]
+
+
+def build(deps: Deps) -> Service:
+    service, bus = new_service(SERVICE, deps)
+    rng = random.Random()
+
+    async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await assign_stage(event, deps=deps, rng=rng)
+
+    async def on_advance(event: Envelope[StageAdvanced], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await assign_stage(event, deps=deps, rng=rng)
+
+    bus.on(SequenceChosen, on_sequence)
+    bus.on(StageAdvanced, on_advance)
+    return service

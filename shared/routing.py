@@ -1,0 +1,196 @@
+"""Memory-aware routing: reuse a proven agent sequence when confident, else plan one.
+
+The confidence is a calibrated estimate of the probability that the reused
+sequence is right for the new goal, from features of the neighbours — not a
+raw cosine. Its parameters live in `routing_params.json`, written by
+`bench/fit_routing.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.catalog import AgentCatalog
+from shared.events import Neighbour, Usage
+from shared.llm import LLMProvider, LLMRequest
+
+PARAMS_PATH = Path(__file__).with_name("routing_params.json")
+
+
+class RoutingParams(BaseModel):
+    """Logistic calibration of reuse confidence (fitted offline on given data)."""
+
+    intercept: float
+    top_similarity: float
+    agreement: float
+    margin: float
+    log_distinct_sequences: float
+    top_quality: float
+    similarity_power: float = Field(default=4.0, description="Vote weight = similarity ** power.")
+    fitted_on: str = ""
+
+
+@lru_cache(maxsize=1)
+def load_params(path: str | None = None) -> RoutingParams:
+    return RoutingParams.model_validate_json(Path(path or PARAMS_PATH).read_text())
+
+
+class ReuseFeatures(BaseModel):
+    top_similarity: float
+    agreement: float
+    margin: float
+    log_distinct_sequences: float
+    top_quality: float
+
+
+class ReuseCandidate(BaseModel):
+    agent_sequence: list[str]
+    confidence: float
+    features: ReuseFeatures
+    matched_goal_hash: str
+
+
+def vote(neighbours: Sequence[Neighbour], power: float) -> dict[tuple[str, ...], float]:
+    """Similarity-weighted votes of the neighbours for each sequence."""
+    votes: dict[tuple[str, ...], float] = {}
+    for n in neighbours:
+        weight = max(n.similarity, 0.0) ** power * max(n.quality, 0.05)
+        key = tuple(n.agent_sequence)
+        votes[key] = votes.get(key, 0.0) + weight
+    return votes
+
+
+def reuse_features(
+    neighbours: Sequence[Neighbour], winner: tuple[str, ...], distinct_sequences: int,
+    votes: dict[tuple[str, ...], float],
+) -> ReuseFeatures:
+    supporters = [n for n in neighbours if tuple(n.agent_sequence) == winner]
+    rivals = [n for n in neighbours if tuple(n.agent_sequence) != winner]
+    best = supporters[0]
+    total = sum(votes.values())
+    rival_sim = rivals[0].similarity if rivals else 0.0
+    return ReuseFeatures(
+        top_similarity=best.similarity,
+        agreement=votes[winner] / total if total > 0 else 0.0,
+        margin=best.similarity - rival_sim,
+        log_distinct_sequences=math.log1p(max(distinct_sequences, 1)),
+        top_quality=best.quality,
+    )
+
+
+def confidence(features: ReuseFeatures, params: RoutingParams) -> float:
+    logit = (
+        params.intercept
+        + params.top_similarity * features.top_similarity
+        + params.agreement * features.agreement
+        + params.margin * features.margin
+        + params.log_distinct_sequences * features.log_distinct_sequences
+        + params.top_quality * features.top_quality
+    )
+    return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
+
+
+def best_reuse(
+    neighbours: Sequence[Neighbour], distinct_sequences: int, params: RoutingParams
+) -> ReuseCandidate | None:
+    """The sequence the neighbours vote for, with the calibrated confidence that it is right."""
+    usable = [n for n in neighbours if n.success and n.agent_sequence]
+    if not usable:
+        return None
+    usable.sort(key=lambda n: n.similarity, reverse=True)
+    votes = vote(usable, params.similarity_power)
+    winner = max(votes, key=lambda seq: votes[seq])
+    features = reuse_features(usable, winner, distinct_sequences, votes)
+    matched = next(n for n in usable if tuple(n.agent_sequence) == winner)
+    return ReuseCandidate(
+        agent_sequence=list(winner),
+        confidence=round(confidence(features, params), 4),
+        features=features,
+        matched_goal_hash=matched.goal_hash,
+    )
+
+
+class PlanError(ValueError):
+    """The planner gave no valid sequence after one repair."""
+
+
+class PlannedSequence(BaseModel):
+    agent_sequence: list[str] = Field(min_length=1, max_length=8)
+    reason: str = ""
+
+
+def _parse_plan(text: str, catalog: AgentCatalog) -> PlannedSequence:
+    try:
+        plan = PlannedSequence.model_validate(json.loads(text))
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise PlanError(f"plan is not valid JSON of the expected shape: {exc}") from exc
+    unknown = catalog.unknown_agents(plan.agent_sequence)
+    if unknown:
+        raise PlanError(f"plan names unknown agents: {', '.join(unknown)}")
+    return plan
+
+
+async def plan_sequence(
+    provider: LLMProvider, goal: str, catalog: AgentCatalog
+) -> tuple[PlannedSequence, Usage]:
+    """Ask the LLM planner; validate against the catalog; one repair attempt, then fail."""
+    agents = "\n".join(f"- {a.name}: {a.description} (task types: {', '.join(a.task_types)})"
+                       for a in catalog.agents)
+    request = LLMRequest(
+        purpose="plan",
+        system="You plan which agents run, in order, to achieve a marketing goal. Use only "
+        f"these agents:\n{agents}\nAnswer only with JSON: "
+        '{"agent_sequence": ["agent", ...], "reason": "..."}',
+        user=f"Goal: {goal}",
+        json_schema=PlannedSequence.model_json_schema(),
+        schema_name="plan",
+        facts={"goal": goal, "agents": catalog.names},
+        max_tokens=300,
+    )
+    reply = await provider.complete(request)
+    usage = reply.usage
+    try:
+        return _parse_plan(reply.text, catalog), usage
+    except PlanError as first:
+        repair = request.model_copy(
+            update={"user": f"Goal: {goal}\nYour previous answer was invalid: {first}. "
+                    f"Use only: {', '.join(catalog.names)}."}
+        )
+        reply = await provider.complete(repair)
+        usage = usage.plus(reply.usage)
+        try:
+            return _parse_plan(reply.text, catalog), usage
+        except PlanError as second:
+            raise PlanError(f"planner failed after one repair: {second}") from second
+
+
+class RouteDecision(BaseModel):
+    agent_sequence: list[str]
+    source: Literal["memory", "planner", "requested"]
+    confidence: float
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    matched_goal_hash: str | None = None
+    reason: str
+    provider: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+def decide_without_planner(
+    candidate: ReuseCandidate | None, threshold: float, catalog: AgentCatalog
+) -> tuple[bool, str]:
+    """Whether to reuse, and why (pure; the planner is only called when this says no)."""
+    if candidate is None:
+        return False, "no similar successful task in memory"
+    unknown = catalog.unknown_agents(candidate.agent_sequence)
+    if unknown:
+        return False, f"remembered sequence uses agents no longer in the catalog: {unknown}"
+    if candidate.confidence > threshold:
+        return True, f"confidence {candidate.confidence:.2f} > {threshold:.2f}"
+    return False, f"confidence {candidate.confidence:.2f} <= {threshold:.2f}"

@@ -1,0 +1,83 @@
+"""Settings from the environment only (secrets never come from files in the repo)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _default_consumer_name() -> str:
+    """Unique per replica, so `--scale` never makes two consumers share a name."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to know about its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RAPTORFLOW_", extra="ignore")
+
+    redis_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_REDIS_URL),
+        validation_alias=AliasChoices("REDIS_URL", "RAPTORFLOW_REDIS_URL"),
+        description="Redis connection URL; redis:// or rediss:// (TLS), AUTH in the URL.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "RAPTORFLOW_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "RAPTORFLOW_OPENAI_BASE_URL"),
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="Chat model name.")
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0)
+    llm_provider: str = Field(
+        default="auto", description="auto (openai when a key or base URL is set), openai, offline."
+    )
+    embeddings: str = Field(default="local", description="local (MiniLM on CPU) or openai.")
+    embeddings_model: str = Field(default="text-embedding-3-small")
+
+    catalog_path: str | None = Field(default=None, description="Agent catalog TOML; bundled default.")
+    reuse_confidence: float = Field(default=0.8, ge=0, le=1)
+    memory_neighbours: int = Field(default=10, ge=1, le=100)
+    context_history_limit: int = Field(default=10, ge=0, le=100)
+
+    consumer_name: str = Field(default_factory=_default_consumer_name)
+    poll_interval_ms: int = Field(default=100, ge=1)
+    read_batch: int = Field(default=100, ge=1)
+    claim_min_idle_ms: int = Field(default=5000, ge=10)
+    max_deliveries: int = Field(default=5, ge=1)
+    stream_maxlen: int = Field(default=100_000, ge=100)
+    processed_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated key=workspace pairs (workspace '*' for all); gateway auth.",
+    )
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    metrics_port: int = Field(default=0, ge=0, description="0 disables the /metrics listener.")
+
+    price_per_1k_prompt_usd: float = Field(default=0.00015, ge=0)
+    price_per_1k_completion_usd: float = Field(default=0.0006, ge=0)
+
+    def redis_url_value(self) -> str:
+        return self.redis_url.get_secret_value()
+
+    def wants_openai(self) -> bool:
+        if self.llm_provider == "offline":
+            return False
+        if self.llm_provider == "openai":
+            return True
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
