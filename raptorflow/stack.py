@@ -34,11 +34,17 @@ class LocalStack:
         with_gateway: bool = False,
         provider: LLMProvider | None = None,
         services: list[str] | None = None,
+        start_redis: bool | None = None,
     ):
         self.settings = settings
         self.with_gateway = with_gateway
         self.provider = provider
         self.service_names = services or list(STREAM_SERVICES)
+        if start_redis is None:
+            start_redis = not (
+                os.environ.get("REDIS_URL") or os.environ.get("RAPTORFLOW_REDIS_URL")
+            )
+        self.start_redis = start_redis
         self.redis_server: RedisServer | None = None
         self.deps: Deps | None = None
         self.services: list[Service] = []
@@ -50,7 +56,7 @@ class LocalStack:
         return self.redis_server is not None
 
     async def __aenter__(self) -> LocalStack:
-        if not os.environ.get("REDIS_URL") and not os.environ.get("RAPTORFLOW_REDIS_URL"):
+        if self.start_redis:
             self.redis_server = RedisServer().start()
             self.settings = self.settings.model_copy(
                 update={"redis_url": SecretStr(self.redis_server.url)}

@@ -79,7 +79,9 @@ def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> No
         },
     )
     tx.expire(key, APPROVAL_TTL_S)
-    tx.zadd(keys.approval_deadlines(), {_deadline_member(needed.workspace_id, p.approval_id): deadline})
+    tx.zadd(
+        keys.approval_deadlines(), {_deadline_member(needed.workspace_id, p.approval_id): deadline}
+    )
     tx.sadd(keys.approvals_pending(needed.workspace_id), p.approval_id)
 
 

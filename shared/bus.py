@@ -10,6 +10,7 @@ Malformed messages and messages that keep failing go to the dead-letter stream.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from shared import keys
-from shared.events import DEAD_LETTER_STREAM, Envelope, Payload, utcnow
+from shared.events import DEAD_LETTER_STREAM, Envelope, Payload, envelope_class, utcnow
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
@@ -247,8 +248,11 @@ class ServiceBus:
 def decode_envelope(body: bytes, payload_type: type[P]) -> tuple[Envelope[P] | None, str]:
     """Validate a raw message once; on failure say exactly what was wrong."""
     try:
-        event = Envelope[payload_type].model_validate_json(body)  # type: ignore[valid-type]
+        event = envelope_class(payload_type).model_validate_json(body)
     except ValidationError as exc:
+        declared = _declared_type(body)
+        if declared is not None and declared != payload_type.event_type:
+            return None, f"type {declared!r} on the stream of {payload_type.event_type}"
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
             for err in exc.errors()[:10]
@@ -259,6 +263,15 @@ def decode_envelope(body: bytes, payload_type: type[P]) -> tuple[Envelope[P] | N
     if event.type != payload_type.event_type:
         return None, f"type {event.type!r} on the stream of {payload_type.event_type}"
     return event, ""
+
+
+def _declared_type(body: bytes) -> str | None:
+    """The `type` a malformed message claims, to explain a message on the wrong stream."""
+    try:
+        declared = json.loads(body).get("type")
+    except (ValueError, AttributeError):
+        return None
+    return declared if isinstance(declared, str) else None
 
 
 def retry_backoff_s(deliveries: int) -> float:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.models import (
     AgentContext,
@@ -337,13 +338,15 @@ class Envelope(BaseModel, Generic[P]):
     @classmethod
     def _supported_version(cls, value: int) -> int:
         if value != SCHEMA_VERSION:
-            raise ValueError(f"unsupported schema_version {value}; this build reads {SCHEMA_VERSION}")
+            raise ValueError(
+                f"unsupported schema_version {value}; this build reads {SCHEMA_VERSION}"
+            )
         return value
 
     def follow(self, payload: Q, *, key: str = "") -> Envelope[Q]:
         """The next event in the chain; its id is derived so a redelivery yields the same id."""
         event_type = type(payload).event_type
-        return Envelope[type(payload)](  # type: ignore[valid-type]
+        return envelope_class(type(payload))(
             event_id=str(uuid.uuid5(_EVENT_NAMESPACE, f"{self.event_id}/{event_type}/{key}")),
             type=event_type,
             correlation_id=self.correlation_id,
@@ -359,6 +362,11 @@ class Envelope(BaseModel, Generic[P]):
         return stream_for(self.type)
 
 
+def envelope_class(payload_type: type[P]) -> type[Envelope[P]]:
+    """The parametrised envelope model for one payload type (pydantic caches it)."""
+    return Envelope[payload_type]  # type: ignore[valid-type]
+
+
 def new_envelope(
     payload: P,
     *,
@@ -371,8 +379,10 @@ def new_envelope(
 ) -> Envelope[P]:
     """The first event of a chain (or one started by a person, like a decision)."""
     task_id = correlation_id or str(uuid.uuid4())
-    ctx = context or AgentContext(workspace_id=workspace_id, correlation_id=task_id, user_id=user_id)
-    return Envelope[type(payload)](  # type: ignore[valid-type]
+    ctx = context or AgentContext(
+        workspace_id=workspace_id, correlation_id=task_id, user_id=user_id
+    )
+    return envelope_class(type(payload))(
         event_id=event_id or str(uuid.uuid4()),
         type=type(payload).event_type,
         correlation_id=task_id,
@@ -386,14 +396,17 @@ def new_envelope(
 
 def envelope_json_schema() -> dict[str, Any]:
     """JSON Schema of the envelope for every event type (a oneOf), for upstream publishers."""
-    schemas = {name: Envelope[cls].model_json_schema() for name, cls in EVENT_TYPES.items()}
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()
+    ]
+    refs, schema = models_json_schema(models, ref_template="#/$defs/{model}")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "RaptorFlow event envelope",
         "description": (
             f"Schema version {SCHEMA_VERSION}. Publish on stream '{STREAM_PREFIX}<type>' as "
-            "the single field '__data__' holding this JSON."
+            f"the single field '__data__' holding this JSON; 'type' names the payload."
         ),
-        "oneOf": [{"$ref": f"#/$defs/{name}"} for name in schemas],
-        "$defs": schemas,
+        "oneOf": [refs[model] for model in models],
+        "$defs": schema["$defs"],
     }

@@ -142,4 +142,6 @@ class MemoryReader:
     async def performance_data(self, workspace_id: str) -> dict[str, Any]:
         """The `AgentContext.performance_data` shape: task type -> agent -> figures."""
         perf = await self.performance(workspace_id)
-        return {t: {a: public_performance(p) for a, p in agents.items()} for t, agents in perf.items()}
+        return {
+            t: {a: public_performance(p) for a, p in agents.items()} for t, agents in perf.items()
+        }

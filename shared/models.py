@@ -25,6 +25,11 @@ UserId = Annotated[
     Field(description="User id (a UUID or a slug).", examples=["alice"]),
 ]
 
+UnitScore = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+QualityThresholds = dict[str, UnitScore]
+BudgetConstraints = dict[str, NonNegative]
+
 DEFAULT_QUALITY_THRESHOLDS: dict[str, float] = {
     "content_quality": 0.7,
     "strategy_viability": 0.8,
@@ -64,11 +69,11 @@ class AgentContext(BaseModel):
     performance_data: dict[str, Any] = Field(
         default_factory=dict, description="Agent performance per task type for this workspace."
     )
-    quality_thresholds: dict[str, float] = Field(
+    quality_thresholds: QualityThresholds = Field(
         default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS),
         description="Minimum quality per kind of work; missing keys take the defaults.",
     )
-    budget_constraints: dict[str, float] = Field(
+    budget_constraints: BudgetConstraints = Field(
         default_factory=dict,
         description="Task-wide limits: max_api_calls, and optionally max_cost_usd.",
         examples=[{"max_api_calls": 100}],
@@ -77,18 +82,7 @@ class AgentContext(BaseModel):
     @field_validator("quality_thresholds")
     @classmethod
     def _merge_threshold_defaults(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, threshold in value.items():
-            if not 0.0 <= threshold <= 1.0:
-                raise ValueError(f"quality_thresholds.{name} must be within [0, 1]")
         return {**DEFAULT_QUALITY_THRESHOLDS, **value}
-
-    @field_validator("budget_constraints")
-    @classmethod
-    def _non_negative_budget(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, limit in value.items():
-            if limit < 0:
-                raise ValueError(f"budget_constraints.{name} must not be negative")
-        return value
 
 
 class SelfCorrectionConfig(BaseModel):

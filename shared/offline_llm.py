@@ -16,8 +16,43 @@ from shared.events import Usage
 from shared.llm import OFFLINE, LLMReply, LLMRequest
 
 _STOPWORDS = frozenset(
-    "a an the about for of to and or in on with our your my we create write make draft "
-    "generate produce please some new into from by at is are be this that it".split()
+    [
+        "a",
+        "an",
+        "the",
+        "about",
+        "for",
+        "of",
+        "to",
+        "and",
+        "or",
+        "in",
+        "on",
+        "with",
+        "our",
+        "your",
+        "my",
+        "we",
+        "create",
+        "write",
+        "make",
+        "draft",
+        "generate",
+        "produce",
+        "please",
+        "some",
+        "new",
+        "into",
+        "from",
+        "by",
+        "at",
+        "is",
+        "are",
+        "be",
+        "this",
+        "that",
+        "it",
+    ]
 )
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -50,9 +85,9 @@ def _estimate_usage(*texts: str) -> Usage:
     )
 
 
-def score_aspects(draft: str, goal: str, aspects: list[str], brand_voice: dict[str, Any]) -> dict[
-    str, float
-]:
+def score_aspects(
+    draft: str, goal: str, aspects: list[str], brand_voice: dict[str, Any]
+) -> dict[str, float]:
     """The offline critic's fixed checks, one score per aspect in [0, 1]."""
     lower = draft.lower()
     goal_words = keywords(goal)
@@ -117,7 +152,9 @@ def _revise(facts: dict[str, Any]) -> str:
         additions.append(f"Written in a {' and '.join(_tone_words(brand_voice))} voice.")
     for issue in issues:
         if issue.startswith("reviewer:"):
-            additions.append(f"Addressed reviewer comment: {issue.removeprefix('reviewer:').strip()}")
+            additions.append(
+                f"Addressed reviewer comment: {issue.removeprefix('reviewer:').strip()}"
+            )
     return draft.rstrip() + "\n\n" + "\n\n".join(additions) + "\n" if additions else draft
 
 
@@ -125,11 +162,28 @@ def _plan(facts: dict[str, Any]) -> str:
     goal_words = set(keywords(str(facts.get("goal", ""))))
     rules: list[tuple[set[str], list[str]]] = [
         ({"blog", "article", "post", "posts", "blogpost"}, ["content", "blog_writer"]),
-        ({"tweet", "tweets", "social", "linkedin", "instagram", "thread"}, ["content", "social_writer"]),
+        (
+            {"tweet", "tweets", "social", "linkedin", "instagram", "thread"},
+            ["content", "social_writer"],
+        ),
         ({"email", "newsletter", "emails"}, ["content", "email_writer"]),
-        ({"strategy", "plan", "positioning", "campaign", "roadmap", "launch"}, ["research", "strategy"]),
-        ({"research", "analyze", "analyse", "competitor", "competitors", "market", "audit", "trends"},
-         ["research"]),
+        (
+            {"strategy", "plan", "positioning", "campaign", "roadmap", "launch"},
+            ["research", "strategy"],
+        ),
+        (
+            {
+                "research",
+                "analyze",
+                "analyse",
+                "competitor",
+                "competitors",
+                "market",
+                "audit",
+                "trends",
+            },
+            ["research"],
+        ),
     ]
     for words, sequence in rules:
         if goal_words & words:
@@ -152,14 +206,17 @@ class OfflineProvider:
         elif request.purpose == "critique":
             aspects = list(facts.get("aspects", []))
             brand_voice = facts.get("brand_voice") or {}
-            scores = score_aspects(str(facts.get("draft", "")), str(facts.get("goal", "")),
-                                   aspects, brand_voice)
+            scores = score_aspects(
+                str(facts.get("draft", "")), str(facts.get("goal", "")), aspects, brand_voice
+            )
             issues = _issues(scores, brand_voice)
-            text = json.dumps({
-                "aspect_scores": scores,
-                "issues": issues,
-                "critique": f"offline rule-based critique: {len(issues)} issue(s)",
-            })
+            text = json.dumps(
+                {
+                    "aspect_scores": scores,
+                    "issues": issues,
+                    "critique": f"offline rule-based critique: {len(issues)} issue(s)",
+                }
+            )
         else:
             text = _plan(facts)
         return LLMReply(

@@ -15,7 +15,12 @@ from shared.bandit import BanditConfig, SelectionDecision, choose_agent
 from shared.checkpoints import evaluate_checkpoint as _evaluate_checkpoint
 from shared.events import Neighbour
 from shared.memory_store import TaskRecord
-from shared.models import AgentContext, CheckpointEvaluation, SelfCorrectionConfig, WorkflowCheckpoints
+from shared.models import (
+    AgentContext,
+    CheckpointEvaluation,
+    SelfCorrectionConfig,
+    WorkflowCheckpoints,
+)
 from shared.performance import AgentPerformance
 from shared.routing import (
     RouteDecision,

@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream import FastStream
 from redis.asyncio import Redis
@@ -26,7 +27,7 @@ from shared.vector_index import VectorIndex, open_vector_index
 
 log = logging.getLogger("raptorflow.runtime")
 
-BackgroundTask = Callable[[], Awaitable[None]]
+BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -80,7 +81,9 @@ class Service:
 
     async def start(self) -> None:
         await self.app.start()
-        self._tasks = [asyncio.create_task(job(), name=f"{self.name}-bg") for job in self.background]
+        self._tasks = [
+            asyncio.create_task(job(), name=f"{self.name}-bg") for job in self.background
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -108,9 +111,7 @@ async def wait_for_stop_signal() -> None:
     await stop.wait()
 
 
-async def run_services(
-    builders: list[Callable[[Deps], Service]], settings: Settings
-) -> None:
+async def run_services(builders: list[Callable[[Deps], Service]], settings: Settings) -> None:
     """Run services in this process until a stop signal (the `python -m services.X` path)."""
     deps = await build_deps(settings)
     services = [build(deps) for build in builders]

@@ -216,8 +216,12 @@ class SelfCorrector:
             purpose="generate",
             system=f"{agent.prompt}\n{brief}".strip(),
             user=user,
-            facts={"goal": goal, "agent": agent.name, "inputs": inputs,
-                   "previous_output": previous_output},
+            facts={
+                "goal": goal,
+                "agent": agent.name,
+                "inputs": inputs,
+                "previous_output": previous_output,
+            },
         )
         reply, usage = await self._call(request, usage)
         return reply.text, usage
@@ -246,8 +250,12 @@ class SelfCorrector:
             user=user,
             json_schema=critique_json_schema(aspects),
             schema_name="critique",
-            facts={"draft": draft, "goal": goal, "aspects": aspects,
-                   "brand_voice": context.brand_voice},
+            facts={
+                "draft": draft,
+                "goal": goal,
+                "aspects": aspects,
+                "brand_voice": context.brand_voice,
+            },
         )
         reply, usage = await self._call(request, usage)
         try:
@@ -283,8 +291,12 @@ class SelfCorrector:
             system=f"{agent.prompt}\n{brief}\nRevise the draft so that every issue is fixed; "
             "keep what works; return only the revised draft.".strip(),
             user=f"Goal: {goal}\n\nIssues to fix:\n{issue_list}\n\nPrevious draft:\n{draft}",
-            facts={"draft": draft, "issues": issues, "goal": goal,
-                   "brand_voice": context.brand_voice},
+            facts={
+                "draft": draft,
+                "issues": issues,
+                "goal": goal,
+                "brand_voice": context.brand_voice,
+            },
         )
         reply, usage = await self._call(request, usage)
         return reply.text, usage

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     embeddings: str = Field(default="local", description="local (MiniLM on CPU) or openai.")
     embeddings_model: str = Field(default="text-embedding-3-small")
 
-    catalog_path: str | None = Field(default=None, description="Agent catalog TOML; bundled default.")
+    catalog_path: str | None = Field(
+        default=None, description="Agent catalog TOML; bundled default."
+    )
     reuse_confidence: float = Field(default=0.8, ge=0, le=1)
     memory_neighbours: int = Field(default=10, ge=1, le=100)
     context_history_limit: int = Field(default=10, ge=0, le=100)

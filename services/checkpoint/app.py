@@ -36,7 +36,9 @@ TIMEOUT_ACTOR = "system:timeout"
 log = logging.getLogger("raptorflow.checkpoint")
 
 
-async def load_config(deps: Deps, workspace_id: str, workflow: Workflow) -> WorkflowCheckpoints | None:
+async def load_config(
+    deps: Deps, workspace_id: str, workflow: Workflow
+) -> WorkflowCheckpoints | None:
     """The task's override, else the workspace's stored configuration."""
     if workflow.checkpoints is not None:
         return workflow.checkpoints
@@ -44,7 +46,9 @@ async def load_config(deps: Deps, workspace_id: str, workflow: Workflow) -> Work
     return WorkflowCheckpoints.model_validate_json(raw) if raw else None
 
 
-async def agent_success_rate(deps: Deps, workspace_id: str, task_type: str, agent: str) -> float | None:
+async def agent_success_rate(
+    deps: Deps, workspace_id: str, task_type: str, agent: str
+) -> float | None:
     perf = (await deps.memory.bandit_stats(workspace_id, task_type)).get(agent)
     return perf.success_rate if perf is not None and perf.runs else None
 
@@ -63,16 +67,25 @@ async def on_stage_assigned(
         ),
     }
     pending = logic.first_pending(
-        config, CheckpointCondition.BEFORE_EXECUTION, assigned.agent, workflow.stage_index,
-        event.context, data,
+        config,
+        CheckpointCondition.BEFORE_EXECUTION,
+        assigned.agent,
+        workflow.stage_index,
+        event.context,
+        data,
     )
     if pending is None or config is None:
         return [event.follow(logic.cleared(assigned))]
     checkpoint, evaluation = pending
     needed = event.follow(
         logic.approval_needed(
-            checkpoint=checkpoint, evaluation=evaluation, config=config, workflow=workflow,
-            agent=assigned.agent, task_type=assigned.task_type, now=datetime.now(UTC),
+            checkpoint=checkpoint,
+            evaluation=evaluation,
+            config=config,
+            workflow=workflow,
+            agent=assigned.agent,
+            task_type=assigned.task_type,
+            now=datetime.now(UTC),
         )
     )
     approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
@@ -93,8 +106,12 @@ async def on_stage_completed(
         ),
     }
     pending = logic.first_pending(
-        config, CheckpointCondition.AFTER_STAGE, completed.agent, workflow.stage_index,
-        event.context, data,
+        config,
+        CheckpointCondition.AFTER_STAGE,
+        completed.agent,
+        workflow.stage_index,
+        event.context,
+        data,
     )
     now = datetime.now(UTC)
     if pending is None or config is None:
@@ -102,9 +119,15 @@ async def on_stage_completed(
     checkpoint, evaluation = pending
     needed = event.follow(
         logic.approval_needed(
-            checkpoint=checkpoint, evaluation=evaluation, config=config, workflow=workflow,
-            agent=completed.agent, task_type=completed.task_type, now=now,
-            output=completed.output, outcome=outcome,
+            checkpoint=checkpoint,
+            evaluation=evaluation,
+            config=config,
+            workflow=workflow,
+            agent=completed.agent,
+            task_type=completed.task_type,
+            now=now,
+            output=completed.output,
+            outcome=outcome,
         )
     )
     approvals.add_create(tx, needed, now.timestamp())
@@ -141,9 +164,13 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
             continue
         try:
             await approvals.decide(
-                deps.redis, workspace_id, approval_id,
+                deps.redis,
+                workspace_id,
+                approval_id,
                 decision="approved" if decision == "approved" else "rejected",
-                decided_by=TIMEOUT_ACTOR, reason="approval timed out", expired=True,
+                decided_by=TIMEOUT_ACTOR,
+                reason="approval timed out",
+                expired=True,
                 maxlen=deps.settings.stream_maxlen,
             )
             fired += 1

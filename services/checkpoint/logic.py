@@ -31,8 +31,9 @@ from shared.models import (
 _APPROVAL_NS = uuid.UUID("a4c3f0de-7d7b-4c2a-9c71-3f7e0b8e5a22")
 
 
-def approval_id_for(task_id: str, stage_index: int, condition: CheckpointCondition, name: str,
-                    revision: int) -> str:
+def approval_id_for(
+    task_id: str, stage_index: int, condition: CheckpointCondition, name: str, revision: int
+) -> str:
     """Deterministic: a redelivered event creates the same approval, not a second one."""
     return str(uuid.uuid5(_APPROVAL_NS, f"{task_id}/{stage_index}/{condition}/{name}/{revision}"))
 
@@ -83,7 +84,9 @@ def finish_stage(
         update={"outcomes": [*workflow.outcomes, outcome], "last_output": output, "revision": 0}
     )
     if not workflow.is_last_stage:
-        return StageAdvanced(workflow=done.model_copy(update={"stage_index": workflow.stage_index + 1}))
+        return StageAdvanced(
+            workflow=done.model_copy(update={"stage_index": workflow.stage_index + 1})
+        )
     qualities = [o.quality for o in done.outcomes]
     return TaskCompleted(
         workflow=done,

@@ -15,7 +15,10 @@ from shared.self_correction import IterationRecord, SelfCorrectionResult
 
 
 def threshold_for(
-    config: SelfCorrectionConfig | None, context: AgentContext, task_type: str, catalog: AgentCatalog
+    config: SelfCorrectionConfig | None,
+    context: AgentContext,
+    task_type: str,
+    catalog: AgentCatalog,
 ) -> float:
     """The request's min_quality_score if it gave a config; else the workspace's threshold."""
     if config is not None:

@@ -94,43 +94,69 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         authorize(request, ring, body.workspace_id)
         if body.agent_name not in d.catalog.names:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                detail=f"agent_name: unknown agent {body.agent_name!r}")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"agent_name: unknown agent {body.agent_name!r}",
+            )
         if not (body.payload.get("goal") or body.payload.get("topic")):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                detail="payload.goal: field required")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="payload.goal: field required"
+            )
         correlation_id = str(uuid.uuid4())
         context = AgentContext(
-            workspace_id=body.workspace_id, correlation_id=correlation_id, user_id=body.user_id,
-            brand_voice=body.brand_voice, quality_thresholds=body.quality_thresholds,
+            workspace_id=body.workspace_id,
+            correlation_id=correlation_id,
+            user_id=body.user_id,
+            brand_voice=body.brand_voice,
+            quality_thresholds=body.quality_thresholds,
             budget_constraints=body.budget_constraints,
         )
         critiques: list[Envelope[Any]] = []
 
         async def record(iteration: IterationRecord, draft: str) -> None:
             critique = iteration.critique
-            critiques.append(new_envelope(
-                CritiqueDone(
-                    task_id=correlation_id, stage_index=0, agent=body.agent_name,
-                    iteration=iteration.iteration, content_id=iteration.content_id,
-                    score=iteration.score, aspect_scores=critique.aspect_scores,
-                    issues=critique.issues, critique=critique.critique, threshold=0.0,
-                    provider=d.provider.name,
-                ),
-                workspace_id=body.workspace_id, context=context, user_id=body.user_id,
-                correlation_id=correlation_id,
-            ))
+            critiques.append(
+                new_envelope(
+                    CritiqueDone(
+                        task_id=correlation_id,
+                        stage_index=0,
+                        agent=body.agent_name,
+                        iteration=iteration.iteration,
+                        content_id=iteration.content_id,
+                        score=iteration.score,
+                        aspect_scores=critique.aspect_scores,
+                        issues=critique.issues,
+                        critique=critique.critique,
+                        threshold=0.0,
+                        provider=d.provider.name,
+                    ),
+                    workspace_id=body.workspace_id,
+                    context=context,
+                    user_id=body.user_id,
+                    correlation_id=correlation_id,
+                )
+            )
 
         try:
             result = await execute_with_self_correction(
-                d, body.agent_name, body.payload, context, body.config,
-                scope=correlation_id, on_critique=record,
+                d,
+                body.agent_name,
+                body.payload,
+                context,
+                body.config,
+                scope=correlation_id,
+                on_critique=record,
             )
         except BudgetExhausted as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"budget_exhausted: {exc}") from exc
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"budget_exhausted: {exc}"
+            ) from exc
         await publish(d.redis, critiques, d.settings.stream_maxlen)
-        return {"correlation_id": correlation_id, "agent_name": body.agent_name,
-                **result.as_seed_result()}
+        return {
+            "correlation_id": correlation_id,
+            "agent_name": body.agent_name,
+            **result.as_seed_result(),
+        }
 
     @app.post("/tasks", response_model=TaskAccepted, status_code=status.HTTP_202_ACCEPTED)
     async def submit_task(
@@ -143,21 +169,30 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
 
     @app.get("/tasks/{task_id}", response_model=TaskStatus)
     async def task_status(
-        task_id: str, request: Request, workspace_id: str = WorkspaceQuery,
+        task_id: str,
+        request: Request,
+        workspace_id: str = WorkspaceQuery,
         d: Deps = Depends(get_deps),
     ) -> TaskStatus:
         authorize(request, ring, workspace_id)
         view = await d.redis.hgetall(keys.task_view(workspace_id, task_id))
         if not view:
-            raise HTTPException(status.HTTP_404_NOT_FOUND,
-                                detail=f"no task {task_id} in workspace {workspace_id} (yet)")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"no task {task_id} in workspace {workspace_id} (yet)",
+            )
         details = {k.decode(): v.decode() for k, v in view.items()}
         stages_raw = await d.redis.hgetall(keys.task_stages(workspace_id, task_id))
-        stages = sorted((json.loads(v) for v in stages_raw.values()),
-                        key=lambda s: int(s["stage_index"]))
+        stages = sorted(
+            (json.loads(v) for v in stages_raw.values()), key=lambda s: int(s["stage_index"])
+        )
         return TaskStatus(
-            task_id=task_id, workspace_id=workspace_id, status=details.pop("status", "unknown"),
-            goal=details.pop("goal", None), details=details, stages=stages,
+            task_id=task_id,
+            workspace_id=workspace_id,
+            status=details.pop("status", "unknown"),
+            goal=details.pop("goal", None),
+            details=details,
+            stages=stages,
         )
 
     @app.get("/approvals")
@@ -165,11 +200,15 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         request: Request, workspace_id: str = WorkspaceQuery, d: Deps = Depends(get_deps)
     ) -> list[dict[str, Any]]:
         authorize(request, ring, workspace_id)
-        return [logic.approval_summary(r) for r in await approvals.list_pending(d.redis, workspace_id)]
+        return [
+            logic.approval_summary(r) for r in await approvals.list_pending(d.redis, workspace_id)
+        ]
 
     @app.get("/approvals/{approval_id}")
     async def get_approval(
-        approval_id: str, request: Request, workspace_id: str = WorkspaceQuery,
+        approval_id: str,
+        request: Request,
+        workspace_id: str = WorkspaceQuery,
         d: Deps = Depends(get_deps),
     ) -> dict[str, Any]:
         authorize(request, ring, workspace_id)
@@ -185,30 +224,44 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         authorize(request, ring, body.workspace_id)
         if body.decision == "changes_requested" and not body.comments:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                detail="comments: required when requesting changes")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail="comments: required when requesting changes",
+            )
         try:
             resolved = await approvals.decide(
-                d.redis, body.workspace_id, approval_id, decision=body.decision,
-                decided_by=body.decided_by, reason=body.reason, comments=body.comments,
+                d.redis,
+                body.workspace_id,
+                approval_id,
+                decision=body.decision,
+                decided_by=body.decided_by,
+                reason=body.reason,
+                comments=body.comments,
                 maxlen=d.settings.stream_maxlen,
             )
         except approvals.ApprovalNotFound as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such approval") from exc
         except approvals.ApprovalConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-        return {"approval_id": approval_id, "decision": body.decision,
-                "event_id": resolved.event_id, "decided_at": resolved.payload.decided_at}
+        return {
+            "approval_id": approval_id,
+            "decision": body.decision,
+            "event_id": resolved.event_id,
+            "decided_at": resolved.payload.decided_at,
+        }
 
     @app.put("/workspaces/{workspace_id}/checkpoints")
     async def put_checkpoints(
-        body: WorkflowCheckpoints, request: Request, workspace_id: str = WorkspacePath,
+        body: WorkflowCheckpoints,
+        request: Request,
+        workspace_id: str = WorkspacePath,
         d: Deps = Depends(get_deps),
     ) -> WorkflowCheckpoints:
         authorize(request, ring, workspace_id)
         if body.workspace_id != workspace_id:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
-                                detail="workspace_id: must match the path")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="workspace_id: must match the path"
+            )
         await d.redis.set(keys.checkpoints_config(workspace_id), body.model_dump_json())
         return body
 

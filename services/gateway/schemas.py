@@ -6,7 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import SelfCorrectionConfig, UserId, WorkflowCheckpoints, WorkspaceId
+from shared.models import (
+    BudgetConstraints,
+    QualityThresholds,
+    SelfCorrectionConfig,
+    UserId,
+    WorkflowCheckpoints,
+    WorkspaceId,
+)
 
 
 class OrchestrateRequest(BaseModel):
@@ -38,14 +45,16 @@ class SelfCorrectRequest(BaseModel):
     user_id: UserId | None = None
     config: SelfCorrectionConfig | None = None
     brand_voice: dict[str, Any] = Field(default_factory=dict)
-    quality_thresholds: dict[str, float] = Field(default_factory=dict)
-    budget_constraints: dict[str, float] = Field(default_factory=dict)
+    quality_thresholds: QualityThresholds = Field(default_factory=dict)
+    budget_constraints: BudgetConstraints = Field(default_factory=dict)
 
 
 class TaskSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = Field(min_length=1, max_length=4000, examples=["Create a blog post about AI trends"])
+    goal: str = Field(
+        min_length=1, max_length=4000, examples=["Create a blog post about AI trends"]
+    )
     workspace_id: WorkspaceId
     user_id: UserId | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -53,8 +62,8 @@ class TaskSubmission(BaseModel):
     brand_voice: dict[str, Any] = Field(default_factory=dict)
     target_icps: list[str] = Field(default_factory=list)
     user_preferences: dict[str, Any] = Field(default_factory=dict)
-    quality_thresholds: dict[str, float] = Field(default_factory=dict)
-    budget_constraints: dict[str, float] = Field(default_factory=dict)
+    quality_thresholds: QualityThresholds = Field(default_factory=dict)
+    budget_constraints: BudgetConstraints = Field(default_factory=dict)
     self_correction: SelfCorrectionConfig | None = None
     checkpoints: WorkflowCheckpoints | None = None
 

@@ -30,26 +30,34 @@ SERVICE = "memory"
 NOTHING: Sequence[Envelope[Any]] = ()
 
 
-async def _store_record(deps: Deps, tx: Pipeline, workspace_id: str, record: TaskRecord | None) -> None:
+async def _store_record(
+    deps: Deps, tx: Pipeline, workspace_id: str, record: TaskRecord | None
+) -> None:
     if record is None:
         return
     await store.index_task(deps, workspace_id, record)
     store.add_task_record(tx, workspace_id, record)
 
 
-def _routing_outcome(tx: Pipeline, workspace_id: str, task_id: str, success: bool, quality: float) -> None:
+def _routing_outcome(
+    tx: Pipeline, workspace_id: str, task_id: str, success: bool, quality: float
+) -> None:
     key = keys.routing_decision(workspace_id, task_id)
     tx.hset(key, mapping={"outcome_success": str(success).lower(), "outcome_quality": str(quality)})
     tx.expire(key, keys.TASK_HISTORY_TTL_S)
 
 
-def build(deps: Deps) -> Service:  # noqa: C901 - one small closure per subscribed event
+def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     bandit = BanditConfig()
 
     async def on_requested(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_request(event.payload, time.time()))
+        store.add_view(
+            tx,
+            event.workspace_id,
+            event.correlation_id,
+            logic.view_of_request(event.payload, time.time()),
+        )
         return NOTHING
 
     async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
@@ -57,41 +65,63 @@ def build(deps: Deps) -> Service:  # noqa: C901 - one small closure per subscrib
         key = keys.routing_decision(event.workspace_id, event.correlation_id)
         tx.hset(key, mapping=logic.routing_fields(event.payload, now))
         tx.expire(key, keys.TASK_HISTORY_TTL_S)
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_sequence(event.payload, now))
+        store.add_view(
+            tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
+        )
         return NOTHING
 
     async def on_critique(event: Envelope[CritiqueDone], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_critique(tx, event.workspace_id, event.payload.content_id,
-                           logic.critique_fields(event.payload))
+        store.add_critique(
+            tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
+        )
         return NOTHING
 
     async def on_stage(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_stage_view(tx, event.workspace_id, event.correlation_id,
-                             event.payload.workflow.stage_index, logic.view_of_stage(event.payload))
+        store.add_stage_view(
+            tx,
+            event.workspace_id,
+            event.correlation_id,
+            event.payload.workflow.stage_index,
+            logic.view_of_stage(event.payload),
+        )
         return NOTHING
 
     async def on_approval(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_approval(event.payload, time.time()))
+        store.add_view(
+            tx,
+            event.workspace_id,
+            event.correlation_id,
+            logic.view_of_approval(event.payload, time.time()),
+        )
         return NOTHING
 
-    async def on_decision(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_decision(event.payload, time.time()))
+    async def on_decision(
+        event: Envelope[ApprovalResolved], tx: Pipeline
+    ) -> Sequence[Envelope[Any]]:
+        store.add_view(
+            tx,
+            event.workspace_id,
+            event.correlation_id,
+            logic.view_of_decision(event.payload, time.time()),
+        )
         return NOTHING
 
     async def on_completed(event: Envelope[TaskCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
         done = event.payload
         now = time.time()
         await store.record_stage_outcomes(
-            deps.redis, event.workspace_id, event.event_id, done.workflow.outcomes, bandit,
+            deps.redis,
+            event.workspace_id,
+            event.event_id,
+            done.workflow.outcomes,
+            bandit,
             deps.settings.processed_ttl_s,
         )
         await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
         _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_completion(done, now))
+        store.add_view(
+            tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
+        )
         return NOTHING
 
     async def on_failed(event: Envelope[TaskFailed], tx: Pipeline) -> Sequence[Envelope[Any]]:
@@ -99,13 +129,18 @@ def build(deps: Deps) -> Service:  # noqa: C901 - one small closure per subscrib
         now = time.time()
         if failed.workflow is not None:
             await store.record_stage_outcomes(
-                deps.redis, event.workspace_id, event.event_id, failed.workflow.outcomes, bandit,
+                deps.redis,
+                event.workspace_id,
+                event.event_id,
+                failed.workflow.outcomes,
+                bandit,
                 deps.settings.processed_ttl_s,
             )
             _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_failure(failed, now))
+        store.add_view(
+            tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
+        )
         return NOTHING
 
     bus.on(TaskRequested, on_requested)

@@ -104,8 +104,12 @@ def routing_fields(chosen: SequenceChosen, now: float) -> dict[str, str]:
 
 
 def view_of_request(request: TaskRequested, now: float) -> dict[str, str]:
-    return {"status": "requested", "goal": request.goal, "created_at": str(now),
-            "updated_at": str(now)}
+    return {
+        "status": "requested",
+        "goal": request.goal,
+        "created_at": str(now),
+        "updated_at": str(now),
+    }
 
 
 def view_of_sequence(chosen: SequenceChosen, now: float) -> dict[str, str]:
@@ -121,28 +125,38 @@ def view_of_sequence(chosen: SequenceChosen, now: float) -> dict[str, str]:
 
 
 def view_of_stage(completed: StageCompleted) -> str:
-    return json.dumps({
-        "stage_index": completed.workflow.stage_index,
-        "agent": completed.agent,
-        "task_type": completed.task_type,
-        "output": completed.output,
-        "quality": completed.quality,
-        "threshold_met": completed.threshold_met,
-        "budget_exhausted": completed.budget_exhausted,
-        "provider": completed.provider,
-        "self_correction_metadata": completed.self_correction_metadata.model_dump(mode="json"),
-    })
+    return json.dumps(
+        {
+            "stage_index": completed.workflow.stage_index,
+            "agent": completed.agent,
+            "task_type": completed.task_type,
+            "output": completed.output,
+            "quality": completed.quality,
+            "threshold_met": completed.threshold_met,
+            "budget_exhausted": completed.budget_exhausted,
+            "provider": completed.provider,
+            "self_correction_metadata": completed.self_correction_metadata.model_dump(mode="json"),
+        }
+    )
 
 
 def view_of_approval(needed: ApprovalNeeded, now: float) -> dict[str, str]:
-    return {"status": "awaiting_approval", "approval_id": needed.approval_id,
-            "checkpoint": needed.checkpoint, "updated_at": str(now)}
+    return {
+        "status": "awaiting_approval",
+        "approval_id": needed.approval_id,
+        "checkpoint": needed.checkpoint,
+        "updated_at": str(now),
+    }
 
 
 def view_of_decision(resolved: ApprovalResolved, now: float) -> dict[str, str]:
     status = "running" if resolved.decision != "rejected" else "rejected"
-    return {"status": status, "last_decision": resolved.decision,
-            "decided_by": resolved.decided_by, "updated_at": str(now)}
+    return {
+        "status": status,
+        "last_decision": resolved.decision,
+        "decided_by": resolved.decided_by,
+        "updated_at": str(now),
+    }
 
 
 def view_of_completion(done: TaskCompleted, now: float) -> dict[str, str]:
@@ -159,6 +173,10 @@ def view_of_completion(done: TaskCompleted, now: float) -> dict[str, str]:
 
 
 def view_of_failure(failed: TaskFailed, now: float) -> dict[str, str]:
-    return {"status": "failed", "failure_reason": failed.reason, "error": failed.error[:2000],
-            "goal": failed.workflow.goal if failed.workflow else failed.goal,
-            "updated_at": str(now)}
+    return {
+        "status": "failed",
+        "failure_reason": failed.reason,
+        "error": failed.error[:2000],
+        "goal": failed.workflow.goal if failed.workflow else failed.goal,
+        "updated_at": str(now),
+    }

@@ -8,13 +8,13 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from services.memory.logic import index_attributes
 from shared import keys
 from shared.bandit import BanditConfig
 from shared.events import StageOutcome
 from shared.memory_store import TaskRecord
 from shared.performance import AgentPerformance, from_redis_hash, record_outcome, to_redis_hash
 from shared.runtime import Deps
-from services.memory.logic import index_attributes
 
 VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
 
@@ -93,15 +93,21 @@ async def _record_one(
                 step = int(await tx.get(step_key) or 0) + 1
                 perf = from_redis_hash(raw) if raw else AgentPerformance(agent=outcome.agent)
                 updated = record_outcome(
-                    perf, success=outcome.threshold_met, quality=outcome.quality,
-                    latency_s=outcome.duration_s, cost_usd=outcome.cost_usd,
-                    step=step, gamma=config.gamma,
+                    perf,
+                    success=outcome.threshold_met,
+                    quality=outcome.quality,
+                    latency_s=outcome.duration_s,
+                    cost_usd=outcome.cost_usd,
+                    step=step,
+                    gamma=config.gamma,
                 )
                 tx.multi()
                 tx.hset(arm_key, mapping=to_redis_hash(updated))
                 tx.set(step_key, step)
                 tx.set(marker, b"1", ex=marker_ttl_s)
-                tx.sadd(keys.performance_index(workspace_id), f"{outcome.task_type}:{outcome.agent}")
+                tx.sadd(
+                    keys.performance_index(workspace_id), f"{outcome.task_type}:{outcome.agent}"
+                )
                 await tx.execute()
                 return
             except WatchError:

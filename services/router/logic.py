@@ -46,7 +46,9 @@ def workflow_for(task_id: str, request: TaskRequested, decision: RouteDecision) 
 
 
 def sequence_chosen(workflow: Workflow, decision: RouteDecision) -> SequenceChosen:
-    return SequenceChosen(workflow=workflow, neighbours=decision.neighbours[:5], reason=decision.reason)
+    return SequenceChosen(
+        workflow=workflow, neighbours=decision.neighbours[:5], reason=decision.reason
+    )
 
 
 def routing_failed(request: TaskRequested, error: str) -> TaskFailed:

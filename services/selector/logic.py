@@ -31,7 +31,9 @@ def select_for_stage(
     )
 
 
-def stage_assigned(workflow: Workflow, task_type: str, decision: SelectionDecision) -> StageAssigned:
+def stage_assigned(
+    workflow: Workflow, task_type: str, decision: SelectionDecision
+) -> StageAssigned:
     assigned = [*workflow.assigned_agents[: workflow.stage_index], decision.agent]
     return StageAssigned(
         workflow=workflow.model_copy(update={"assigned_agents": assigned}),

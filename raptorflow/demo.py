@@ -1,0 +1,378 @@
+"""The seed's six demo flows, run through the real services on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from raptorflow.stack import LocalStack, wait_for_status, wait_for_task
+from shared import approvals
+from shared.bus import publish
+from shared.events import DEAD_LETTER_STREAM, TaskRequested, new_envelope, stream_for
+from shared.models import (
+    AgentContext,
+    CheckpointAction,
+    CheckpointCondition,
+    SelfCorrectionConfig,
+    WorkflowCheckpoint,
+    WorkflowCheckpoints,
+)
+from shared.orchestrator import (
+    evaluate_checkpoint,
+    execute_with_self_correction,
+    route,
+    select_best_agent,
+)
+from shared.runtime import Deps
+from shared.settings import Settings
+
+FIRST_GOAL = "Create a blog post about AI trends"
+SIMILAR_GOAL = "Write a blog about machine learning"
+UNRELATED_GOAL = "Audit our Kubernetes cluster costs"
+
+
+class Demo:
+    """Runs the flows in order; each prints what happened and returns whether it held."""
+
+    def __init__(self, stack: LocalStack, console: Console):
+        self.stack = stack
+        self.console = console
+        self.workspace = f"demo-{uuid.uuid4().hex[:8]}"
+        self.results: list[tuple[str, bool, str]] = []
+
+    @property
+    def deps(self) -> Deps:
+        assert self.stack.deps is not None
+        return self.stack.deps
+
+    async def submit(self, goal: str, **request: Any) -> dict[str, str]:
+        context = request.pop("context", None) or AgentContext(workspace_id=self.workspace)
+        event = new_envelope(
+            TaskRequested(goal=goal, **request),
+            workspace_id=self.workspace,
+            context=context,
+            user_id=context.user_id,
+        )
+        await publish(self.deps.redis, [event], self.deps.settings.stream_maxlen)
+        view = await wait_for_task(self.deps, self.workspace, event.correlation_id, timeout=60)
+        view["task_id"] = event.correlation_id
+        return view
+
+    def say(self, title: str, lines: list[str], ok: bool) -> None:
+        mark = "[green]held[/green]" if ok else "[red]did not hold[/red]"
+        self.console.print(Panel("\n".join(lines), title=f"{title} — {mark}", expand=False))
+        self.results.append((title, ok, lines[-1] if lines else ""))
+
+    async def flow_routing(self) -> None:
+        first = await self.submit(FIRST_GOAL)
+        decision = await route(self.deps, SIMILAR_GOAL, self.workspace)
+        novel = await route(self.deps, UNRELATED_GOAL, self.workspace, use_planner=False)
+        second = await self.submit(SIMILAR_GOAL)
+        ok = (
+            first["routing_source"] == "planner"
+            and decision.source == "memory"
+            and decision.agent_sequence == json.loads(first["agent_sequence"])
+            and novel.source != "memory"
+        )
+        self.say(
+            "1. Memory-aware routing",
+            [
+                f"'{FIRST_GOAL}': planner -> {first['agent_sequence']}, quality {first['quality']}, "
+                f"success {first['success']}",
+                f"'{SIMILAR_GOAL}': {decision.source} -> {decision.agent_sequence}, "
+                f"confidence {decision.confidence:.3f} (nearest similarity "
+                f"{decision.neighbours[0].similarity if decision.neighbours else 0:.2f})",
+                f"  ran through the services: source {second['routing_source']}, "
+                f"status {second['status']}",
+                f"'{UNRELATED_GOAL}': not reused (confidence {novel.confidence:.3f}) -> planner",
+            ],
+            ok,
+        )
+
+    async def flow_selection(self) -> None:
+        fresh = f"{self.workspace}-fresh"
+        empty = await select_best_agent(self.deps, "content_generation", fresh, "content")
+        for goal in ("Create a blog post about remote work", "Write a blog on data privacy"):
+            await self.submit(goal)
+        learned = await select_best_agent(
+            self.deps, "content_generation", self.workspace, "content", rng=random.Random(7)
+        )
+        perf = await self.deps.memory.performance_data(self.workspace)
+        table = ", ".join(
+            f"{agent}: {d['runs']} runs, success {d['success_rate']:.2f}, quality {d['mean_quality']:.2f}"
+            for agent, d in perf.get("content_generation", {}).items()
+        )
+        ok = empty.agent == "content" and empty.reason == "no_history_fallback" and bool(table)
+        self.say(
+            "2. Adaptive agent selection",
+            [
+                f"no history: {empty.agent} ({empty.reason})",
+                f"content_generation performance: {table}",
+                f"after history: {learned.agent} ({learned.reason}; posterior means "
+                + ", ".join(f"{a}={m:.2f}" for a, m in learned.posterior_means.items())
+                + ")",
+            ],
+            ok,
+        )
+
+    async def flow_self_correction(self) -> None:
+        config = SelfCorrectionConfig(
+            max_iterations=3,
+            min_quality_score=0.85,
+            improvement_threshold=0.1,
+            critique_aspects=["clarity", "persuasiveness", "brand_alignment"],
+            store_failures=True,
+        )
+        context = AgentContext(
+            workspace_id=self.workspace,
+            brand_voice={"tone": "professional", "style": "conversational"},
+        )
+        result = await execute_with_self_correction(
+            self.deps,
+            "content",
+            {"goal": "Generate blog post", "topic": "AI in healthcare"},
+            context,
+            config,
+            scope=f"{self.workspace}/demo-self-correction",
+        )
+        meta = result.metadata
+        ok = (
+            meta.threshold_met
+            and meta.iterations >= 2
+            and meta.iteration_scores[-1] > meta.iteration_scores[0]
+        )
+        self.say(
+            "3. Self-correction loop",
+            [
+                f"provider: {result.provider}",
+                "self_correction_metadata: "
+                + json.dumps(
+                    {
+                        "iterations": meta.iterations,
+                        "final_quality_score": meta.final_quality_score,
+                        "threshold_met": meta.threshold_met,
+                        "attempts": meta.attempts,
+                    }
+                ),
+                f"scores per iteration: {meta.iteration_scores}; stopped: {meta.stop_reason}",
+            ],
+            ok,
+        )
+
+    async def flow_checkpoints(self) -> None:
+        config = WorkflowCheckpoints(
+            workspace_id=self.workspace,
+            checkpoints=[
+                WorkflowCheckpoint(
+                    name="strategy_review",
+                    description="Review strategy before content generation",
+                    condition=CheckpointCondition.AFTER_STAGE,
+                    condition_params={"stage": "strategy"},
+                    action=CheckpointAction.REQUEST_APPROVAL,
+                    auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
+                    timeout_seconds=3600,
+                ),
+                WorkflowCheckpoint(
+                    name="pre_publish",
+                    description="Review before publishing",
+                    condition=CheckpointCondition.BEFORE_EXECUTION,
+                    action=CheckpointAction.REQUEST_APPROVAL,
+                    auto_approve_if={"quality_above": 0.9},
+                ),
+            ],
+        )
+        context = AgentContext(workspace_id=self.workspace)
+        auto = evaluate_checkpoint(
+            "strategy_review", config, context, {"quality_score": 0.9, "agent_success_rate": 0.85}
+        )
+        pending = evaluate_checkpoint(
+            "strategy_review", config, context, {"quality_score": 0.7, "agent_success_rate": 0.85}
+        )
+        gated = config.model_copy(
+            update={
+                "checkpoints": [
+                    config.checkpoints[0].model_copy(
+                        update={"auto_approve_if": {"quality_above": 0.99}}
+                    )
+                ]
+            }
+        )
+        task = new_envelope(
+            TaskRequested(goal="Plan a product launch strategy", checkpoints=gated),
+            workspace_id=self.workspace,
+        )
+        await publish(self.deps.redis, [task], self.deps.settings.stream_maxlen)
+        waiting = await wait_for_status(
+            self.deps, self.workspace, task.correlation_id, {"awaiting_approval"}, timeout=60
+        )
+        await approvals.decide(
+            self.deps.redis,
+            self.workspace,
+            waiting["approval_id"],
+            decision="approved",
+            decided_by="demo-reviewer",
+        )
+        done = await wait_for_task(self.deps, self.workspace, task.correlation_id)
+        ok = (
+            auto.status == "auto_approved"
+            and pending.status == "pending_approval"
+            and (done["status"] == "completed")
+        )
+        self.say(
+            "4. Human-in-the-loop checkpoints",
+            [
+                f"quality 0.9, success 0.85: {auto.status} ({'; '.join(auto.reasons)})",
+                f"quality 0.7: {pending.status} ({'; '.join(pending.reasons)})",
+                f"task paused at '{waiting['checkpoint']}' (approval {waiting['approval_id'][:8]}), "
+                f"approved by demo-reviewer -> {done['status']}",
+            ],
+            ok,
+        )
+
+    async def flow_context(self) -> None:
+        context = AgentContext(
+            workspace_id=self.workspace,
+            user_id="alice",
+            brand_voice={"tone": "professional", "style": "conversational"},
+            target_icps=["icp-saas-cto", "icp-marketing-lead"],
+            quality_thresholds={"content_quality": 0.8},
+            budget_constraints={"max_api_calls": 100},
+        )
+        view = await self.submit("Write a LinkedIn post about our AI launch", context=context)
+        carried = await self._context_in_chain(view["task_id"])
+        ok = bool(carried) and all(c for _, c in carried)
+        self.say(
+            "5. Context propagation",
+            [
+                "brand voice, ICPs, thresholds and budget in every event of the task:",
+                *[f"  {event_type}: {'yes' if c else 'NO'}" for event_type, c in carried],
+                f"task {view['status']}, LLM usage {view.get('usage')}",
+            ],
+            ok,
+        )
+
+    async def _context_in_chain(self, task_id: str) -> list[tuple[str, bool]]:
+        out = []
+        for event_type in (
+            "TaskRequested",
+            "SequenceChosen",
+            "StageAssigned",
+            "StageCleared",
+            "CritiqueDone",
+            "StageCompleted",
+            "TaskCompleted",
+        ):
+            entries = await self.deps.redis.xrevrange(stream_for(event_type), count=200)
+            for _, fields in entries:
+                data = json.loads(fields[b"__data__"])
+                if data["correlation_id"] == task_id:
+                    ctx = data["context"]
+                    out.append(
+                        (
+                            event_type,
+                            ctx["brand_voice"].get("tone") == "professional"
+                            and ctx["budget_constraints"].get("max_api_calls") == 100,
+                        )
+                    )
+                    break
+        return out
+
+    async def flow_complete(self) -> None:
+        body = {
+            "goal": "Create a blog post about AI trends for CTOs",
+            "workspace_id": self.workspace,
+            "user_id": "alice",
+            "brand_voice": {"tone": "professional"},
+            "self_correction": {"max_iterations": 3, "min_quality_score": 0.85},
+        }
+        async with httpx.AsyncClient(base_url=self.stack.gateway_url, timeout=30) as client:
+            accepted = (await client.post("/tasks", json=body)).raise_for_status().json()
+            await wait_for_task(self.deps, self.workspace, accepted["task_id"])
+            status = (
+                await client.get(
+                    f"/tasks/{accepted['task_id']}", params={"workspace_id": self.workspace}
+                )
+            ).json()
+            bad = await client.post("/tasks", json={"workspace_id": self.workspace})
+        stages = status["stages"]
+        dead = await self.deps.redis.xlen(DEAD_LETTER_STREAM)
+        ok = status["status"] == "completed" and len(stages) >= 2 and bad.status_code == 422
+        self.say(
+            "6. Complete workflow (through the HTTP gateway)",
+            [
+                f"POST /tasks -> {accepted['task_id']}; routing {status['details'].get('routing_source')}"
+                f" -> {status['details'].get('agent_sequence')}",
+                *[
+                    f"  stage {s['stage_index']} {s['agent']}: quality {s['quality']:.2f}, "
+                    f"iterations {s['self_correction_metadata']['iterations']}, provider {s['provider']}"
+                    for s in stages
+                ],
+                f"invalid body -> {bad.status_code} ({bad.json()['detail'][0]['loc']})",
+                f"dead letters: {dead}; final status {status['status']}, success "
+                f"{status['details'].get('success')}",
+            ],
+            ok,
+        )
+
+    def summary(self) -> bool:
+        table = Table(title="RaptorFlow demo")
+        table.add_column("flow")
+        table.add_column("result")
+        for title, ok, _ in self.results:
+            table.add_row(title, "[green]held[/green]" if ok else "[red]did not hold[/red]")
+        self.console.print(table)
+        return all(ok for _, ok, _ in self.results) and len(self.results) == 6
+
+
+async def run_demo(
+    settings: Settings, console: Console | None = None, *, start_redis: bool | None = None
+) -> bool:
+    console = console or Console()
+    stack = LocalStack(settings, with_gateway=True, start_redis=start_redis)
+    async with stack:
+        provider = stack.deps.provider.name if stack.deps else "?"
+        where = (
+            "embedded redis-server " + stack.settings.redis_url_value()
+            if stack.embedded_redis
+            else "REDIS_URL"
+        )
+        label = (
+            " (OFFLINE provider: deterministic rules, not a language model)"
+            if provider == "offline"
+            else ""
+        )
+        console.print(
+            f"[bold]RaptorFlow demo[/bold] on {where}; LLM provider: {provider}{label}; "
+            f"vector index: {stack.deps.index.kind if stack.deps else '?'}"
+        )
+        demo = Demo(stack, console)
+        flows: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("memory-aware routing", demo.flow_routing),
+            ("adaptive selection", demo.flow_selection),
+            ("self-correction", demo.flow_self_correction),
+            ("checkpoints", demo.flow_checkpoints),
+            ("context propagation", demo.flow_context),
+            ("complete workflow", demo.flow_complete),
+        ]
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("demo", total=len(flows))
+            for name, flow in flows:
+                progress.update(task, description=f"flow: {name}")
+                await flow()
+                progress.advance(task)
+        return demo.summary()

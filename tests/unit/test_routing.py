@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from shared.catalog import load_catalog
+from shared.events import Neighbour
+from shared.routing import (
+    PlanError,
+    RoutingParams,
+    best_reuse,
+    decide_without_planner,
+    load_params,
+    plan_sequence,
+)
+from tests.fakes.llm import ScriptedProvider
+
+CATALOG = load_catalog()
+
+
+def n(sim, seq, quality=0.9, success=True):
+    return Neighbour(goal_hash=f"h{sim}", similarity=sim, quality=quality, success=success,
+                     agent_sequence=seq)
+
+
+def test_no_neighbours_means_no_reuse():
+    assert best_reuse([], 0, load_params()) is None
+    reuse, reason = decide_without_planner(None, 0.8, CATALOG)
+    assert not reuse and "no similar" in reason
+
+
+def test_confidence_grows_with_similarity_and_agreement():
+    params = load_params()
+    close = best_reuse([n(0.9, ["content"]), n(0.85, ["content"])], 3, params)
+    far = best_reuse([n(0.3, ["content"])], 3, params)
+    split = best_reuse([n(0.9, ["content"]), n(0.89, ["research"])], 3, params)
+    assert close and far and split
+    assert close.confidence > far.confidence
+    assert close.confidence > split.confidence
+
+
+def test_vote_prefers_the_sequence_the_neighbours_agree_on():
+    params = RoutingParams(intercept=0, top_similarity=1, agreement=1, margin=0,
+                           log_distinct_sequences=0, top_quality=0)
+    pick = best_reuse([n(0.8, ["a"]), n(0.79, ["b"]), n(0.78, ["b"]), n(0.77, ["b"])], 2, params)
+    assert pick is not None and pick.agent_sequence == ["b"]
+
+
+def test_reuse_of_agents_gone_from_the_catalog_is_refused():
+    pick = best_reuse([n(0.99, ["retired_agent"])], 1, load_params())
+    reuse, reason = decide_without_planner(pick, 0.0, CATALOG)
+    assert not reuse and "retired_agent" in reason
+
+
+async def test_planner_output_is_validated_with_one_repair():
+    provider = ScriptedProvider(plan=[json.dumps({"agent_sequence": ["ghost"]}),
+                                      json.dumps({"agent_sequence": ["content", "blog_writer"]})])
+    plan, usage = await plan_sequence(provider, "Write a blog", CATALOG)
+    assert plan.agent_sequence == ["content", "blog_writer"] and usage.api_calls == 2
+    assert "ghost" in provider.requests[1].user
+
+
+async def test_planner_fails_clearly_after_the_repair():
+    provider = ScriptedProvider(plan=["{}", json.dumps({"agent_sequence": ["ghost"]})])
+    with pytest.raises(PlanError, match="after one repair"):
+        await plan_sequence(provider, "Write a blog", CATALOG)
