@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# One BLAS thread: the embedder's small matmuls get slower, not faster, with more
+# threads on a busy 2-core machine (p99 0.5-1.4 s measured with 2).
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: install run serve test test-fast lint typecheck bench schema compose-config clean
 
