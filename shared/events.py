@@ -10,7 +10,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.models import (
@@ -71,12 +78,15 @@ class Usage(BaseModel):
 
 
 class RoutingInfo(BaseModel):
-    source: Literal["memory", "planner", "requested"] = Field(
-        description="memory: a proven sequence reused; planner: newly planned; requested: given."
+    source: Literal["memory", "planner", "requested", "experiment"] = Field(
+        description="memory: a proven sequence reused; planner: newly planned; requested: given; "
+        "experiment: an A/B test's arm (experiment_id, experiment_arm)."
     )
     confidence: float = Field(ge=0, le=1, description="Probability the reused sequence is right.")
     matched_goal_hash: str | None = None
     provider: str = Field(default="offline", description="LLM provider used for planning.")
+    experiment_id: str | None = Field(default=None, description="Set when source is experiment.")
+    experiment_arm: Literal["A", "B"] | None = None
 
 
 class StageOutcome(BaseModel):
@@ -296,6 +306,15 @@ class FeedbackGiven(Payload):
     comment: str = Field(default="", max_length=2000)
 
 
+class ExperimentConcluded(Payload):
+    """An A/B test of sequences was stopped with promotion: memory stores the winner's route."""
+
+    experiment_id: str
+    winner: Literal["A", "B"]
+    agent_sequence: list[str] = Field(min_length=1)
+    mean_quality: float = Field(ge=0, le=1)
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.event_type: cls
     for cls in (
@@ -311,6 +330,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         TaskCompleted,
         TaskFailed,
         FeedbackGiven,
+        ExperimentConcluded,
     )
 }
 
@@ -333,6 +353,19 @@ class Envelope(BaseModel, Generic[P]):
     user_id: UserId | None = None
     context: AgentContext
     payload: P
+    trace_context: dict[str, str] | None = Field(
+        default=None,
+        description="Optional W3C trace context (traceparent, tracestate) of the publisher.",
+        examples=[{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}],
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_trace(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without tracing, the JSON is exactly what consumers of version 1 always read."""
+        data: dict[str, Any] = handler(self)
+        if data.get("trace_context") is None:
+            data.pop("trace_context", None)
+        return data
 
     @field_validator("schema_version")
     @classmethod

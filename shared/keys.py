@@ -91,3 +91,47 @@ def handler_error(service: str, message_id: str) -> str:
 def sequence_counts(workspace_id: str) -> str:
     """Hash: agent sequence (JSON) -> successful tasks that used it (a calibration feature)."""
     return f"memory:sequences:{workspace_id}"
+
+
+def audit(workspace_id: str) -> str:
+    """Stream of every checkpoint evaluation and decision in the workspace (capped)."""
+    return f"rf:ws:{workspace_id}:audit"
+
+
+def webhooks_config(workspace_id: str) -> str:
+    return f"rf:ws:{workspace_id}:webhooks"
+
+
+def webhook_delivery(workspace_id: str, approval_id: str) -> str:
+    """Hash: the signed body and, per target n, `n:url`, `n:attempts`, `n:last_status`..."""
+    return f"rf:ws:{workspace_id}:webhook:{approval_id}"
+
+
+def webhook_outbox() -> str:
+    """Global sorted set of `workspace|approval_id|target` by next attempt time."""
+    return "rf:webhooks:outbox"
+
+
+def experiment(workspace_id: str, experiment_id: str) -> str:
+    """JSON config of one A/B test of sequences (written by the gateway/CLI)."""
+    return f"memory:experiment:{workspace_id}:{experiment_id}"
+
+
+def experiments_index(workspace_id: str) -> str:
+    """Sorted set of experiment ids by creation time."""
+    return f"memory:experiments:{workspace_id}"
+
+
+def experiments_running(workspace_id: str) -> str:
+    """Set of running experiment ids: what the router checks on every request."""
+    return f"memory:experiments_running:{workspace_id}"
+
+
+def experiment_arm(workspace_id: str, experiment_id: str, arm: str) -> str:
+    """Hash of one arm's counters (assigned, tasks, successes, quality sums); memory writes."""
+    return f"memory:experiment:{workspace_id}:{experiment_id}:arm:{arm}"
+
+
+def experiment_goals(workspace_id: str, experiment_id: str) -> str:
+    """Hash goal_hash -> goal of the experiment's finished tasks (what promotion relabels)."""
+    return f"memory:experiment:{workspace_id}:{experiment_id}:goals"

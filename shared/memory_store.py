@@ -57,6 +57,35 @@ class TaskRecord(BaseModel):
         return cls.model_validate(data)
 
 
+class RoutingRecord(BaseModel):
+    """`memory:routing:{ws}:{task}`: how a task was routed and, later, how it turned out."""
+
+    task_id: str
+    source: str
+    confidence: float
+    agent_sequence: list[str]
+    goal_hash: str = ""
+    matched_goal_hash: str = ""
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    decided_at: float = 0.0
+    outcome_success: bool | None = None
+    outcome_quality: float | None = None
+
+    @property
+    def reuse_was_right(self) -> bool | None:
+        """For a reuse: did the reused sequence succeed (None until the outcome is in)."""
+        return self.outcome_success if self.source == "memory" else None
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> RoutingRecord:
+        data: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = key.decode() if isinstance(key, bytes) else key
+            text = value.decode() if isinstance(value, bytes) else value
+            data[name] = json.loads(text) if name in {"agent_sequence", "neighbours", "outcome_success"} else text
+        return cls.model_validate(data)
+
+
 def public_performance(perf: AgentPerformance) -> dict[str, float]:
     """The figures shown in `AgentContext.performance_data` and on the dashboard."""
     return {
@@ -113,6 +142,16 @@ class MemoryReader:
 
     async def distinct_sequences(self, workspace_id: str) -> int:
         return int(await self.redis.hlen(keys.sequence_counts(workspace_id)))
+
+    async def successful_tasks(self, workspace_id: str) -> int:
+        """Successful tasks stored (a calibration feature: how densely memory covers routes)."""
+        counts = await self.redis.hvals(keys.sequence_counts(workspace_id))
+        return sum(int(c) for c in counts)
+
+    async def routing_decision(self, workspace_id: str, task_id: str) -> RoutingRecord | None:
+        """A stored routing decision joined with the task's outcome once it is known."""
+        raw = await self.redis.hgetall(keys.routing_decision(workspace_id, task_id))
+        return RoutingRecord.from_hash(raw) if raw else None
 
     async def performance(
         self, workspace_id: str, task_type: str | None = None

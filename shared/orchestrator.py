@@ -31,6 +31,7 @@ from shared.routing import (
 )
 from shared.runtime import Deps
 from shared.self_correction import OnCritique, SelfCorrectionResult, SelfCorrector
+from shared.shared_learning import POOL_WORKSPACE, merge_pooled, opted_in
 
 
 def summarise_neighbours(neighbours: list[Neighbour], limit: int) -> list[dict[str, Any]]:
@@ -65,11 +66,32 @@ async def build_context(
     )
 
 
+async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbour], int, int]:
+    """Neighbours, distinct sequences and stored tasks the confidence is computed from.
+
+    A workspace opted in to shared learning with little history of its own also
+    draws on the anonymised pool (sequences and vectors of others, never goals).
+    """
+    k = deps.settings.memory_neighbours
+    vector = deps.memory.embed(goal)
+    neighbours = await deps.memory.similar_tasks(workspace_id, goal, k, vector=vector)
+    distinct = await deps.memory.distinct_sequences(workspace_id)
+    stored = await deps.memory.successful_tasks(workspace_id)
+    if stored < deps.settings.shared_learning_min_history and opted_in(deps.settings, workspace_id):
+        pooled = await deps.memory.similar_tasks(POOL_WORKSPACE, goal, k, vector=vector)
+        neighbours = merge_pooled(neighbours, pooled, workspace_id, k)
+        distinct = max(distinct, await deps.memory.distinct_sequences(POOL_WORKSPACE))
+        stored = max(stored, await deps.memory.successful_tasks(POOL_WORKSPACE))
+    return neighbours, distinct, stored
+
+
 async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True) -> RouteDecision:
     """Reuse a proven sequence when confident, else plan (or, without planner, say so)."""
-    neighbours = await deps.memory.similar_tasks(workspace_id, goal, deps.settings.memory_neighbours)
-    distinct = await deps.memory.distinct_sequences(workspace_id)
-    candidate = best_reuse(neighbours, distinct, load_params())
+    neighbours, distinct, stored = await recall(deps, goal, workspace_id)
+    candidate = best_reuse(
+        neighbours, distinct, load_params(), stored_tasks=stored,
+        cost=deps.catalog.sequence_cost, cost_tolerance=deps.settings.routing_cost_tolerance,
+    )
     reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
     if reuse and candidate is not None:
         return RouteDecision(
@@ -117,16 +139,25 @@ async def select_best_agent(
     deps: Deps,
     task_type: str,
     workspace_id: str,
-    fallback_agent: str,
+    fallback_agent: str | None = None,
     *,
     rng: random.Random | None = None,
 ) -> SelectionDecision:
-    """The best agent for a task type in this workspace; the fallback when there is no history."""
+    """The best agent for a task type in this workspace; the fallback when there is no history.
+
+    As in the seed, with no history the fallback (default: the catalog's first
+    agent for the type) is returned as is (`reason="no_history_fallback"`).
+    Otherwise a discounted Thompson draw over the catalog's agents for the type
+    reads the memory service's running aggregates (O(agents) hash reads, never a
+    history scan). The decision's `agent` is the seed's return value; the rest
+    says why (posterior means, explore or exploit, the fallback).
+    """
+    fallback = fallback_agent or deps.catalog.default_agent(task_type)
     stats: Mapping[str, AgentPerformance] = await deps.memory.bandit_stats(workspace_id, task_type)
     step = await deps.memory.performance_step(workspace_id, task_type)
-    candidates = deps.catalog.candidates(task_type) or [fallback_agent]
+    candidates = deps.catalog.candidates(task_type) or [fallback]
     return choose_agent(
-        candidates, stats, fallback=fallback_agent, step=step,
+        candidates, stats, fallback=fallback, step=step,
         rng=rng or random.Random(), config=BanditConfig(),
     )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,8 +24,18 @@ from shared.llm import LLMProvider, LLMRequest
 PARAMS_PATH = Path(__file__).with_name("routing_params.json")
 
 
+FEATURE_NAMES: tuple[str, ...] = (
+    "top_similarity", "agreement", "margin", "log_support", "log_distinct_sequences", "top_quality",
+    "log_tasks_per_sequence",
+)
+
+
 class RoutingParams(BaseModel):
-    """Logistic calibration of reuse confidence (fitted offline on given data)."""
+    """Logistic calibration of reuse confidence (fitted offline on given data).
+
+    One weight per name in FEATURE_NAMES; a weight absent from an older params
+    file is 0, so the feature simply does not count.
+    """
 
     intercept: float
     top_similarity: float
@@ -33,8 +43,14 @@ class RoutingParams(BaseModel):
     margin: float
     log_distinct_sequences: float
     top_quality: float
+    log_support: float = 0.0
+    log_tasks_per_sequence: float = 0.0
     similarity_power: float = Field(default=4.0, description="Vote weight = similarity ** power.")
     fitted_on: str = ""
+    fit_report: dict[str, Any] = Field(default_factory=dict, description="Held-out figures of the fit.")
+
+    def weights(self) -> list[float]:
+        return [float(getattr(self, name)) for name in FEATURE_NAMES]
 
 
 @lru_cache(maxsize=1)
@@ -43,11 +59,18 @@ def load_params(path: str | None = None) -> RoutingParams:
 
 
 class ReuseFeatures(BaseModel):
+    """What the calibrator sees about one candidate sequence and its neighbours."""
+
     top_similarity: float
     agreement: float
     margin: float
     log_distinct_sequences: float
     top_quality: float
+    log_support: float = 0.0
+    log_tasks_per_sequence: float = 0.0
+
+    def values(self) -> list[float]:
+        return [float(getattr(self, name)) for name in FEATURE_NAMES]
 
 
 class ReuseCandidate(BaseModel):
@@ -55,6 +78,7 @@ class ReuseCandidate(BaseModel):
     confidence: float
     features: ReuseFeatures
     matched_goal_hash: str
+    cost_usd: float | None = None
 
 
 def vote(neighbours: Sequence[Neighbour], power: float) -> dict[tuple[str, ...], float]:
@@ -69,52 +93,83 @@ def vote(neighbours: Sequence[Neighbour], power: float) -> dict[tuple[str, ...],
 
 def reuse_features(
     neighbours: Sequence[Neighbour], winner: tuple[str, ...], distinct_sequences: int,
-    votes: dict[tuple[str, ...], float],
+    votes: dict[tuple[str, ...], float], stored_tasks: int | None = None,
 ) -> ReuseFeatures:
+    """Features of reusing `winner`; `neighbours` sorted by similarity, most similar first.
+
+    `log_support` counts the neighbours that back the winner: ten agreeing
+    neighbours are stronger evidence than one neighbour that has no rival.
+    `log_tasks_per_sequence` says how densely memory covers each sequence: with
+    many examples per route a lone close match means more than with one or two.
+    """
+    distinct = max(distinct_sequences, 1)
+    tasks = max(stored_tasks if stored_tasks is not None else distinct, 1)
     supporters = [n for n in neighbours if tuple(n.agent_sequence) == winner]
     rivals = [n for n in neighbours if tuple(n.agent_sequence) != winner]
     best = supporters[0]
     total = sum(votes.values())
-    rival_sim = rivals[0].similarity if rivals else 0.0
+    rival_sim = max(rivals[0].similarity, 0.0) if rivals else 0.0
     return ReuseFeatures(
         top_similarity=best.similarity,
         agreement=votes[winner] / total if total > 0 else 0.0,
         margin=best.similarity - rival_sim,
-        log_distinct_sequences=math.log1p(max(distinct_sequences, 1)),
+        log_distinct_sequences=math.log1p(distinct),
         top_quality=best.quality,
+        log_support=math.log1p(len(supporters)),
+        log_tasks_per_sequence=math.log(max(tasks / distinct, 1.0)),
     )
 
 
 def confidence(features: ReuseFeatures, params: RoutingParams) -> float:
-    logit = (
-        params.intercept
-        + params.top_similarity * features.top_similarity
-        + params.agreement * features.agreement
-        + params.margin * features.margin
-        + params.log_distinct_sequences * features.log_distinct_sequences
-        + params.top_quality * features.top_quality
+    logit = params.intercept + sum(
+        w * x for w, x in zip(params.weights(), features.values(), strict=True)
     )
     return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
 
 
+def _candidate(
+    usable: Sequence[Neighbour], sequence: tuple[str, ...], distinct_sequences: int,
+    votes: dict[tuple[str, ...], float], params: RoutingParams, stored_tasks: int | None,
+) -> ReuseCandidate:
+    features = reuse_features(usable, sequence, distinct_sequences, votes, stored_tasks)
+    matched = next(n for n in usable if tuple(n.agent_sequence) == sequence)
+    return ReuseCandidate(
+        agent_sequence=list(sequence),
+        confidence=round(confidence(features, params), 4),
+        features=features,
+        matched_goal_hash=matched.goal_hash,
+    )
+
+
 def best_reuse(
-    neighbours: Sequence[Neighbour], distinct_sequences: int, params: RoutingParams
+    neighbours: Sequence[Neighbour], distinct_sequences: int, params: RoutingParams,
+    *, cost: Callable[[list[str]], float] | None = None, cost_tolerance: float = 0.02,
+    stored_tasks: int | None = None,
 ) -> ReuseCandidate | None:
-    """The sequence the neighbours vote for, with the calibrated confidence that it is right."""
+    """The sequence the neighbours vote for, with the calibrated confidence that it is right.
+
+    With `cost`, a cheaper sequence whose confidence is within `cost_tolerance`
+    of the voted one's is preferred: near-equal odds of being right, lower bill.
+    """
     usable = [n for n in neighbours if n.success and n.agent_sequence]
     if not usable:
         return None
     usable.sort(key=lambda n: n.similarity, reverse=True)
     votes = vote(usable, params.similarity_power)
     winner = max(votes, key=lambda seq: votes[seq])
-    features = reuse_features(usable, winner, distinct_sequences, votes)
-    matched = next(n for n in usable if tuple(n.agent_sequence) == winner)
-    return ReuseCandidate(
-        agent_sequence=list(winner),
-        confidence=round(confidence(features, params), 4),
-        features=features,
-        matched_goal_hash=matched.goal_hash,
-    )
+    best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks)
+    if cost is None:
+        return best
+    best.cost_usd = cost(best.agent_sequence)
+    floor = best.confidence - cost_tolerance
+    for sequence in votes:
+        if sequence == winner:
+            continue
+        other = _candidate(usable, sequence, distinct_sequences, votes, params, stored_tasks)
+        other.cost_usd = cost(other.agent_sequence)
+        if other.confidence >= floor and other.cost_usd < best.cost_usd:
+            best = other
+    return best
 
 
 class PlanError(ValueError):
@@ -173,13 +228,15 @@ async def plan_sequence(
 
 class RouteDecision(BaseModel):
     agent_sequence: list[str]
-    source: Literal["memory", "planner", "requested"]
+    source: Literal["memory", "planner", "requested", "experiment"]
     confidence: float
     neighbours: list[Neighbour] = Field(default_factory=list)
     matched_goal_hash: str | None = None
     reason: str
     provider: str
     usage: Usage = Field(default_factory=Usage)
+    experiment_id: str | None = None
+    experiment_arm: Literal["A", "B"] | None = None
 
 
 def decide_without_planner(

@@ -16,6 +16,7 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
+from shared import telemetry
 from shared.bus import ServiceBus, make_broker, make_redis
 from shared.catalog import AgentCatalog, load_catalog
 from shared.embeddings import make_embedder
@@ -62,7 +63,7 @@ async def build_deps(settings: Settings, *, provider: LLMProvider | None = None)
         settings=settings,
         redis=redis,
         catalog=load_catalog(settings.catalog_path),
-        provider=provider or make_provider(settings),
+        provider=telemetry.MeteredProvider(provider or make_provider(settings)),
         embedder=embedder,
         index=index,
         memory=MemoryReader(redis, embedder, index),
@@ -80,6 +81,7 @@ class Service:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
+        await self.bus.ensure_groups()
         await self.app.start()
         self._tasks = [
             asyncio.create_task(job(), name=f"{self.name}-bg") for job in self.background
@@ -95,9 +97,10 @@ class Service:
 
 
 def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:
-    broker = make_broker(deps.settings)
+    broker = make_broker(deps.settings, service=name)
     bus = ServiceBus(name, broker, deps.redis, deps.settings)
     service = Service(name=name, app=FastStream(broker, logger=None), bus=bus)
+    service.background.append(lambda: telemetry.watch_streams(deps.redis, bus.streams, name))
     return service, bus
 
 
@@ -114,6 +117,7 @@ async def wait_for_stop_signal() -> None:
 async def run_services(builders: list[Callable[[Deps], Service]], settings: Settings) -> None:
     """Run services in this process until a stop signal (the `python -m services.X` path)."""
     deps = await build_deps(settings)
+    telemetry.serve_metrics(settings.metrics_port)
     services = [build(deps) for build in builders]
     for service in services:
         await service.start()

@@ -31,11 +31,15 @@ OUTPUT_LIMIT = 20_000
 
 
 class BudgetExhausted(RuntimeError):
-    """The task's budget does not allow even the first call of a stage."""
+    """The task's budget does not allow the next call this stage needs."""
 
 
 class Budget(BaseModel):
-    """What is left of the task-wide budget (None: no limit)."""
+    """What is left of the task-wide budget when a stage starts (None: no limit).
+
+    A call's cost is only known after it returns, so the cost limit is enforced on a
+    projection: the calls still needed times the most expensive call seen so far.
+    """
 
     api_calls_left: int | None = None
     cost_left_usd: float | None = None
@@ -50,10 +54,15 @@ class Budget(BaseModel):
             cost_left_usd=None if cost is None else cost - spent.cost_usd,
         )
 
-    def allows(self, calls: int, spent: Usage) -> bool:
+    def allows(self, calls: int, spent: Usage, call_cost_usd: float = 0.0) -> bool:
+        """Whether `calls` more calls fit, given what this stage has `spent` so far."""
         if self.api_calls_left is not None and spent.api_calls + calls > self.api_calls_left:
             return False
-        return not (self.cost_left_usd is not None and spent.cost_usd >= self.cost_left_usd)
+        if self.cost_left_usd is None:
+            return True
+        if spent.cost_usd >= self.cost_left_usd:
+            return False
+        return spent.cost_usd + calls * call_cost_usd <= self.cost_left_usd
 
 
 class IterationRecord(BaseModel):
@@ -103,11 +112,59 @@ def _context_brief(context: AgentContext) -> str:
     return "\n".join(parts)
 
 
+ASPECT_GUIDE: dict[str, str] = {
+    "clarity": "structure, headings, sentence length; a reader gets the point on one pass",
+    "accuracy": "claims are correct, specific and sourced; no invented numbers",
+    "completeness": "every part of the goal and inputs is covered; nothing promised is missing",
+    "persuasiveness": "benefits for the target reader, evidence, a concrete call to action",
+    "brand_alignment": "tone, style and vocabulary match the brand voice given below",
+}
+
+
+def critique_system_prompt(agent: AgentSpec, aspects: list[str], brand_voice: str) -> str:
+    """The critic's instructions: calibrated scores and issues a reviser can act on."""
+    guide = "\n".join(
+        f"- {a}: {ASPECT_GUIDE.get(a, 'judge this aspect as its name says')}" for a in aspects
+    )
+    return (
+        "You are a demanding senior editor. Review a draft written by the "
+        f"'{agent.name}' agent ({agent.description}).\n"
+        f"Score each aspect from 0.0 to 1.0:\n{guide}\n"
+        f"Brand voice for brand_alignment: {brand_voice}.\n"
+        "Scale: 0.9 or more only when publishable as is; 0.7-0.9 good but needs edits; "
+        "below 0.5 major problems. Do not inflate scores.\n"
+        "issues: every concrete, fixable problem, one per item, written as "
+        '"[aspect] where (quote a few words or name the section): what is wrong -> what to '
+        'change". No generic advice. Every aspect below 0.9 needs at least one issue.\n'
+        "critique: two sentences on the draft as a whole.\n"
+        'Answer only with JSON: {"aspect_scores": {"<aspect>": <score>, ...}, '
+        '"issues": ["..."], "critique": "..."}'
+    )
+
+
+def revise_system_prompt(agent: AgentSpec, brief: str) -> str:
+    """The reviser's instructions: fix every issue, keep the rest, return only the draft."""
+    return (
+        f"{agent.prompt}\n{brief}\n"
+        "You are revising your previous draft after an editor's review. Fix every listed "
+        "issue, in order, at the place it names; keep what works; do not add new claims "
+        "without support. Return only the complete revised draft: no preamble, no list of "
+        "changes."
+    ).strip()
+
+
 class SelfCorrector:
-    """Runs the loop for one agent on one goal."""
+    """Runs the loop for one agent on one goal (one run at a time per instance).
+
+    `spent` is this run's usage so far, readable after a failure too, so the task's
+    accounting includes the calls of a stage that failed.
+    """
 
     def __init__(self, provider: LLMProvider):
         self.provider = provider
+        self.spent = Usage()
+        self._call_cost_usd = 0.0
+        self._budget = Budget()
 
     async def run(
         self,
@@ -125,21 +182,32 @@ class SelfCorrector:
         on_critique: OnCritique | None = None,
     ) -> SelfCorrectionResult:
         started = time.perf_counter()
-        budget = Budget.from_context(context, spent_before or Usage())
-        usage = Usage()
+        before = spent_before or Usage()
+        self._budget = Budget.from_context(context, before)
+        self.spent = Usage()
+        self._call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
         aspects = config.critique_aspects
-        if not budget.allows(2, usage):
-            raise BudgetExhausted(f"budget leaves too few calls to run agent {agent.name}")
+        if not self._allows(2):
+            raise BudgetExhausted(
+                f"budget leaves too few calls to run agent {agent.name} "
+                f"(spent before this stage: {before.api_calls} calls, ${before.cost_usd:.6f})"
+            )
 
-        draft, usage = await self._first_draft(
-            agent, goal, inputs, context, previous_output, reviewer_comments, usage
+        draft = await self._first_draft(
+            agent, goal, inputs, context, previous_output, reviewer_comments
         )
         records: list[IterationRecord] = []
         best_output, best_score, best_iteration = draft, -1.0, 1
         stop_reason, budget_exhausted = "max_iterations", False
         attempts = 1
         for iteration in range(1, config.max_iterations + 1):
-            critique, usage = await self._critique(agent, goal, draft, context, aspects, usage)
+            try:
+                critique = await self._critique(agent, goal, draft, context, aspects)
+            except BudgetExhausted:
+                if not records:
+                    raise
+                stop_reason, budget_exhausted = "budget_exhausted", True
+                break
             score = overall_score(critique, aspects, config.aspect_weights)
             record = IterationRecord(
                 iteration=iteration,
@@ -160,10 +228,10 @@ class SelfCorrector:
             if iteration > 1 and score - records[-2].score < config.improvement_threshold:
                 stop_reason = "small_improvement"
                 break
-            if not budget.allows(2, usage):
+            if not self._allows(2):
                 stop_reason, budget_exhausted = "budget_exhausted", True
                 break
-            draft, usage = await self._revise(agent, goal, draft, critique.issues, context, usage)
+            draft = await self._revise(agent, goal, draft, critique.issues, context)
             attempts += 1
 
         metadata = SelfCorrectionMetadata(
@@ -175,7 +243,7 @@ class SelfCorrector:
             aspect_scores=records[best_iteration - 1].critique.aspect_scores,
             best_iteration=best_iteration,
             stop_reason=stop_reason,
-            usage=usage,
+            usage=self.spent,
             duration_s=round(time.perf_counter() - started, 4),
         )
         return SelfCorrectionResult(
@@ -189,9 +257,14 @@ class SelfCorrector:
             iterations=records,
         )
 
-    async def _call(self, request: LLMRequest, usage: Usage) -> tuple[LLMReply, Usage]:
+    def _allows(self, calls: int) -> bool:
+        return self._budget.allows(calls, self.spent, self._call_cost_usd)
+
+    async def _call(self, request: LLMRequest) -> LLMReply:
         reply = await self.provider.complete(request)
-        return reply, usage.plus(reply.usage)
+        self.spent = self.spent.plus(reply.usage)
+        self._call_cost_usd = max(self._call_cost_usd, reply.usage.cost_usd)
+        return reply
 
     async def _first_draft(
         self,
@@ -201,11 +274,10 @@ class SelfCorrector:
         context: AgentContext,
         previous_output: str | None,
         reviewer_comments: list[str] | None,
-        usage: Usage,
-    ) -> tuple[str, Usage]:
+    ) -> str:
         if reviewer_comments and previous_output:
             issues = [f"reviewer: {c}" for c in reviewer_comments]
-            return await self._revise(agent, goal, previous_output, issues, context, usage)
+            return await self._revise(agent, goal, previous_output, issues, context)
         user = f"Goal: {goal}\n"
         if inputs:
             user += f"Inputs: {json.dumps(inputs)}\n"
@@ -214,7 +286,7 @@ class SelfCorrector:
         brief = _context_brief(context)
         request = LLMRequest(
             purpose="generate",
-            system=f"{agent.prompt}\n{brief}".strip(),
+            system=f"{agent.prompt}\n{brief}\nReturn only the deliverable itself.".strip(),
             user=user,
             facts={
                 "goal": goal,
@@ -223,8 +295,7 @@ class SelfCorrector:
                 "previous_output": previous_output,
             },
         )
-        reply, usage = await self._call(request, usage)
-        return reply.text, usage
+        return (await self._call(request)).text
 
     async def _critique(
         self,
@@ -233,20 +304,12 @@ class SelfCorrector:
         draft: str,
         context: AgentContext,
         aspects: list[str],
-        usage: Usage,
-    ) -> tuple[Critique, Usage]:
+    ) -> Critique:
         brand = json.dumps(context.brand_voice) if context.brand_voice else "none given"
-        system = (
-            "You are a demanding editor. Score the draft on each aspect from 0 to 1 "
-            "(0.9+ only for publishable work) and list concrete, fixable issues, each naming "
-            "where in the draft it occurs and what to change. For brand_alignment, judge "
-            f"against this brand voice: {brand}. Answer only with JSON: "
-            '{"aspect_scores": {aspect: score}, "issues": [..], "critique": ".."}'
-        )
         user = f"Goal: {goal}\nAspects: {', '.join(aspects)}\n\nDraft:\n{draft}"
         request = LLMRequest(
             purpose="critique",
-            system=system,
+            system=critique_system_prompt(agent, aspects, brand),
             user=user,
             json_schema=critique_json_schema(aspects),
             schema_name="critique",
@@ -257,19 +320,24 @@ class SelfCorrector:
                 "brand_voice": context.brand_voice,
             },
         )
-        reply, usage = await self._call(request, usage)
+        reply = await self._call(request)
         try:
-            return parse_critique(reply.text, aspects), usage
+            return parse_critique(reply.text, aspects)
         except CritiqueParseError as first_error:
+            if not self._allows(1):
+                raise BudgetExhausted(
+                    f"critique was invalid ({first_error}) and the budget leaves no call to "
+                    "repair it"
+                ) from first_error
             repair = request.model_copy(
                 update={
                     "user": f"{user}\n\nYour previous answer was invalid ({first_error}). "
-                    "Answer again with valid JSON only.",
+                    "Answer again with valid JSON only, scoring every aspect listed.",
                 }
             )
-            reply, usage = await self._call(repair, usage)
+            reply = await self._call(repair)
             try:
-                return parse_critique(reply.text, aspects), usage
+                return parse_critique(reply.text, aspects)
             except CritiqueParseError as second_error:
                 raise CritiqueParseError(
                     f"critic gave no valid critique after one repair: {second_error}"
@@ -282,14 +350,14 @@ class SelfCorrector:
         draft: str,
         issues: list[str],
         context: AgentContext,
-        usage: Usage,
-    ) -> tuple[str, Usage]:
-        issue_list = "\n".join(f"- {i}" for i in issues) or "- (no specific issues)"
-        brief = _context_brief(context)
+    ) -> str:
+        issue_list = (
+            "\n".join(f"{n}. {i}" for n, i in enumerate(issues, 1))
+            or "1. (no specific issues: tighten and polish)"
+        )
         request = LLMRequest(
             purpose="revise",
-            system=f"{agent.prompt}\n{brief}\nRevise the draft so that every issue is fixed; "
-            "keep what works; return only the revised draft.".strip(),
+            system=revise_system_prompt(agent, _context_brief(context)),
             user=f"Goal: {goal}\n\nIssues to fix:\n{issue_list}\n\nPrevious draft:\n{draft}",
             facts={
                 "draft": draft,
@@ -298,5 +366,4 @@ class SelfCorrector:
                 "brand_voice": context.brand_voice,
             },
         )
-        reply, usage = await self._call(request, usage)
-        return reply.text, usage
+        return (await self._call(request)).text

@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     reuse_confidence: float = Field(default=0.8, ge=0, le=1)
     memory_neighbours: int = Field(default=10, ge=1, le=100)
     context_history_limit: int = Field(default=10, ge=0, le=100)
+    routing_cost_tolerance: float = Field(
+        default=0.02, ge=0, le=1,
+        description="Prefer a cheaper remembered sequence whose confidence is within this of the best.",
+    )
+    shared_learning_workspaces: str = Field(
+        default="",
+        description="Comma-separated workspaces opted in to cross-workspace learning ('*' = all); "
+        "empty = off. They share anonymised successes (no goal text) and draw on others'.",
+    )
+    shared_learning_min_history: int = Field(
+        default=20, ge=0, description="An opted-in workspace draws on the pool below this many tasks."
+    )
 
     consumer_name: str = Field(default_factory=_default_consumer_name)
     poll_interval_ms: int = Field(default=100, ge=1)
@@ -68,6 +80,12 @@ class Settings(BaseSettings):
 
     price_per_1k_prompt_usd: float = Field(default=0.00015, ge=0)
     price_per_1k_completion_usd: float = Field(default=0.0006, ge=0)
+    price_table: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Per-model USD per 1k (prompt, completion) tokens, as JSON, e.g. "
+        '{"gpt-4o": [0.0025, 0.01]}; a model found here (exact name, else longest prefix) '
+        "overrides the flat price_per_1k_* pair.",
+    )
 
     def redis_url_value(self) -> str:
         return self.redis_url.get_secret_value()

@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.checkpoint import logic
-from shared import approvals, keys
+from shared import approvals, audit, keys
 from shared.events import (
     ApprovalNeeded,
     ApprovalResolved,
@@ -53,6 +53,36 @@ async def agent_success_rate(
     return perf.success_rate if perf is not None and perf.runs else None
 
 
+def _audit_evaluations(
+    tx: Pipeline,
+    workspace_id: str,
+    evaluated: logic.Evaluated,
+    needed: ApprovalNeeded | None,
+    agent: str = "",
+    workflow: Workflow | None = None,
+) -> None:
+    """Audit every evaluation in the handler's transaction, beside the outputs it caused."""
+    flow = needed.workflow if needed is not None else workflow
+    if flow is None:
+        return
+    for checkpoint, evaluation in evaluated:
+        waits = needed is not None and needed.checkpoint == checkpoint.name
+        audit.add_entry(
+            tx,
+            workspace_id,
+            audit.evaluation_entry(
+                flow.task_id,
+                evaluation,
+                condition=checkpoint.condition,
+                agent=needed.agent if needed is not None else agent,
+                stage_index=flow.stage_index,
+                approval_id=needed.approval_id if waits and needed is not None else None,
+            ),
+        )
+        if waits:
+            break  # later checkpoints of this stage were not asked; do not audit them
+
+
 async def on_stage_assigned(
     event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
@@ -66,7 +96,7 @@ async def on_stage_assigned(
             deps, event.workspace_id, assigned.task_type, assigned.agent
         ),
     }
-    pending = logic.first_pending(
+    evaluated = logic.evaluate_applicable(
         config,
         CheckpointCondition.BEFORE_EXECUTION,
         assigned.agent,
@@ -74,7 +104,9 @@ async def on_stage_assigned(
         event.context,
         data,
     )
+    pending = logic.first_pending_of(evaluated)
     if pending is None or config is None:
+        _audit_evaluations(tx, event.workspace_id, evaluated, None, assigned.agent, workflow)
         return [event.follow(logic.cleared(assigned))]
     checkpoint, evaluation = pending
     needed = event.follow(
@@ -89,6 +121,7 @@ async def on_stage_assigned(
         )
     )
     approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
+    _audit_evaluations(tx, event.workspace_id, evaluated, needed.payload)
     return [needed]
 
 
@@ -105,7 +138,7 @@ async def on_stage_completed(
             deps, event.workspace_id, completed.task_type, completed.agent
         ),
     }
-    pending = logic.first_pending(
+    evaluated = logic.evaluate_applicable(
         config,
         CheckpointCondition.AFTER_STAGE,
         completed.agent,
@@ -113,8 +146,10 @@ async def on_stage_completed(
         event.context,
         data,
     )
+    pending = logic.first_pending_of(evaluated)
     now = datetime.now(UTC)
     if pending is None or config is None:
+        _audit_evaluations(tx, event.workspace_id, evaluated, None, completed.agent, workflow)
         return [event.follow(logic.finish_stage(workflow, outcome, completed.output, now))]
     checkpoint, evaluation = pending
     needed = event.follow(
@@ -131,6 +166,7 @@ async def on_stage_completed(
         )
     )
     approvals.add_create(tx, needed, now.timestamp())
+    _audit_evaluations(tx, event.workspace_id, evaluated, needed.payload)
     return [needed]
 
 

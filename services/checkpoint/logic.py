@@ -38,6 +38,33 @@ def approval_id_for(
     return str(uuid.uuid5(_APPROVAL_NS, f"{task_id}/{stage_index}/{condition}/{name}/{revision}"))
 
 
+Evaluated = list[tuple[WorkflowCheckpoint, CheckpointEvaluation]]
+
+
+def evaluate_applicable(
+    config: WorkflowCheckpoints | None,
+    condition: CheckpointCondition,
+    agent: str,
+    stage_index: int,
+    context: AgentContext,
+    execution_data: dict[str, float | None],
+) -> Evaluated:
+    """Every applicable checkpoint with its evaluation, in order (each one is audited)."""
+    if config is None:
+        return []
+    return [
+        (checkpoint, evaluate_checkpoint(checkpoint.name, config, context, execution_data))
+        for checkpoint in applicable_checkpoints(config, condition, agent, stage_index)
+    ]
+
+
+def first_pending_of(
+    evaluated: Evaluated,
+) -> tuple[WorkflowCheckpoint, CheckpointEvaluation] | None:
+    """The first checkpoint that does not auto-approve: the workflow waits on it alone."""
+    return next((pair for pair in evaluated if pair[1].status == "pending_approval"), None)
+
+
 def first_pending(
     config: WorkflowCheckpoints | None,
     condition: CheckpointCondition,
@@ -47,13 +74,9 @@ def first_pending(
     execution_data: dict[str, float | None],
 ) -> tuple[WorkflowCheckpoint, CheckpointEvaluation] | None:
     """The first applicable checkpoint that does not auto-approve, with its evaluation."""
-    if config is None:
-        return None
-    for checkpoint in applicable_checkpoints(config, condition, agent, stage_index):
-        evaluation = evaluate_checkpoint(checkpoint.name, config, context, execution_data)
-        if evaluation.status == "pending_approval":
-            return checkpoint, evaluation
-    return None
+    return first_pending_of(
+        evaluate_applicable(config, condition, agent, stage_index, context, execution_data)
+    )
 
 
 def deadline_for(

@@ -1,4 +1,12 @@
-"""Corrector service: StageCleared -> CritiqueDone (each iteration) ... StageCompleted."""
+"""Corrector service: StageCleared -> CritiqueDone (each iteration) ... StageCompleted.
+
+Budget: a stage the task's budget cannot start (or whose first critique cannot be
+repaired within it) ends the task as TaskFailed(budget_exhausted); a stage that runs
+out mid-loop completes with its best attempt, flagged budget_exhausted, and the next
+stage then fails the task. An LLM that still fails after the client's retries ends the
+task as TaskFailed(error) naming the call. Either way the critiques already made are
+published with the outcome, in the same transaction that acks the message.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +41,9 @@ async def on_stage_cleared(
         payload = logic.critique_done(cleared, record, threshold, deps.provider.name)
         critiques.append(event.follow(payload, key=str(record.iteration)))
 
+    corrector = SelfCorrector(deps.provider)
     try:
-        result = await SelfCorrector(deps.provider).run(
+        result = await corrector.run(
             agent=agent,
             goal=workflow.goal,
             inputs=workflow.inputs,
@@ -48,9 +57,11 @@ async def on_stage_cleared(
             on_critique=publish_critique,
         )
     except BudgetExhausted as exc:
-        return [event.follow(logic.stage_failed(cleared, "budget_exhausted", str(exc)))]
+        failed = logic.stage_failed(cleared, "budget_exhausted", str(exc), corrector.spent)
+        return [*critiques, event.follow(failed)]
     except (LLMError, CritiqueParseError) as exc:
-        return [*critiques, event.follow(logic.stage_failed(cleared, "error", str(exc)))]
+        failed = logic.stage_failed(cleared, "error", str(exc), corrector.spent)
+        return [*critiques, event.follow(failed)]
     return [*critiques, event.follow(logic.stage_completed(cleared, result))]
 
 

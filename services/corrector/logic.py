@@ -8,6 +8,7 @@ from shared.events import (
     StageCleared,
     StageCompleted,
     TaskFailed,
+    Usage,
     Workflow,
 )
 from shared.models import AgentContext, SelfCorrectionConfig
@@ -65,9 +66,15 @@ def stage_completed(cleared: StageCleared, result: SelfCorrectionResult) -> Stag
     )
 
 
-def stage_failed(cleared: StageCleared, reason: str, error: str) -> TaskFailed:
+def stage_failed(
+    cleared: StageCleared, reason: str, error: str, spent: Usage | None = None
+) -> TaskFailed:
+    """The task ends here; the calls this stage made still count in the task's usage."""
+    workflow = cleared.workflow
+    if spent is not None:
+        workflow = workflow.model_copy(update={"usage": workflow.usage.plus(spent)})
     return TaskFailed(
-        workflow=cleared.workflow,
+        workflow=workflow,
         goal=cleared.workflow.goal,
         reason=reason,  # type: ignore[arg-type]
         error=error,

@@ -10,8 +10,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 
-from services.gateway import logic
-from services.gateway.auth import KeyRing, authorize
+from services.gateway import logic, ui, workspace_api
+from services.gateway.auth import KeyRing, authorize, decider
+from services.gateway.learning_routes import learning_router
+from services.gateway.metrics import add_metrics_route
 from services.gateway.schemas import (
     ContextSummary,
     DecisionRequest,
@@ -24,9 +26,15 @@ from services.gateway.schemas import (
 )
 from shared import approvals, keys
 from shared.bus import publish
+from shared.critique import CritiqueParseError
 from shared.events import CritiqueDone, Envelope, new_envelope
+from shared.llm import LLMError
 from shared.models import AgentContext, WorkflowCheckpoints
-from shared.orchestrator import execute_with_self_correction, route_with_context
+from shared.orchestrator import (
+    execute_with_self_correction,
+    quality_threshold,
+    route_with_context,
+)
 from shared.runtime import Deps, build_deps
 from shared.self_correction import BudgetExhausted, IterationRecord
 from shared.settings import Settings
@@ -112,6 +120,8 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
             budget_constraints=body.budget_constraints,
         )
         critiques: list[Envelope[Any]] = []
+        agent = d.catalog.get(body.agent_name)
+        threshold = quality_threshold(d, body.config, context, agent.task_type)
 
         async def record(iteration: IterationRecord, draft: str) -> None:
             critique = iteration.critique
@@ -127,7 +137,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                         aspect_scores=critique.aspect_scores,
                         issues=critique.issues,
                         critique=critique.critique,
-                        threshold=0.0,
+                        threshold=threshold,
                         provider=d.provider.name,
                     ),
                     workspace_id=body.workspace_id,
@@ -148,13 +158,19 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                 on_critique=record,
             )
         except BudgetExhausted as exc:
+            await publish(d.redis, critiques, d.settings.stream_maxlen)
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail=f"budget_exhausted: {exc}"
             ) from exc
+        except (LLMError, CritiqueParseError) as exc:
+            # The critiques made before the failure are still worth keeping.
+            await publish(d.redis, critiques, d.settings.stream_maxlen)
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"llm_error: {exc}") from exc
         await publish(d.redis, critiques, d.settings.stream_maxlen)
         return {
             "correlation_id": correlation_id,
             "agent_name": body.agent_name,
+            "threshold": threshold,
             **result.as_seed_result(),
         }
 
@@ -222,7 +238,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     async def decide(
         approval_id: str, body: DecisionRequest, request: Request, d: Deps = Depends(get_deps)
     ) -> dict[str, Any]:
-        authorize(request, ring, body.workspace_id)
+        decided_by = decider(authorize(request, ring, body.workspace_id), body.decided_by)
         if body.decision == "changes_requested" and not body.comments:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -234,7 +250,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
                 body.workspace_id,
                 approval_id,
                 decision=body.decision,
-                decided_by=body.decided_by,
+                decided_by=decided_by,
                 reason=body.reason,
                 comments=body.comments,
                 maxlen=d.settings.stream_maxlen,
@@ -246,6 +262,7 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         return {
             "approval_id": approval_id,
             "decision": body.decision,
+            "decided_by": decided_by,
             "event_id": resolved.event_id,
             "decided_at": resolved.payload.decided_at,
         }
@@ -275,4 +292,8 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
             return WorkflowCheckpoints(workspace_id=workspace_id)
         return WorkflowCheckpoints.model_validate_json(raw)
 
+    app.include_router(workspace_api.router(ring))
+    app.include_router(ui.router(ring))
+    add_metrics_route(app)
+    app.include_router(learning_router(ring))
     return app

@@ -88,6 +88,8 @@ class DecisionRequest(BaseModel):
 
     workspace_id: WorkspaceId
     decision: Literal["approved", "rejected", "changes_requested"]
-    decided_by: UserId
+    decided_by: UserId | None = Field(
+        default=None, description="Required unless the API key names its user (then it must match)."
+    )
     reason: str = Field(default="", max_length=2000)
     comments: list[str] = Field(default_factory=list, max_length=20)

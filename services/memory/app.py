@@ -9,8 +9,8 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from services.memory import logic, store
-from shared import keys
+from services.memory import learning, logic, store
+from shared import keys, telemetry
 from shared.bandit import BanditConfig
 from shared.events import (
     ApprovalNeeded,
@@ -35,7 +35,7 @@ async def _store_record(
 ) -> None:
     if record is None:
         return
-    await store.index_task(deps, workspace_id, record)
+    await store.index_task(deps, workspace_id, record, tx=tx)
     store.add_task_record(tx, workspace_id, record)
 
 
@@ -64,6 +64,7 @@ def build(deps: Deps) -> Service:
         now = time.time()
         key = keys.routing_decision(event.workspace_id, event.correlation_id)
         tx.hset(key, mapping=logic.routing_fields(event.payload, now))
+        learning.record_assignment(tx, event.workspace_id, event.payload.workflow)
         tx.expire(key, keys.TASK_HISTORY_TTL_S)
         store.add_view(
             tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
@@ -84,6 +85,9 @@ def build(deps: Deps) -> Service:
             event.payload.workflow.stage_index,
             logic.view_of_stage(event.payload),
         )
+        budget_stop = logic.view_of_budget_stop(event.payload)
+        if budget_stop:
+            store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
         return NOTHING
 
     async def on_approval(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
@@ -119,6 +123,7 @@ def build(deps: Deps) -> Service:
         )
         await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
         _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
+        learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
         store.add_view(
             tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
         )
@@ -137,6 +142,7 @@ def build(deps: Deps) -> Service:
                 deps.settings.processed_ttl_s,
             )
             _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
+            learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
         store.add_view(
             tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
@@ -149,6 +155,7 @@ def build(deps: Deps) -> Service:
     bus.on(StageCompleted, on_stage)
     bus.on(ApprovalNeeded, on_approval)
     bus.on(ApprovalResolved, on_decision)
-    bus.on(TaskCompleted, on_completed)
-    bus.on(TaskFailed, on_failed)
+    bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome)
+    bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome)
+    learning.subscribe(bus, deps, bandit)
     return service

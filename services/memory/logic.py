@@ -135,9 +135,15 @@ def view_of_stage(completed: StageCompleted) -> str:
             "threshold_met": completed.threshold_met,
             "budget_exhausted": completed.budget_exhausted,
             "provider": completed.provider,
+            "usage": completed.self_correction_metadata.usage.model_dump(mode="json"),
             "self_correction_metadata": completed.self_correction_metadata.model_dump(mode="json"),
         }
     )
+
+
+def view_of_budget_stop(completed: StageCompleted) -> dict[str, str]:
+    """Marks the task when a stage stopped for budget (it keeps running with its best)."""
+    return {"budget_exhausted": "true"} if completed.budget_exhausted else {}
 
 
 def view_of_approval(needed: ApprovalNeeded, now: float) -> dict[str, str]:
@@ -173,10 +179,15 @@ def view_of_completion(done: TaskCompleted, now: float) -> dict[str, str]:
 
 
 def view_of_failure(failed: TaskFailed, now: float) -> dict[str, str]:
-    return {
+    view = {
         "status": "failed",
         "failure_reason": failed.reason,
         "error": failed.error[:2000],
         "goal": failed.workflow.goal if failed.workflow else failed.goal,
         "updated_at": str(now),
     }
+    if failed.workflow is not None:
+        view["usage"] = failed.workflow.usage.model_dump_json()
+    if failed.reason == "budget_exhausted":
+        view["budget_exhausted"] = "true"
+    return view

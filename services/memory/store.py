@@ -9,8 +9,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.memory.logic import index_attributes
-from shared import keys
+from shared import keys, shared_learning
 from shared.bandit import BanditConfig
+from shared.embeddings.base import Vectors as Vector
 from shared.events import StageOutcome
 from shared.memory_store import TaskRecord
 from shared.performance import AgentPerformance, from_redis_hash, record_outcome, to_redis_hash
@@ -30,10 +31,31 @@ def add_task_record(tx: Pipeline, workspace_id: str, record: TaskRecord) -> None
         tx.hincrby(keys.sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
 
 
-async def index_task(deps: Deps, workspace_id: str, record: TaskRecord) -> None:
-    """Embed the goal and upsert it in the workspace's vector index (idempotent)."""
-    vector = deps.embedder.embed_one(record.goal)
-    await deps.index.add(workspace_id, record.goal_hash, vector, index_attributes(record))
+async def index_task(
+    deps: Deps,
+    workspace_id: str,
+    record: TaskRecord,
+    *,
+    vector: Vector | None = None,
+    tx: Pipeline | None = None,
+) -> None:
+    """Embed the goal (unless given) and upsert it in the workspace's vector index (idempotent).
+
+    A success of a workspace that opted in to shared learning also goes to the
+    shared pool, as (vector, sequence, quality) under an anonymous id: never its goal.
+    """
+    embedded = deps.embedder.embed_one(record.goal) if vector is None else vector
+    await deps.index.add(workspace_id, record.goal_hash, embedded, index_attributes(record))
+    if record.success and shared_learning.opted_in(deps.settings, workspace_id):
+        item = shared_learning.pool_item_id(workspace_id, record.goal_hash)
+        await deps.index.add(shared_learning.POOL_WORKSPACE, item, embedded,
+                             shared_learning.pool_attributes(record, workspace_id))
+        # A counter is not idempotent: on the handler's transaction it counts once per event.
+        counts = keys.sequence_counts(shared_learning.POOL_WORKSPACE)
+        if tx is not None:
+            tx.hincrby(counts, json.dumps(record.agent_sequence), 1)
+        else:
+            await deps.redis.hincrby(counts, json.dumps(record.agent_sequence), 1)
 
 
 def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:
@@ -42,10 +64,30 @@ def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[
     tx.expire(key, keys.CRITIQUE_TTL_S)
 
 
+# A task's events arrive on different streams, so memory may see TaskCompleted before
+# that task's TaskRequested (after a restart, or with replicas): a status may only move
+# forward. Terminal statuses stay; "requested" never overwrites a status.
+_UPDATE_VIEW = """
+local current = redis.call('HGET', KEYS[1], 'status')
+local status = ARGV[2]
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+local terminal = {completed = true, failed = true, rejected = true}
+if status ~= '' and not (current and (terminal[current] and not terminal[status]
+    or status == 'requested')) then
+  redis.call('HSET', KEYS[1], 'status', status)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
 def add_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
     key = keys.task_view(workspace_id, task_id)
-    tx.hset(key, mapping=fields)
-    tx.expire(key, VIEW_TTL_S)
+    rest = {k: v for k, v in fields.items() if k != "status"}
+    args = [str(VIEW_TTL_S), fields.get("status", "")]
+    for name, value in rest.items():
+        args += [name, value]
+    tx.eval(_UPDATE_VIEW, 1, key, *args)
 
 
 def add_stage_view(tx: Pipeline, workspace_id: str, task_id: str, index: int, stage: str) -> None:

@@ -9,6 +9,7 @@ from redis.asyncio.client import Pipeline
 
 from services.router import logic
 from shared.events import Envelope, TaskRequested
+from shared.experiment_store import experiment_route
 from shared.llm import LLMError
 from shared.orchestrator import build_context, route
 from shared.routing import PlanError
@@ -22,8 +23,10 @@ async def on_task_requested(
 ) -> Sequence[Envelope[Any]]:
     request = event.payload
     try:
-        decision = logic.requested_route(request, deps.catalog) or await route(
-            deps, request.goal, event.workspace_id
+        decision = (
+            logic.requested_route(request, deps.catalog)
+            or await experiment_route(deps, request.goal, event.workspace_id, event.correlation_id)
+            or await route(deps, request.goal, event.workspace_id)
         )
     except (logic.InvalidRequestedSequence, PlanError, LLMError) as exc:
         return [event.follow(logic.routing_failed(request, str(exc)))]

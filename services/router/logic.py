@@ -38,6 +38,8 @@ def workflow_for(task_id: str, request: TaskRequested, decision: RouteDecision) 
             confidence=decision.confidence,
             matched_goal_hash=decision.matched_goal_hash,
             provider=decision.provider,
+            experiment_id=decision.experiment_id,
+            experiment_arm=decision.experiment_arm,
         ),
         usage=decision.usage,
         self_correction=request.self_correction,

@@ -59,7 +59,7 @@ _MODELS: dict[Path, _Model] = {}
 
 
 def _load(model_dir: Path) -> _Model:
-    """Read weights and tokenizer once per process and directory (~0.3 s, ~90 MB)."""
+    """Read weights and tokenizer once per process and directory (~0.1-0.3 s, ~90 MB)."""
     with _LOAD_LOCK:
         cached = _MODELS.get(model_dir)
         if cached is not None:

@@ -1,0 +1,116 @@
+"""The published contract: the AsyncAPI document of every stream, and the envelope schema.
+
+Generated from the services' own subscribers (FastStream), so it cannot drift from
+the code; `make docs` writes both under docs/ and a test fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, SecretStr
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from redis.asyncio import Redis
+
+from raptorflow.registry import STREAM_SERVICES
+from shared.catalog import load_catalog
+from shared.events import (
+    EVENT_TYPES,
+    SCHEMA_VERSION,
+    envelope_class,
+    envelope_json_schema,
+    stream_for,
+)
+from shared.offline_llm import OfflineProvider
+from shared.runtime import Deps
+from shared.settings import Settings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+ASYNCAPI_FILE = DOCS / "asyncapi.json"
+SCHEMA_FILE = DOCS / "envelope.schema.json"
+DOCS_REDIS_URL = "redis://redis:6379/0"
+
+
+def _offline_deps() -> Deps:
+    """Just enough to build each service's subscribers: nothing here touches Redis."""
+    settings = Settings(redis_url=SecretStr(DOCS_REDIS_URL), consumer_name="<hostname>-<pid>")
+    return Deps(
+        settings=settings,
+        redis=Redis.from_url(DOCS_REDIS_URL),
+        catalog=load_catalog(None),
+        provider=OfflineProvider(),
+        embedder=cast(Any, None),
+        index=cast(Any, None),
+        memory=cast(Any, None),
+    )
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """AsyncAPI 3.0 over the brokers of all stream services (gateway publishes only)."""
+    deps = _offline_deps()
+    brokers = [STREAM_SERVICES[name](deps).bus.broker for name in sorted(STREAM_SERVICES)]
+    spec = AsyncAPI(
+        *brokers,
+        title="RaptorFlow events",
+        version=f"envelope-v{SCHEMA_VERSION}",
+        description=(
+            "One Redis stream per event type; each service reads with its own consumer "
+            "group. Every message is one stream entry whose single field `__data__` holds "
+            "the envelope JSON (see envelope.schema.json)."
+        ),
+        schema_version="3.0.0",
+    )
+    document: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    return with_envelope_payloads(document)
+
+
+def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
+    """Put each stream's envelope schema in its messages.
+
+    Our subscribers take the raw stream message (to ack in our own transaction and
+    dead-letter what does not parse), so FastStream sees no payload type; the
+    stream's address names the event type, whose envelope model we know.
+    """
+    types = {stream_for(name): cls for name, cls in EVENT_TYPES.items()}
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()
+    ]
+    refs, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("EmptyPayload", None)
+    schemas.update(defs["$defs"])
+    messages = document["components"].get("messages", {})
+    for channel in document.get("channels", {}).values():
+        payload_type = types.get(channel.get("address", ""))
+        if payload_type is None:
+            continue
+        for message_ref in channel.get("messages", {}).values():
+            name = message_ref["$ref"].rsplit("/", 1)[-1]
+            ref = refs[(envelope_class(payload_type), "validation")]
+            messages[name]["payload"] = ref
+            messages[name]["contentType"] = "application/json"
+            messages[name]["correlationId"] = {"location": "$message.payload#/correlation_id"}
+    return document
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def expected_files() -> dict[Path, str]:
+    return {
+        ASYNCAPI_FILE: render(asyncapi_document()),
+        SCHEMA_FILE: render(envelope_json_schema()),
+    }
+
+
+def write_docs() -> list[Path]:
+    DOCS.mkdir(exist_ok=True)
+    written = []
+    for path, text in expected_files().items():
+        path.write_text(text)
+        written.append(path)
+    return written

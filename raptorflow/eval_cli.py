@@ -1,0 +1,63 @@
+"""`raptorflow eval ...`: the typer sub-app; I/O only, the scoring is in raptorflow/evaluation.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from raptorflow.evaluation import dumps, load_rows, run_routing_eval
+from shared.redis_server import RedisServer
+from shared.runtime import build_deps
+from shared.settings import Settings
+
+eval_app = typer.Typer(help="Measure the system on labelled data.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+async def _evaluate(settings: Settings, data: Path, memory: Path | None, keep: bool) -> dict[str, Any]:
+    """Fresh workspace on REDIS_URL, or on an embedded Redis when none is configured."""
+    server = None
+    if not (os.environ.get("REDIS_URL") or os.environ.get("RAPTORFLOW_REDIS_URL")):
+        server = RedisServer().start()
+        settings = settings.model_copy(update={"redis_url": SecretStr(server.url)})
+    settings = settings.model_copy(update={"llm_provider": "offline"})
+    rows, preload = load_rows(data), load_rows(memory) if memory else []
+    deps = await build_deps(settings)
+    try:
+        with Progress(TextColumn("routing eval"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            bar = progress.add_task("rows", total=len(rows) + sum(1 for r in preload if r.agent_sequence))
+            return await run_routing_eval(deps, rows, preload, lambda: progress.advance(bar), keep=keep)
+    finally:
+        await deps.close()
+        if server is not None:
+            server.stop()
+
+
+@eval_app.command("routing")
+def routing(
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="JSONL: goal, agent_sequence."),
+    memory: Path | None = typer.Option(None, "--memory", exists=True, dir_okay=False,
+                                       help="JSONL stored as successful tasks first."),
+    as_json: bool = typer.Option(False, "--json", help="Last line: one JSON object of metrics."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the eval workspace in Redis."),
+) -> None:
+    """Replay labelled requests through the router (planner-free) and score reuse."""
+    result = asyncio.run(_evaluate(Settings(), data, memory, keep))
+    if as_json:
+        print(dumps(result))
+        return
+    for key, value in result.items():
+        if key != "pr_curve":
+            out.print(f"{key:>24}: {value}")
+    for point in result["pr_curve"]:
+        out.print(f"  threshold {point['threshold']}: " + ", ".join(
+            f"{k} {v}" for k, v in point.items() if k != "threshold"))
