@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # threads on a busy 2-core machine (p99 0.5-1.4 s measured with 2).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run serve test test-fast lint typecheck bench schema docs prometheus-bin compose-config clean
+.PHONY: install run serve test test-fast lint typecheck bench schema docs prometheus-bin browser-bin compose-config clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_UR
 serve: install  ## every service and the gateway in one process, until Ctrl+C
 	$(VENV)/bin/raptorflow run
 
-test: install prometheus-bin  ## the whole suite against a real Redis
+test: install prometheus-bin browser-bin  ## the whole suite against a real Redis
 	$(PY) -m pytest
 
 test-fast: install
@@ -50,6 +50,12 @@ docs: install  ## regenerate docs/asyncapi.json and docs/envelope.schema.json (a
 prometheus-bin:
 	@command -v prometheus >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus) \
 		|| echo "prometheus not installed (needs root): its test will be skipped"
+
+# Debian's Chromium and its driver for the approvals-page browser test (skips, saying why, without).
+browser-bin:
+	@(command -v chromium >/dev/null && command -v chromedriver >/dev/null) \
+		|| (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+		|| echo "chromium not installed (needs root): the browser test will be skipped"
 
 compose-config:
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker-compose.yml is valid"; \

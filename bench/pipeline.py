@@ -69,6 +69,7 @@ PRODUCER = {
 GOAL = "Write a blog post about AI trends in healthcare"
 LLM_TIME_KEY = "bench:llm_time"
 READY_KEY = "bench:ceiling_ready"
+IDLE_S = 3.0
 
 
 # --- the probe: what one real task does on the streams ----------------------
@@ -209,14 +210,21 @@ async def ceiling_all(url: str, template: Template, naive: bool) -> None:
 
 
 class ZeroCostProvider:
-    """Answers instantly with a draft the critic accepts: no LLM time at all."""
+    """Answers with a draft the critic accepts, after `latency_s` of waiting (no CPU):
+    0 for orchestration alone; a real LLM's latency to see how stages overlap."""
 
     name = "offline"
     model = "bench-zero-cost"
 
+    def __init__(self, latency_s: float = 0.0):
+        self.latency_s = latency_s
+
     async def complete(self, request: Any) -> Any:
         from shared.events import Usage
         from shared.llm import LLMReply
+
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
 
         if request.purpose == "critique":
             aspects = list(request.facts.get("aspects", []))
@@ -285,6 +293,14 @@ def undo_optimisations() -> None:
 
     bus.RedisStreamMessage = fs_annotations.RedisStreamMessage  # type: ignore[misc]
     bus.HEARTBEAT_DELAY_S = 0.0  # the beat task starts at once, as before
+    os.environ["RAPTORFLOW_HANDLER_CONCURRENCY"] = "1"  # one message at a time per stream
+    process = bus.ServiceBus._process
+
+    async def with_pre_check(self: Any, *args: Any, **kwargs: Any) -> None:
+        await self.redis.exists(f"{LLM_TIME_KEY}:pre-check")  # the EXISTS before WATCH
+        await process(self, *args, **kwargs)
+
+    bus.ServiceBus._process = with_pre_check  # type: ignore[method-assign]
 
 
 async def service_worker(names: list[str], mode: str) -> None:
@@ -299,7 +315,7 @@ async def service_worker(names: list[str], mode: str) -> None:
     if os.environ.get("BENCH_VARIANT") == "before":
         undo_optimisations()
     if mode == "zero":
-        provider: Any = ZeroCostProvider()
+        provider: Any = ZeroCostProvider(float(os.environ.get("BENCH_LLM_LATENCY_MS", "0")) / 1e3)
         embedder: Any = ConstantEmbedder()
     else:
         provider = Timed(OfflineProvider(), totals, "llm_s")
@@ -390,7 +406,11 @@ def start_services(
     for i, names in enumerate(groups):
         consumer = f"bench-{tag}-{i}"
         procs.consumers.append((names[0], consumer))
-        env = base_env(url) | {"RAPTORFLOW_CONSUMER_NAME": consumer, "BENCH_VARIANT": variant}
+        env = base_env(url) | {
+            "RAPTORFLOW_CONSUMER_NAME": consumer,
+            "BENCH_VARIANT": variant,
+            "BENCH_LLM_LATENCY_MS": str(args.llm_latency_ms),
+        }
         if mode or len(names) > 1 or variant:
             cmd = [sys.executable, __file__, "--worker", ",".join(names), "--mode", mode or "real"]
         else:
@@ -612,6 +632,12 @@ async def run(args: argparse.Namespace) -> None:
         await wait_ready(redis, services)
         warm = await pipeline_round(redis, argparse.Namespace(concurrency=1), 3)
         template = await probe_template(redis, warm.task_ids[-1])
+        await drain(redis)
+        idle_before = services.cpu_s()
+        await asyncio.sleep(IDLE_S)
+        idle = {
+            k: (v - idle_before.get(k, 0.0)) * 1e3 / IDLE_S for k, v in services.cpu_s().items()
+        }
         await prepare_ceiling_groups(redis, template)
         types = [s.type for s in template.steps]
         procs = (
@@ -627,7 +653,9 @@ async def run(args: argparse.Namespace) -> None:
             f"probe task: {len(types)} events, {template.deliveries} deliveries "
             f"(event x consumer group), JSON sizes {min(s.size for s in template.steps)}-"
             f"{max(s.size for s in template.steps)} B, total {sum(s.size for s in template.steps)} B\n"
-            f"  {' '.join(types)}",
+            f"  {' '.join(types)}\n"
+            f"idle services (polling, sweeps): {sum(idle.values()):.1f} CPU ms/s "
+            f"({' '.join(f'{k}={v:.1f}' for k, v in idle.items())})",
             flush=True,
         )
         results: dict[str, list[Round]] = {"ceiling": [], "naive": [], "pipeline": [], "before": []}
@@ -760,6 +788,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--replicas", type=int, default=1, choices=(1, 2, 4))
     parser.add_argument("--single-process", action="store_true", help="one LocalStack process")
     parser.add_argument("--zero-cost", action="store_true", help="bench-only instant provider")
+    parser.add_argument(
+        "--llm-latency-ms", type=float, default=0.0, help="with --zero-cost: each LLM call waits"
+    )
     parser.add_argument("--instrument", action="store_true", help="time provider and embedder")
     parser.add_argument(
         "--ab", action="store_true", help="also run the pipeline with issue 10's changes undone"

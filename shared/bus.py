@@ -192,6 +192,7 @@ class ServiceBus:
         self.broker.subscriber(
             stream=reader,
             ack_policy=AckPolicy.MANUAL,
+            max_workers=self.settings.handler_concurrency,
             title=f"{self.service}:{payload_type.event_type}",
             description=description or (payload_type.__doc__ or "").strip(),
         )(consume)
@@ -221,7 +222,9 @@ class ServiceBus:
         telemetry.decoded(event, self.service)
 
         marker = keys.processed(event.workspace_id, self.service, event.event_id)
-        if await self.redis.exists(marker):
+        # A first delivery is checked once, under WATCH below (one round trip less per
+        # message); a reclaimed one here too, so a duplicate is acked, never dead-lettered.
+        if reclaimed and await self.redis.exists(marker):
             await self.redis.xack(stream, self.service, message_id)
             telemetry.mark("duplicate")
             return

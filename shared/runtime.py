@@ -28,6 +28,8 @@ from shared.vector_index import VectorIndex, open_vector_index
 
 log = logging.getLogger("raptorflow.runtime")
 
+STOP_TIMEOUT_S = 5.0
+
 BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -88,11 +90,15 @@ class Service:
         ]
 
     async def stop(self) -> None:
+        """Cancel the background loops, waiting a bounded time: redis-py can swallow a
+        cancellation that lands inside a command, and a stop must never hang on that."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("background task did not stop in time", extra={"service": self.name})
+                task.cancel()
         await self.app.stop()
 
 

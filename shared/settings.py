@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     consumer_name: str = Field(default_factory=_default_consumer_name)
     poll_interval_ms: int = Field(default=100, ge=1)
     read_batch: int = Field(default=100, ge=1)
+    handler_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Messages of one stream a process handles at once. Handlers are already "
+        "safe for any number of replicas, so this adds no new interleaving; it overlaps their "
+        "Redis round trips (issue 10: 1 = one message at a time).",
+    )
     claim_min_idle_ms: int = Field(default=5000, ge=10)
     max_deliveries: int = Field(default=5, ge=1)
     stream_maxlen: int = Field(default=100_000, ge=100)
