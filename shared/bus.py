@@ -231,14 +231,13 @@ class ServiceBus:
 
         if reclaimed:
             deliveries = await message.get_delivery_count()
-            if deliveries > self.settings.max_deliveries:
-                error = await self.redis.get(keys.handler_error(self.service, message_id_str))
-                last_error = error.decode() if error else "unknown error (consumer died?)"
+            failures, last_error = await self._failures(message_id_str)
+            if should_dead_letter(failures, deliveries, self.settings.max_deliveries):
                 await self._dead_letter(
                     stream, message_id_str, body, last_error, "max_deliveries", deliveries
                 )
                 return
-            await asyncio.sleep(retry_backoff_s(deliveries))
+            await asyncio.sleep(retry_backoff_s(failures + 1))
 
         try:
             async with (
@@ -283,14 +282,27 @@ class ServiceBus:
                 },
             )
             with contextlib.suppress(RedisError):  # Redis down: the retry still happens
-                await self.redis.set(
-                    keys.handler_error(self.service, message_id_str),
-                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:4000],
-                    ex=24 * 3600,
-                )
+                await self._record_failure(message_id_str, exc)
             return
         self.handled += 1
         self._committed(event, outputs)
+
+    async def _record_failure(self, message_id: str, exc: Exception) -> None:
+        """Count a handler failure and keep its error, for the dead-letter decision."""
+        key = keys.handler_error(self.service, message_id)
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.hincrby(key, "failures", 1)
+            tx.hset(
+                key, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"[:4000]
+            )
+            tx.expire(key, 24 * 3600)
+            await tx.execute()
+
+    async def _failures(self, message_id: str) -> tuple[int, str]:
+        raw = await self.redis.hgetall(keys.handler_error(self.service, message_id))
+        failures = int(raw.get(b"failures", 0))
+        error = raw.get(b"error", b"").decode() or "no handler error recorded (consumers died?)"
+        return failures, error
 
     def _committed(self, event: Envelope[Any], outputs: Sequence[Envelope[Any]]) -> None:
         """Metrics of a committed message: counted once, however often it was delivered."""
@@ -401,6 +413,13 @@ def _declared_type(body: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return declared if isinstance(declared, str) else None
+
+
+def should_dead_letter(failures: int, deliveries: int, max_deliveries: int) -> bool:
+    """Dead-letter after `max_deliveries` handler failures. Deliveries alone also count
+    (three times as many) so a message that kills its consumer outright still stops;
+    a message merely reclaimed while it waited in a busy consumer's batch does not."""
+    return failures >= max_deliveries or deliveries > 3 * max_deliveries
 
 
 def retry_backoff_s(deliveries: int) -> float:

@@ -93,10 +93,6 @@ async def drained(redis: Redis) -> bool:
     return group["pending"] == 0 and group["lag"] == 0
 
 
-def choices(decide: list[str]) -> Counter[str]:
-    return Counter(decide)
-
-
 async def draw(deps: Deps, workspace: str, n: int, seed: int) -> Counter[str]:
     rng = random.Random(seed)
     picks = [

@@ -73,3 +73,11 @@ def test_retry_backoff_grows_and_is_capped():
 
 def test_sequence_chosen_stream_name():
     assert SequenceChosen.stream() == "rf:stream:SequenceChosen"
+
+
+def test_dead_letter_needs_real_failures_or_far_too_many_deliveries():
+    from shared.bus import should_dead_letter
+
+    assert should_dead_letter(failures=5, deliveries=6, max_deliveries=5)
+    assert not should_dead_letter(failures=0, deliveries=6, max_deliveries=5)
+    assert should_dead_letter(failures=0, deliveries=16, max_deliveries=5)
