@@ -40,6 +40,8 @@ bench: install  ## short versions of every benchmark
 	$(PY) bench/vector_search.py --quick
 	$(PY) bench/selection_sim.py --quick
 	$(PY) bench/self_correction_overhead.py --quick
+	$(PY) bench/context_size.py --quick
+	$(PY) bench/pipeline.py --quick
 
 schema: docs
 

@@ -10,9 +10,12 @@ redis-py loops run in the same number of processes:
   round trip per batch with the XADDs of the next hops and one XACK per stream;
 - naive: the same hops one message at a time (XREADGROUP COUNT 1, XADD, XACK).
 
-Rounds are interleaved (ceiling, pipeline, ceiling, ...); while one side runs the other
-side's processes are not running (services are drained and stopped, then started again), so neither steals the 2 cores. A closed loop
-keeps `--concurrency` tasks in flight. The ratio pipeline/ceiling is printed last.
+Rounds are interleaved (ceiling, pipeline, ceiling, ...). Only one side runs at a time:
+services are drained and stopped before a ceiling round and started again for the next
+pipeline round (not SIGSTOPped: some FastStream readers never resumed after SIGCONT).
+A closed loop keeps `--concurrency` tasks in flight. Besides tasks/s and latency it
+reports CPU ms per task (from /proc, robust to a busy machine), Redis commands per task
+(INFO commandstats) and per-hop latency; the ratio pipeline/ceiling is printed last.
 
     .venv/bin/python bench/pipeline.py --quick
     .venv/bin/python bench/pipeline.py --tasks 300 --replicas 2
@@ -22,6 +25,8 @@ keeps `--concurrency` tasks in flight. The ratio pipeline/ceiling is printed las
 `--zero-cost` (bench only: defaults never change) runs the services with a provider that
 answers instantly and a constant embedder, so what remains is orchestration. `--instrument`
 runs the real offline provider and MiniLM, timed, to report LLM/embedding seconds per task.
+`--ab` adds "before" rounds whose bench-only workers undo issue 10's changes in bus.py;
+`--llm-latency-ms` makes the zero-cost provider wait; `--soak S` reports RSS over S seconds.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ GOAL = "Write a blog post about AI trends in healthcare"
 LLM_TIME_KEY = "bench:llm_time"
 READY_KEY = "bench:ceiling_ready"
 IDLE_S = 3.0
+BENCH_COMMANDS = {"scan", "xinfo|groups", "info", "xrange"}  # the bench's own look-ups
 
 
 # --- the probe: what one real task does on the streams ----------------------
@@ -368,6 +374,16 @@ class Procs:
                 out[service] = out.get(service, 0.0) + (int(fields[11]) + int(fields[12])) / tick
         return out
 
+    def rss_mb(self) -> dict[str, float]:
+        """Resident memory per service (summed over replicas), from /proc."""
+        out: dict[str, float] = {}
+        page = os.sysconf("SC_PAGE_SIZE") / 2**20
+        for p, (service, _) in zip(self.procs, self.consumers, strict=True):
+            with contextlib.suppress(OSError):
+                pages = int(Path(f"/proc/{p.pid}/statm").read_text().split()[1])
+                out[service] = out.get(service, 0.0) + pages * page
+        return out
+
     def stop(self) -> None:
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
@@ -440,6 +456,7 @@ class Round:
     latencies_ms: list[float]
     task_ids: list[str]
     cpu_ms_per_task: dict[str, float] = field(default_factory=dict)
+    commands: dict[str, float] = field(default_factory=dict)  # Redis calls per task
 
     @property
     def tasks_per_s(self) -> float:
@@ -544,6 +561,13 @@ async def prepare_ceiling_groups(redis: aioredis.Redis, template: Template) -> N
 async def hop_latencies(redis: aioredis.Redis, task_ids: list[str]) -> dict[str, list[int]]:
     """Per event type: ms from its parent's XADD to its own (Redis entry-id clock)."""
     events = await task_events(redis, set(task_ids))
+    contexts = [e.get("context") or {} for e in events]
+    print(
+        "\ncontext carried (last pipeline round): task_history <= "
+        f"{max(len(c.get('task_history', [])) for c in contexts)}, past_successes <= "
+        f"{max(len(c.get('past_successes', [])) for c in contexts)}, "
+        f"largest envelope {max(e['_size'] for e in events)} B"
+    )
     by_id = {e["event_id"]: e for e in events}
     out: dict[str, list[int]] = {}
     for e in events:
@@ -551,6 +575,17 @@ async def hop_latencies(redis: aioredis.Redis, task_ids: list[str]) -> dict[str,
         if parent is not None:
             out.setdefault(f"{parent['type']}->{e['type']}", []).append(e["_ms"] - parent["_ms"])
     return out
+
+
+async def command_stats(redis: aioredis.Redis) -> dict[str, int]:
+    info = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+def diff_stats(before: dict[str, int], after: dict[str, int], tasks: int) -> dict[str, float]:
+    """Redis commands per task (the bench's own XADD/XREADGROUP/XACK/INFO included)."""
+    out = {k: (v - before.get(k, 0)) / tasks for k, v in after.items()}
+    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0.01}
 
 
 def per_task(before: dict[str, float], after: dict[str, float], tasks: int) -> dict[str, float]:
@@ -619,6 +654,29 @@ async def drain(redis: aioredis.Redis, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def soak(redis: aioredis.Redis, services: Procs, args: argparse.Namespace) -> None:
+    """Tasks back to back for `--soak` seconds; RSS per service sampled every 10 s."""
+    samples: list[tuple[float, dict[str, float]]] = []
+    begin = time.monotonic()
+    done = 0
+    next_sample = begin
+    while time.monotonic() - begin < args.soak:
+        if time.monotonic() >= next_sample:
+            samples.append((time.monotonic() - begin, services.rss_mb()))
+            next_sample += 10
+        done += (await pipeline_round(redis, args, 20)).tasks
+    await drain(redis)
+    samples.append((time.monotonic() - begin, services.rss_mb()))
+    print(f"\nsoak: {done} tasks in {time.monotonic() - begin:.0f} s; RSS MB per service:")
+    print(f"  {'t s':>5} " + " ".join(f"{k:>10}" for k in samples[0][1]))
+    for t, rss in [*samples[:: max(len(samples) // 12, 1)], samples[-1]]:
+        print(f"  {t:5.0f} " + " ".join(f"{v:10.1f}" for v in rss.values()))
+    half = samples[len(samples) // 2][1]
+    for name, last in samples[-1][1].items():
+        print(f"  {name:10} first {samples[0][1][name]:6.1f} mid {half[name]:6.1f} "
+              f"last {last:6.1f} MB (second half: {last - half[name]:+.1f} MB)")  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> None:
     from shared.redis_server import RedisServer
 
@@ -632,6 +690,9 @@ async def run(args: argparse.Namespace) -> None:
         await wait_ready(redis, services)
         warm = await pipeline_round(redis, argparse.Namespace(concurrency=1), 3)
         template = await probe_template(redis, warm.task_ids[-1])
+        if args.soak:
+            await soak(redis, services, args)
+            return
         await drain(redis)
         idle_before = services.cpu_s()
         await asyncio.sleep(IDLE_S)
@@ -677,8 +738,12 @@ async def run(args: argparse.Namespace) -> None:
                         await wait_ready(redis, services)
                     loads.append(os.getloadavg()[0])
                     cpu_before = services.cpu_s()
+                    stats_before = await command_stats(redis)
                     results[kind].append(await pipeline_round(redis, args, args.tasks))
                     await drain(redis)
+                    results[kind][-1].commands = diff_stats(
+                        stats_before, await command_stats(redis), args.tasks
+                    )
                     results[kind][-1].cpu_ms_per_task = per_task(
                         cpu_before, services.cpu_s(), args.tasks
                     )
@@ -751,6 +816,12 @@ def report(
             }
             detail = " ".join(f"{k}={v:.2f}" for k, v in parts.items()) if len(parts) > 1 else ""
             print(f"  {kind:9} total {sum(parts.values()):7.2f}  {detail}")
+    for kind in ("before", "pipeline"):
+        if results[kind] and results[kind][-1].commands:
+            cmds = results[kind][-1].commands
+            cmds = {k: v for k, v in cmds.items() if k not in BENCH_COMMANDS}
+            top = " ".join(f"{k}={v:.1f}" for k, v in cmds.items())
+            print(f"Redis commands per task ({kind}, last round): {sum(cmds.values()):.1f}: {top}")
     if hops:
         made = sum(len(v) for v in hops.values()) / len(results["pipeline"][-1].task_ids) + 1
         print(f"\nevents per task in the last pipeline round: {made:.2f} (probe: {events})")
@@ -791,6 +862,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--llm-latency-ms", type=float, default=0.0, help="with --zero-cost: each LLM call waits"
     )
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of RSS soak instead")
     parser.add_argument("--instrument", action="store_true", help="time provider and embedder")
     parser.add_argument(
         "--ab", action="store_true", help="also run the pipeline with issue 10's changes undone"

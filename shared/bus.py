@@ -158,10 +158,13 @@ class ServiceBus:
         *,
         description: str = "",
         after_commit: Callable[[Envelope[Any]], None] | None = None,
+        concurrency: int | None = None,
     ) -> None:
         """Subscribe `handler` to the stream of `payload_type` (reader and reclaimer).
 
-        `after_commit` sees each event once its handler's transaction committed (metrics)."""
+        `after_commit` sees each event once its handler's transaction committed (metrics).
+        `concurrency` overrides settings.handler_concurrency (1 for handlers whose optimistic
+        locks would only conflict and retry)."""
         stream = payload_type.stream()
         self.streams.append(stream)
         if after_commit is not None:
@@ -192,13 +195,15 @@ class ServiceBus:
         self.broker.subscriber(
             stream=reader,
             ack_policy=AckPolicy.MANUAL,
-            max_workers=self.settings.handler_concurrency,
+            parser=tolerant_parse,
+            max_workers=concurrency or self.settings.handler_concurrency,
             title=f"{self.service}:{payload_type.event_type}",
             description=description or (payload_type.__doc__ or "").strip(),
         )(consume)
         self.broker.subscriber(
             stream=reclaimer,
             ack_policy=AckPolicy.MANUAL,
+            parser=tolerant_parse,
             include_in_schema=False,
         )(reclaim)
 
@@ -384,6 +389,23 @@ class ServiceBus:
             tx.xack(stream, self.service, message_id)
             tx.delete(keys.handler_error(self.service, message_id))
             await tx.execute()
+
+
+async def tolerant_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream turns an entry without `__data__` into a body by JSON-encoding its fields,
+    which raises on non-UTF-8 bytes before our handler runs: the entry would stay pending
+    and be reclaimed forever, never dead-lettered. Give it a readable body instead (its
+    fields, bytes escaped); that fails validation and is dead-lettered like any bad input."""
+    try:
+        return await original(msg)
+    except (UnicodeDecodeError, TypeError, ValueError):
+        fields = msg.get("data") or {}
+        readable = {_escaped(k): _escaped(v) for k, v in fields.items()}
+        return await original({**msg, "data": {DATA_FIELD.encode(): json.dumps(readable).encode()}})
+
+
+def _escaped(value: Any) -> str:
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def decode_envelope(body: bytes, payload_type: type[P]) -> tuple[Envelope[P] | None, str]:

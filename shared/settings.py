@@ -64,7 +64,9 @@ class Settings(BaseSettings):
 
     consumer_name: str = Field(default_factory=_default_consumer_name)
     poll_interval_ms: int = Field(default=100, ge=1)
-    read_batch: int = Field(default=100, ge=1)
+    read_batch: int = Field(
+        default=16, ge=1, description="XREADGROUP COUNT: small enough that replicas share work."
+    )
     handler_concurrency: int = Field(
         default=16,
         ge=1,

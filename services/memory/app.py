@@ -155,7 +155,8 @@ def build(deps: Deps) -> Service:
     bus.on(StageCompleted, on_stage)
     bus.on(ApprovalNeeded, on_approval)
     bus.on(ApprovalResolved, on_decision)
-    bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome)
-    bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome)
+    # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
+    bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
     learning.subscribe(bus, deps, bandit)
     return service

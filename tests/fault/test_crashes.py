@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from shared.bus import make_redis
 from shared.events import (
     SequenceChosen,
     StageAssigned,
@@ -22,6 +23,7 @@ from shared.events import (
     TaskRequested,
 )
 from shared.redis_server import RedisServer
+from tests.helpers import settings_for
 from tests.procs import ProcessGroup, service_processes
 from tests.reliability import (
     assert_exactly_once,
@@ -59,7 +61,7 @@ def stack(aof_redis: RedisServer) -> Iterator[ProcessGroup]:
 
 @pytest.fixture
 async def client(aof_redis: RedisServer) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(aof_redis.url)
+    redis = make_redis(settings_for(aof_redis.url))  # retries: it outlives a Redis restart
     try:
         yield redis
     finally:
