@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from shared.models import (
@@ -15,24 +15,33 @@ from shared.models import (
     WorkflowCheckpoints,
 )
 
+StageNames = str | Collection[str]
+
 
 def checkpoint_applies(
-    checkpoint: WorkflowCheckpoint, condition: CheckpointCondition, agent: str, stage_index: int
+    checkpoint: WorkflowCheckpoint,
+    condition: CheckpointCondition,
+    agent: StageNames,
+    stage_index: int,
 ) -> bool:
     """AFTER_STAGE matches `condition_params.stage` (every stage when absent);
-    BEFORE_EXECUTION matches its `stage` when given, else the first stage only."""
+    BEFORE_EXECUTION matches its `stage` when given, else the first stage only.
+
+    A stage is known by the planned agent and by the agent the selector assigned
+    (they differ when the selector swaps in a better agent); either name matches."""
     if checkpoint.condition != condition:
         return False
     stage = checkpoint.condition_params.get("stage")
     if stage is not None:
-        return str(stage) == agent
+        names = {agent} if isinstance(agent, str) else set(agent)
+        return str(stage) in names
     return condition == CheckpointCondition.AFTER_STAGE or stage_index == 0
 
 
 def applicable_checkpoints(
     config: WorkflowCheckpoints | None,
     condition: CheckpointCondition,
-    agent: str,
+    agent: StageNames,
     stage_index: int,
 ) -> list[WorkflowCheckpoint]:
     if config is None or not config.enabled:

@@ -99,7 +99,7 @@ async def on_stage_assigned(
     evaluated = logic.evaluate_applicable(
         config,
         CheckpointCondition.BEFORE_EXECUTION,
-        assigned.agent,
+        {assigned.agent, workflow.current_agent},
         workflow.stage_index,
         event.context,
         data,
@@ -141,7 +141,7 @@ async def on_stage_completed(
     evaluated = logic.evaluate_applicable(
         config,
         CheckpointCondition.AFTER_STAGE,
-        completed.agent,
+        {completed.agent, workflow.current_agent},
         workflow.stage_index,
         event.context,
         data,

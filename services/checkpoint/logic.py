@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from shared.checkpoints import applicable_checkpoints, evaluate_checkpoint
+from shared.checkpoints import StageNames, applicable_checkpoints, evaluate_checkpoint
 from shared.events import (
     ApprovalNeeded,
     ApprovalResolved,
@@ -44,7 +44,7 @@ Evaluated = list[tuple[WorkflowCheckpoint, CheckpointEvaluation]]
 def evaluate_applicable(
     config: WorkflowCheckpoints | None,
     condition: CheckpointCondition,
-    agent: str,
+    agent: StageNames,
     stage_index: int,
     context: AgentContext,
     execution_data: dict[str, float | None],
@@ -68,7 +68,7 @@ def first_pending_of(
 def first_pending(
     config: WorkflowCheckpoints | None,
     condition: CheckpointCondition,
-    agent: str,
+    agent: StageNames,
     stage_index: int,
     context: AgentContext,
     execution_data: dict[str, float | None],

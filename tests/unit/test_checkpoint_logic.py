@@ -170,3 +170,10 @@ def test_timeout_outcomes():
     assert logic.timeout_decision(TimeoutOutcome.APPROVE, False) == "approved"
     assert logic.timeout_decision(TimeoutOutcome.ESCALATE, False) == "escalate"
     assert logic.timeout_decision(TimeoutOutcome.ESCALATE, True) == "rejected"
+
+
+def test_stage_matches_the_planned_or_the_assigned_agent():
+    gate = config()
+    for names in ({"strategy", "strategist_pro"}, "strategy"):
+        assert logic.first_pending(gate, CheckpointCondition.AFTER_STAGE, names, 1, CTX, {})
+    assert not logic.first_pending(gate, CheckpointCondition.AFTER_STAGE, {"research"}, 0, CTX, {})
