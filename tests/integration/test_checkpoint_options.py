@@ -11,6 +11,7 @@ import pytest
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
 from shared import approvals, audit
+from shared.catalog import BUNDLED_CATALOG
 from shared.models import CheckpointCondition, TimeoutOutcome
 from tests.checkpoint_helpers import (
     events_of,
@@ -28,8 +29,26 @@ DONE = {"completed", "failed"}
 
 
 @pytest.fixture
-async def stack(redis_url: str, workspace: str) -> AsyncIterator[LocalStack]:
-    settings = settings_for(redis_url, api_keys=f"k-alice={workspace}:alice,k-team={workspace}")
+def single_agent_catalog(tmp_path) -> str:
+    """The bundled catalog without research's alternative, so the selector cannot explore
+    away from `research` and the success-rate rule always sees the agent that ran."""
+    text = BUNDLED_CATALOG.read_text()
+    start = text.index('name = "deep_researcher"')
+    block_start = text.rindex("[[agents]]", 0, start)
+    path = tmp_path / "agents.toml"
+    path.write_text(text[:block_start])
+    return str(path)
+
+
+@pytest.fixture
+async def stack(
+    redis_url: str, workspace: str, single_agent_catalog: str
+) -> AsyncIterator[LocalStack]:
+    settings = settings_for(
+        redis_url,
+        api_keys=f"k-alice={workspace}:alice,k-team={workspace}",
+        catalog_path=single_agent_catalog,
+    )
     async with LocalStack(settings, start_redis=False) as running:
         yield running
 
