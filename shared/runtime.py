@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,16 @@ async def build_deps(settings: Settings, *, provider: LLMProvider | None = None)
         index=index,
         memory=MemoryReader(redis, embedder, index),
     )
+
+
+async def every(interval_s: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `job` forever, every `interval_s`; a failure is logged and tried again next time."""
+    while True:
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; retrying", what)
+        await asyncio.sleep(interval_s)
 
 
 @dataclass

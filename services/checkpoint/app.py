@@ -8,7 +8,6 @@ A background sweep turns overdue approvals into their timeout outcome.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from shared.events import (
     Workflow,
 )
 from shared.models import CheckpointCondition, WorkflowCheckpoints
-from shared.runtime import Deps, Service, new_service
+from shared.runtime import Deps, Service, every, new_service
 
 SERVICE = "checkpoint"
 SWEEP_INTERVAL_S = 1.0
@@ -216,12 +215,11 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
 
 
 async def sweep_forever(deps: Deps) -> None:
-    while True:
-        try:
-            await expire_due_approvals(deps, datetime.now(UTC).timestamp())
-        except Exception:
-            log.exception("approval timeout sweep failed; retrying")
-        await asyncio.sleep(SWEEP_INTERVAL_S)
+    await every(
+        SWEEP_INTERVAL_S,
+        lambda: expire_due_approvals(deps, datetime.now(UTC).timestamp()),
+        "approval timeout sweep",
+    )
 
 
 def build(deps: Deps) -> Service:

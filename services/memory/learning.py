@@ -17,7 +17,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from services.memory import store
 from services.memory.logic import index_attributes
@@ -28,7 +27,7 @@ from shared.catalog import AgentCatalog
 from shared.events import Envelope, ExperimentConcluded, FeedbackGiven, Workflow
 from shared.feedback import rated_agents, rated_record
 from shared.memory_store import TaskRecord
-from shared.performance import AgentPerformance, apply_feedback, from_redis_hash, to_redis_hash
+from shared.performance import apply_feedback
 from shared.runtime import Deps
 
 log = logging.getLogger("raptorflow.memory.learning")
@@ -177,26 +176,16 @@ async def _rate_agent(
     marker_ttl_s: int,
 ) -> None:
     """apply_feedback on one arm, once, under optimistic locking."""
-    arm_key = keys.agent_performance(workspace_id, task_type, agent)
-    step_key = keys.performance_step(workspace_id, task_type)
-    async with redis.pipeline(transaction=True) as tx:
-        while True:
-            try:
-                await tx.watch(arm_key, step_key, marker)
-                if await tx.exists(marker):
-                    return
-                raw = await tx.hgetall(arm_key)
-                step = int(await tx.get(step_key) or 0)
-                perf = from_redis_hash(raw) if raw else AgentPerformance(agent=agent)
-                updated = apply_feedback(perf, rating, step, bandit.gamma)
-                tx.multi()
-                tx.hset(arm_key, mapping=to_redis_hash(updated))
-                tx.set(marker, b"1", ex=marker_ttl_s)
-                tx.sadd(keys.performance_index(workspace_id), f"{task_type}:{agent}")
-                await tx.execute()
-                return
-            except WatchError:
-                continue
+    await store.update_arm_once(
+        redis,
+        workspace_id,
+        task_type,
+        agent,
+        lambda perf, step: apply_feedback(perf, rating, step, bandit.gamma),
+        marker=marker,
+        marker_ttl_s=marker_ttl_s,
+        advance_step=False,
+    )
 
 
 def subscribe(bus: ServiceBus, deps: Deps, bandit: BanditConfig) -> None:

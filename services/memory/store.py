@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -48,8 +49,12 @@ async def index_task(
     await deps.index.add(workspace_id, record.goal_hash, embedded, index_attributes(record))
     if record.success and shared_learning.opted_in(deps.settings, workspace_id):
         item = shared_learning.pool_item_id(workspace_id, record.goal_hash)
-        await deps.index.add(shared_learning.POOL_WORKSPACE, item, embedded,
-                             shared_learning.pool_attributes(record, workspace_id))
+        await deps.index.add(
+            shared_learning.POOL_WORKSPACE,
+            item,
+            embedded,
+            shared_learning.pool_attributes(record, workspace_id),
+        )
         # A counter is not idempotent: on the handler's transaction it counts once per event.
         counts = keys.sequence_counts(shared_learning.POOL_WORKSPACE)
         if tx is not None:
@@ -123,8 +128,47 @@ async def _record_one(
     marker: str,
     marker_ttl_s: int,
 ) -> None:
-    arm_key = keys.agent_performance(workspace_id, outcome.task_type, outcome.agent)
-    step_key = keys.performance_step(workspace_id, outcome.task_type)
+    def fold(perf: AgentPerformance, step: int) -> AgentPerformance:
+        return record_outcome(
+            perf,
+            success=outcome.threshold_met,
+            quality=outcome.quality,
+            latency_s=outcome.duration_s,
+            cost_usd=outcome.cost_usd,
+            step=step,
+            gamma=config.gamma,
+        )
+
+    await update_arm_once(
+        redis,
+        workspace_id,
+        outcome.task_type,
+        outcome.agent,
+        fold,
+        marker=marker,
+        marker_ttl_s=marker_ttl_s,
+        advance_step=True,
+    )
+
+
+async def update_arm_once(
+    redis: Redis,
+    workspace_id: str,
+    task_type: str,
+    agent: str,
+    change: Callable[[AgentPerformance, int], AgentPerformance],
+    *,
+    marker: str,
+    marker_ttl_s: int,
+    advance_step: bool,
+) -> None:
+    """Apply `change` to one agent's aggregates exactly once (the marker) without losing a
+    concurrent replica's update (WATCH on the arm, the task type's step and the marker).
+
+    Outcomes advance the task type's step (the bandit's discounting clock); ratings do not.
+    """
+    arm_key = keys.agent_performance(workspace_id, task_type, agent)
+    step_key = keys.performance_step(workspace_id, task_type)
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
@@ -132,24 +176,15 @@ async def _record_one(
                 if await tx.exists(marker):
                     return
                 raw = await tx.hgetall(arm_key)
-                step = int(await tx.get(step_key) or 0) + 1
-                perf = from_redis_hash(raw) if raw else AgentPerformance(agent=outcome.agent)
-                updated = record_outcome(
-                    perf,
-                    success=outcome.threshold_met,
-                    quality=outcome.quality,
-                    latency_s=outcome.duration_s,
-                    cost_usd=outcome.cost_usd,
-                    step=step,
-                    gamma=config.gamma,
-                )
+                step = int(await tx.get(step_key) or 0) + (1 if advance_step else 0)
+                perf = from_redis_hash(raw) if raw else AgentPerformance(agent=agent)
+                updated = change(perf, step)
                 tx.multi()
                 tx.hset(arm_key, mapping=to_redis_hash(updated))
-                tx.set(step_key, step)
+                if advance_step:
+                    tx.set(step_key, step)
                 tx.set(marker, b"1", ex=marker_ttl_s)
-                tx.sadd(
-                    keys.performance_index(workspace_id), f"{outcome.task_type}:{outcome.agent}"
-                )
+                tx.sadd(keys.performance_index(workspace_id), f"{task_type}:{agent}")
                 await tx.execute()
                 return
             except WatchError:

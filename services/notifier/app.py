@@ -21,7 +21,7 @@ from redis.asyncio.client import Pipeline
 from services.notifier import logic
 from shared import keys, webhooks
 from shared.events import ApprovalNeeded, Envelope
-from shared.runtime import Deps, Service, new_service
+from shared.runtime import Deps, Service, every, new_service
 
 SERVICE = "notifier"
 LEASE_S = 30.0
@@ -132,12 +132,7 @@ async def dispatch_once(deps: Deps, client: httpx.AsyncClient) -> int:
 async def dispatch_forever(deps: Deps) -> None:
     interval = max(deps.settings.poll_interval_ms / 1000, 0.05)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
-        while True:
-            try:
-                await dispatch_once(deps, client)
-            except Exception:
-                log.exception("webhook dispatch failed; retrying")
-            await asyncio.sleep(interval)
+        await every(interval, lambda: dispatch_once(deps, client), "webhook dispatch")
 
 
 def build(deps: Deps) -> Service:
