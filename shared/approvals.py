@@ -93,6 +93,15 @@ def _record(raw: dict[bytes, bytes]) -> ApprovalRecord:
     return ApprovalRecord.model_validate(data)
 
 
+async def _watched(tx: Pipeline, key: str, approval_id: str) -> ApprovalRecord:
+    """WATCH an approval and read it, so a concurrent change aborts the caller's EXEC."""
+    await tx.watch(key)
+    raw = await tx.hgetall(key)
+    if not raw:
+        raise ApprovalNotFound(approval_id)
+    return _record(raw)
+
+
 async def get_approval(redis: Redis, workspace_id: str, approval_id: str) -> ApprovalRecord:
     raw = await redis.hgetall(keys.approval(workspace_id, approval_id))
     if not raw:
@@ -128,11 +137,7 @@ async def decide(
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
-                await tx.watch(key)
-                raw = await tx.hgetall(key)
-                if not raw:
-                    raise ApprovalNotFound(approval_id)
-                record = _record(raw)
+                record = await _watched(tx, key, approval_id)
                 if record.status != "pending":
                     raise ApprovalConflict(approval_id, record.status)
                 now = datetime.now(UTC)
@@ -183,11 +188,7 @@ async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: 
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
-                await tx.watch(key)
-                raw = await tx.hgetall(key)
-                if not raw:
-                    raise ApprovalNotFound(approval_id)
-                record = _record(raw)
+                record = await _watched(tx, key, approval_id)
                 if record.escalated or record.status != "pending":
                     return False
                 deadline = datetime.now(UTC).timestamp() + extend_s

@@ -23,6 +23,7 @@ from shared.events import (
     Envelope,
     StageAssigned,
     StageCompleted,
+    StageOutcome,
     Workflow,
 )
 from shared.models import CheckpointCondition, WorkflowCheckpoints
@@ -82,91 +83,86 @@ def _audit_evaluations(
             break  # later checkpoints of this stage were not asked; do not audit them
 
 
-async def on_stage_assigned(
-    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
-) -> Sequence[Envelope[Any]]:
-    assigned = event.payload
-    workflow = assigned.workflow
+async def _gate(
+    deps: Deps,
+    tx: Pipeline,
+    event: Envelope[StageAssigned] | Envelope[StageCompleted],
+    condition: CheckpointCondition,
+    quality: float | None,
+    *,
+    output: str | None = None,
+    outcome: StageOutcome | None = None,
+) -> Envelope[ApprovalNeeded] | None:
+    """Evaluate the checkpoints that apply here, audit them, and create the approval the
+    workflow must wait on (None: it may go on)."""
+    stage = event.payload
+    workflow = stage.workflow
     config = await load_config(deps, event.workspace_id, workflow)
-    previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
     data = {
-        "quality_score": previous_quality,
+        "quality_score": quality,
         "agent_success_rate": await agent_success_rate(
-            deps, event.workspace_id, assigned.task_type, assigned.agent
+            deps, event.workspace_id, stage.task_type, stage.agent
         ),
     }
     evaluated = logic.evaluate_applicable(
         config,
-        CheckpointCondition.BEFORE_EXECUTION,
-        {assigned.agent, workflow.current_agent},
+        condition,
+        {stage.agent, workflow.current_agent},
         workflow.stage_index,
         event.context,
         data,
     )
     pending = logic.first_pending_of(evaluated)
     if pending is None or config is None:
-        _audit_evaluations(tx, event.workspace_id, evaluated, None, assigned.agent, workflow)
-        return [event.follow(logic.cleared(assigned))]
+        _audit_evaluations(tx, event.workspace_id, evaluated, None, stage.agent, workflow)
+        return None
     checkpoint, evaluation = pending
+    now = datetime.now(UTC)
     needed = event.follow(
         logic.approval_needed(
             checkpoint=checkpoint,
             evaluation=evaluation,
             config=config,
             workflow=workflow,
-            agent=assigned.agent,
-            task_type=assigned.task_type,
-            now=datetime.now(UTC),
+            agent=stage.agent,
+            task_type=stage.task_type,
+            now=now,
+            output=output,
+            outcome=outcome,
         )
     )
-    approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
+    approvals.add_create(tx, needed, now.timestamp())
     _audit_evaluations(tx, event.workspace_id, evaluated, needed.payload)
-    return [needed]
+    return needed
+
+
+async def on_stage_assigned(
+    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    workflow = event.payload.workflow
+    previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
+    needed = await _gate(deps, tx, event, CheckpointCondition.BEFORE_EXECUTION, previous_quality)
+    return [needed or event.follow(logic.cleared(event.payload))]
 
 
 async def on_stage_completed(
     event: Envelope[StageCompleted], tx: Pipeline, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     completed = event.payload
-    workflow = completed.workflow
     outcome = logic.stage_outcome(completed)
-    config = await load_config(deps, event.workspace_id, workflow)
-    data = {
-        "quality_score": completed.quality,
-        "agent_success_rate": await agent_success_rate(
-            deps, event.workspace_id, completed.task_type, completed.agent
-        ),
-    }
-    evaluated = logic.evaluate_applicable(
-        config,
+    needed = await _gate(
+        deps,
+        tx,
+        event,
         CheckpointCondition.AFTER_STAGE,
-        {completed.agent, workflow.current_agent},
-        workflow.stage_index,
-        event.context,
-        data,
+        completed.quality,
+        output=completed.output,
+        outcome=outcome,
     )
-    pending = logic.first_pending_of(evaluated)
-    now = datetime.now(UTC)
-    if pending is None or config is None:
-        _audit_evaluations(tx, event.workspace_id, evaluated, None, completed.agent, workflow)
-        return [event.follow(logic.finish_stage(workflow, outcome, completed.output, now))]
-    checkpoint, evaluation = pending
-    needed = event.follow(
-        logic.approval_needed(
-            checkpoint=checkpoint,
-            evaluation=evaluation,
-            config=config,
-            workflow=workflow,
-            agent=completed.agent,
-            task_type=completed.task_type,
-            now=now,
-            output=completed.output,
-            outcome=outcome,
-        )
-    )
-    approvals.add_create(tx, needed, now.timestamp())
-    _audit_evaluations(tx, event.workspace_id, evaluated, needed.payload)
-    return [needed]
+    if needed is not None:
+        return [needed]
+    finished = logic.finish_stage(completed.workflow, outcome, completed.output, datetime.now(UTC))
+    return [event.follow(finished)]
 
 
 async def on_approval_resolved(
