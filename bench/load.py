@@ -127,8 +127,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - t0
         loads.append(os.getloadavg()[0])
-        try:  # waits (60 s at most) until memory has applied every event, then counts
-            effects = await assert_exactly_once(redis, WORKSPACE, task_ids)
+        # Memory applies outcomes more slowly than the pipeline finishes them (~30 tasks/s
+        # here): give it time in proportion to the run before counting effects.
+        drain_timeout = max(60.0, args.tasks / 15)
+        try:
+            effects = await assert_exactly_once(redis, WORKSPACE, task_ids, drain_timeout)
         except AssertionError as exc:
             summary["exactly_once_check_failed"] = str(exc)
             for proc in procs:

@@ -207,9 +207,11 @@ async def wait_entries_read(
     return await eventually(probe, timeout, interval=0.01)
 
 
-async def assert_exactly_once(redis: Redis, workspace: str, task_ids: list[str]) -> Effects:
+async def assert_exactly_once(
+    redis: Redis, workspace: str, task_ids: list[str], drain_timeout: float = 60.0
+) -> Effects:
     """Every task ended exactly once and no effect happened twice."""
-    await wait_drained(redis)
+    await wait_drained(redis, drain_timeout)
     effects = await effects_of(redis, workspace)
     assert effects.duplicated_events() == {}, effects.duplicated_events()
     assert {t: effects.terminal_per_task[t] for t in task_ids} == dict.fromkeys(task_ids, 1)
