@@ -22,7 +22,7 @@ from shared.critique import (
     overall_score,
     parse_critique,
 )
-from shared.events import SelfCorrectionMetadata, Usage
+from shared.events import CritiqueDone, SelfCorrectionMetadata, Usage
 from shared.llm import LLMProvider, LLMReply, LLMRequest
 from shared.models import AgentContext, SelfCorrectionConfig
 
@@ -70,6 +70,24 @@ class IterationRecord(BaseModel):
     content_id: str
     score: float
     critique: Critique
+
+    def critique_done(
+        self, *, task_id: str, stage_index: int, agent: str, threshold: float, provider: str
+    ) -> CritiqueDone:
+        """The CritiqueDone event of this iteration (corrector stages and the sync endpoint)."""
+        return CritiqueDone(
+            task_id=task_id,
+            stage_index=stage_index,
+            agent=agent,
+            iteration=self.iteration,
+            content_id=self.content_id,
+            score=self.score,
+            aspect_scores=self.critique.aspect_scores,
+            issues=self.critique.issues,
+            critique=self.critique.critique,
+            threshold=threshold,
+            provider=provider,
+        )
 
 
 class SelfCorrectionResult(BaseModel):

@@ -35,16 +35,10 @@ def stage_scope(workflow: Workflow) -> str:
 def critique_done(
     cleared: StageCleared, record: IterationRecord, threshold: float, provider: str
 ) -> CritiqueDone:
-    return CritiqueDone(
+    return record.critique_done(
         task_id=cleared.workflow.task_id,
         stage_index=cleared.workflow.stage_index,
         agent=cleared.agent,
-        iteration=record.iteration,
-        content_id=record.content_id,
-        score=record.score,
-        aspect_scores=record.critique.aspect_scores,
-        issues=record.critique.issues,
-        critique=record.critique.critique,
         threshold=threshold,
         provider=provider,
     )

@@ -27,7 +27,7 @@ from services.gateway.schemas import (
 from shared import approvals, keys
 from shared.bus import publish
 from shared.critique import CritiqueParseError
-from shared.events import CritiqueDone, Envelope, new_envelope
+from shared.events import Envelope, new_envelope
 from shared.llm import LLMError
 from shared.models import AgentContext, WorkflowCheckpoints
 from shared.orchestrator import (
@@ -124,19 +124,12 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
         threshold = quality_threshold(d, body.config, context, agent.task_type)
 
         async def record(iteration: IterationRecord, draft: str) -> None:
-            critique = iteration.critique
             critiques.append(
                 new_envelope(
-                    CritiqueDone(
+                    iteration.critique_done(
                         task_id=correlation_id,
                         stage_index=0,
                         agent=body.agent_name,
-                        iteration=iteration.iteration,
-                        content_id=iteration.content_id,
-                        score=iteration.score,
-                        aspect_scores=critique.aspect_scores,
-                        issues=critique.issues,
-                        critique=critique.critique,
                         threshold=threshold,
                         provider=d.provider.name,
                     ),
