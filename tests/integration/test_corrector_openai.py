@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -34,6 +34,7 @@ from shared.events import (
 )
 from shared.llm import LLMError, OpenAIProvider, cost_usd
 from shared.models import AgentContext, SelfCorrectionConfig
+from shared.redis_server import running_redis
 from shared.runtime import build_deps
 from shared.self_correction import BudgetExhausted, SelfCorrectionResult, SelfCorrector
 from shared.settings import Settings
@@ -361,10 +362,21 @@ async def stage_views(redis: Redis, workspace: str, task_id: str) -> list[dict[s
     return sorted((json.loads(v) for v in raw.values()), key=lambda s: s["stage_index"])
 
 
+@pytest.fixture
+async def own_redis() -> AsyncIterator[tuple[str, Redis]]:
+    """A Redis of this test alone: the server must see only this task's calls, never those
+    of tasks other tests left on the session's streams."""
+    with running_redis() as server:
+        client = Redis.from_url(server.url)
+        try:
+            yield server.url, client
+        finally:
+            await client.aclose()
+
+
 @pytest.mark.slow
-async def test_full_task_over_every_service_with_the_openai_provider(
-    server, redis_url, redis, workspace
-):
+async def test_full_task_over_every_service_with_the_openai_provider(server, own_redis, workspace):
+    redis_url, redis = own_redis
     script = PurposeScript(scores=[0.6, 0.9], plan=["content"])
     server.responder = script
     async with LocalStack(openai_settings(server, redis_url), start_redis=False) as stack:
@@ -393,8 +405,9 @@ async def test_full_task_over_every_service_with_the_openai_provider(
 
 @pytest.mark.slow
 async def test_budget_and_failures_end_tasks_clearly_and_are_remembered(
-    server, redis_url, redis, workspace
+    server, own_redis, workspace
 ):
+    redis_url, redis = own_redis
     script = PurposeScript(scores=[0.3, 0.5, 0.7])
     failing_critic = {"on": False}
 
