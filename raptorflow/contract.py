@@ -22,7 +22,7 @@ from shared.events import (
     SCHEMA_VERSION,
     envelope_class,
     envelope_json_schema,
-    stream_for,
+    streams_for,
 )
 from shared.offline_llm import OfflineProvider
 from shared.runtime import Deps
@@ -74,7 +74,7 @@ def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
     dead-letter what does not parse), so FastStream sees no payload type; the
     stream's address names the event type, whose envelope model we know.
     """
-    types = {stream_for(name): cls for name, cls in EVENT_TYPES.items()}
+    types = {s: cls for name, cls in EVENT_TYPES.items() for s in streams_for(name)}
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()
     ]

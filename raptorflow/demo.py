@@ -15,9 +15,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from raptorflow.stack import LocalStack, wait_for_status, wait_for_task
-from shared import approvals
+from shared import approvals, dead_letters
 from shared.bus import publish
-from shared.events import DEAD_LETTER_STREAM, TaskRequested, new_envelope, stream_for
+from shared.events import TaskRequested, new_envelope, stream_for
 from shared.models import (
     AgentContext,
     CheckpointAction,
@@ -271,7 +271,7 @@ class Demo:
             "StageCompleted",
             "TaskCompleted",
         ):
-            entries = await self.deps.redis.xrevrange(stream_for(event_type), count=200)
+            entries = await self.deps.redis.xrevrange(stream_for(event_type, self.workspace), count=200)
             for _, fields in entries:
                 data = json.loads(fields[b"__data__"])
                 if data["correlation_id"] == task_id:
@@ -304,7 +304,7 @@ class Demo:
             ).json()
             bad = await client.post("/tasks", json={"workspace_id": self.workspace})
         stages = status["stages"]
-        dead = await self.deps.redis.xlen(DEAD_LETTER_STREAM)
+        dead = await dead_letters.count(self.deps.redis)
         ok = status["status"] == "completed" and len(stages) >= 2 and bad.status_code == 422
         self.say(
             "6. Complete workflow (through the HTTP gateway)",

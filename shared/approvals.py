@@ -81,7 +81,8 @@ def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> No
     )
     tx.expire(key, APPROVAL_TTL_S)
     tx.zadd(
-        keys.approval_deadlines(), {_deadline_member(needed.workspace_id, p.approval_id): deadline}
+        keys.approval_deadlines(needed.workspace_id),
+        {_deadline_member(needed.workspace_id, p.approval_id): deadline}
     )
     tx.sadd(keys.approvals_pending(needed.workspace_id), p.approval_id)
 
@@ -93,10 +94,14 @@ def _record(raw: dict[bytes, bytes]) -> ApprovalRecord:
     return ApprovalRecord.model_validate(data)
 
 
-async def _watched(tx: Pipeline, key: str, approval_id: str) -> ApprovalRecord:
-    """WATCH an approval and read it, so a concurrent change aborts the caller's EXEC."""
+async def _watched(redis: Redis, tx: Pipeline, key: str, approval_id: str) -> ApprovalRecord:
+    """WATCH an approval and read it, so a concurrent change aborts the caller's EXEC.
+
+    Read on the client, not on the watching pipeline: a cluster pipeline cannot run
+    commands between WATCH and MULTI, and a read after WATCH on any connection is as
+    safe (a change after WATCH aborts the EXEC; one before it is seen by the read)."""
     await tx.watch(key)
-    raw = await tx.hgetall(key)
+    raw = await redis.hgetall(key)
     if not raw:
         raise ApprovalNotFound(approval_id)
     return _record(raw)
@@ -137,7 +142,7 @@ async def decide(
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
-                record = await _watched(tx, key, approval_id)
+                record = await _watched(redis, tx, key, approval_id)
                 if record.status != "pending":
                     raise ApprovalConflict(approval_id, record.status)
                 now = datetime.now(UTC)
@@ -171,7 +176,7 @@ async def decide(
                         "reason": reason,
                     },
                 )
-                tx.zrem(keys.approval_deadlines(), _deadline_member(workspace_id, approval_id))
+                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
                 tx.srem(keys.approvals_pending(workspace_id), approval_id)
                 add_publish(tx, resolved, maxlen)
                 audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
@@ -188,14 +193,14 @@ async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: 
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
-                record = await _watched(tx, key, approval_id)
+                record = await _watched(redis, tx, key, approval_id)
                 if record.escalated or record.status != "pending":
                     return False
                 deadline = datetime.now(UTC).timestamp() + extend_s
                 member = _deadline_member(workspace_id, approval_id)
                 tx.multi()
                 tx.hset(key, mapping={"escalated": "1", "deadline": str(deadline)})
-                tx.zadd(keys.approval_deadlines(), {member: deadline})
+                tx.zadd(keys.approval_deadlines(workspace_id), {member: deadline})
                 audit.add_entry(
                     tx,
                     workspace_id,
@@ -231,5 +236,9 @@ def decision_entry(needed: ApprovalNeeded, resolved: ApprovalResolved) -> audit.
 
 
 async def due_approvals(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
-    members = await redis.zrangebyscore(keys.approval_deadlines(), "-inf", now, start=0, num=limit)
-    return [parse_deadline_member(m) for m in members]
+    """Overdue approvals of every partition (one sorted set per partition)."""
+    due: list[tuple[str, str]] = []
+    for deadlines in keys.all_approval_deadlines():
+        members = await redis.zrangebyscore(deadlines, "-inf", now, start=0, num=limit)
+        due += [parse_deadline_member(m) for m in members]
+    return due

@@ -15,7 +15,7 @@ import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from shared import keys, telemetry, tracing
-from shared.events import DEAD_LETTER_STREAM, Envelope, Payload, envelope_class, utcnow
+from shared import keys, telemetry, topology, tracing
+from shared.events import Envelope, Payload, dead_letter_stream_for, envelope_class, utcnow
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
@@ -78,11 +78,13 @@ class EnvelopeFormat(MessageFormat):
 def make_broker(settings: Settings, service: str = "") -> RedisBroker:
     """FastStream's Prometheus middleware adds per-stream receive/publish counts and timings
     (its status label always reads "acked": our handlers ack in their own transaction)."""
+    from faststream.redis import RedisClusterBroker
     from faststream.redis.prometheus import RedisPrometheusMiddleware
     from prometheus_client import REGISTRY
 
     middleware = RedisPrometheusMiddleware(registry=REGISTRY, app_name=service or "raptorflow")
-    return RedisBroker(
+    broker_class = RedisClusterBroker if settings.redis_cluster else RedisBroker
+    return broker_class(
         settings.redis_url_value(),
         message_format=EnvelopeFormat,
         logger=logging.getLogger("raptorflow.faststream"),
@@ -92,12 +94,23 @@ def make_broker(settings: Settings, service: str = "") -> RedisBroker:
 
 
 def make_redis(settings: Settings) -> Redis:
-    """A client that retries on connection errors, so a Redis restart is survived."""
+    """A client that retries on connection errors, so a Redis restart is survived.
+
+    With `redis_cluster`, a cluster client (it routes each command by slot and follows
+    MOVED); it speaks the same command API, so the rest of the code keeps one type."""
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    if settings.redis_cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        cluster = RedisCluster.from_url(
+            settings.redis_url_value(),
+            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
+        )
+        return cast(Redis, cluster)
     return Redis.from_url(
         settings.redis_url_value(),
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
@@ -118,11 +131,17 @@ def add_publish(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
 
 
 async def publish(redis: Redis, events: Sequence[Envelope[Any]], maxlen: int) -> None:
-    """Publish events outside a handler (the gateway, the CLI, timeouts)."""
-    async with redis.pipeline(transaction=True) as tx:
-        for event in events:
-            add_publish(tx, event, maxlen)
-        await tx.execute()
+    """Publish events outside a handler (the gateway, the CLI, timeouts): one transaction
+    per partition, since a cluster transaction must stay within one slot."""
+    layout = topology.current()
+    by_partition: dict[int, list[Envelope[Any]]] = {}
+    for event in events:
+        by_partition.setdefault(layout.partition_of(event.workspace_id), []).append(event)
+    for group in by_partition.values():
+        async with redis.pipeline(transaction=True) as tx:
+            for event in group:
+                add_publish(tx, event, maxlen)
+            await tx.execute()
 
 
 class ServiceBus:
@@ -165,10 +184,31 @@ class ServiceBus:
         `after_commit` sees each event once its handler's transaction committed (metrics).
         `concurrency` overrides settings.handler_concurrency (1 for handlers whose optimistic
         locks would only conflict and retry)."""
-        stream = payload_type.stream()
-        self.streams.append(stream)
         if after_commit is not None:
             self.after_commit[payload_type.event_type] = after_commit
+
+        async def consume(message: RedisStreamMessage) -> None:
+            with telemetry.handler_run(self.service, payload_type.event_type):
+                await self._process(message, payload_type, handler, reclaimed=False)
+
+        async def reclaim(message: RedisStreamMessage) -> None:
+            with telemetry.handler_run(self.service, payload_type.event_type):
+                await self._process(message, payload_type, handler, reclaimed=True)
+
+        for stream in payload_type.streams():  # one per partition
+            self.streams.append(stream)
+            self._subscribe(stream, payload_type, consume, reclaim, description, concurrency)
+
+    def _subscribe(
+        self,
+        stream: str,
+        payload_type: type[P],
+        consume: Callable[[RedisStreamMessage], Awaitable[None]],
+        reclaim: Callable[[RedisStreamMessage], Awaitable[None]],
+        description: str,
+        concurrency: int | None,
+    ) -> None:
+        """A reader (new messages) and a reclaimer (XAUTOCLAIM of stalled ones) on one stream."""
         reader = StreamSub(
             stream,
             group=self.service,
@@ -183,21 +223,12 @@ class ServiceBus:
             polling_interval=max(self.settings.claim_min_idle_ms // 2, 10),
             min_idle_time=self.settings.claim_min_idle_ms,
         )
-
-        async def consume(message: RedisStreamMessage) -> None:
-            with telemetry.handler_run(self.service, payload_type.event_type):
-                await self._process(message, payload_type, handler, reclaimed=False)
-
-        async def reclaim(message: RedisStreamMessage) -> None:
-            with telemetry.handler_run(self.service, payload_type.event_type):
-                await self._process(message, payload_type, handler, reclaimed=True)
-
         self.broker.subscriber(
             stream=reader,
             ack_policy=AckPolicy.MANUAL,
             parser=tolerant_parse,
             max_workers=concurrency or self.settings.handler_concurrency,
-            title=f"{self.service}:{payload_type.event_type}",
+            title=f"{self.service}:{stream.removeprefix('rf:stream:')}",
             description=description or (payload_type.__doc__ or "").strip(),
         )(consume)
         self.broker.subscriber(
@@ -221,6 +252,12 @@ class ServiceBus:
         body: bytes = message.body if isinstance(message.body, bytes) else bytes(message.body)
 
         event, reason = decode_envelope(body, payload_type)
+        if event is not None and event.stream != stream:
+            reason = (
+                f"published on {stream!r}, but workspace {event.workspace_id!r} belongs to "
+                f"{event.stream!r} (streams are partitioned by workspace)"
+            )
+            event = None
         if event is None:
             await self._dead_letter(stream, message_id_str, body, reason, "invalid", 1)
             return
@@ -236,7 +273,7 @@ class ServiceBus:
 
         if reclaimed:
             deliveries = await message.get_delivery_count()
-            failures, last_error = await self._failures(message_id_str)
+            failures, last_error = await self._failures(stream, message_id_str)
             if should_dead_letter(failures, deliveries, self.settings.max_deliveries):
                 await self._dead_letter(
                     stream, message_id_str, body, last_error, "max_deliveries", deliveries
@@ -251,9 +288,11 @@ class ServiceBus:
             ):
                 # WATCH the marker: if a replica that reclaimed this message commits first,
                 # our EXEC fails and its effects stand alone. Re-check it once watched: a
-                # commit between the first check and WATCH would not abort our EXEC.
+                # commit between the first check and WATCH would not abort our EXEC. (Checked
+                # on the client, not the watching pipeline: a cluster pipeline cannot run
+                # commands between WATCH and MULTI, and any connection sees the commit.)
                 await tx.watch(marker)
-                if await tx.exists(marker):
+                if await self.redis.exists(marker):
                     raise WatchError("processed by a replica")
                 tx.multi()
                 outputs = await handler(event, tx)
@@ -261,7 +300,7 @@ class ServiceBus:
                     add_publish(tx, output, self.settings.stream_maxlen)
                 tx.set(marker, b"1", ex=self.settings.processed_ttl_s)
                 tx.xack(stream, self.service, message_id)
-                tx.delete(keys.handler_error(self.service, message_id_str))
+                tx.delete(keys.handler_error(self.service, stream, message_id_str))
                 await tx.execute()
         except WatchError:
             # redis-py also raises WatchError when the connection drops mid-transaction
@@ -287,14 +326,14 @@ class ServiceBus:
                 },
             )
             with contextlib.suppress(RedisError):  # Redis down: the retry still happens
-                await self._record_failure(message_id_str, exc)
+                await self._record_failure(stream, message_id_str, exc)
             return
         self.handled += 1
         self._committed(event, outputs)
 
-    async def _record_failure(self, message_id: str, exc: Exception) -> None:
+    async def _record_failure(self, stream: str, message_id: str, exc: Exception) -> None:
         """Count a handler failure and keep its error, for the dead-letter decision."""
-        key = keys.handler_error(self.service, message_id)
+        key = keys.handler_error(self.service, stream, message_id)
         async with self.redis.pipeline(transaction=True) as tx:
             tx.hincrby(key, "failures", 1)
             tx.hset(
@@ -303,8 +342,8 @@ class ServiceBus:
             tx.expire(key, 24 * 3600)
             await tx.execute()
 
-    async def _failures(self, message_id: str) -> tuple[int, str]:
-        raw = await self.redis.hgetall(keys.handler_error(self.service, message_id))
+    async def _failures(self, stream: str, message_id: str) -> tuple[int, str]:
+        raw = await self.redis.hgetall(keys.handler_error(self.service, stream, message_id))
         failures = int(raw.get(b"failures", 0))
         error = raw.get(b"error", b"").decode() or "no handler error recorded (consumers died?)"
         return failures, error
@@ -372,7 +411,7 @@ class ServiceBus:
         )
         async with self.redis.pipeline(transaction=True) as tx:
             tx.xadd(
-                DEAD_LETTER_STREAM,
+                dead_letter_stream_for(stream),
                 {
                     "stream": stream,
                     "message_id": message_id,
@@ -387,7 +426,7 @@ class ServiceBus:
                 approximate=True,
             )
             tx.xack(stream, self.service, message_id)
-            tx.delete(keys.handler_error(self.service, message_id))
+            tx.delete(keys.handler_error(self.service, stream, message_id))
             await tx.execute()
 
 

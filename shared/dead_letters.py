@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.events import DEAD_LETTER_STREAM, STREAM_PREFIX
+from shared.events import DEAD_LETTER_STREAM, STREAM_PREFIX, dead_letter_streams
 
 DATA_FIELD = "__data__"
 # Only our own event streams may be replayed into: a forged entry must not write elsewhere.
@@ -35,6 +35,7 @@ class DeadLetter:
     delivery_count: int
     failed_at: str
     data: bytes
+    dead_letter_stream: str = DEAD_LETTER_STREAM  # its partition's, when streams are partitioned
 
     @property
     def workspace_id(self) -> str | None:
@@ -70,7 +71,9 @@ def _text(fields: dict[bytes, bytes], name: str) -> str:
     return fields.get(name.encode(), b"").decode(errors="replace")
 
 
-def _letter(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
+def _letter(
+    entry_id: bytes | str, fields: dict[bytes, bytes], dead_letter_stream: str = DEAD_LETTER_STREAM
+) -> DeadLetter:
     count = _text(fields, "delivery_count")
     return DeadLetter(
         id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
@@ -82,6 +85,7 @@ def _letter(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
         delivery_count=int(count) if count.isdigit() else 0,
         failed_at=_text(fields, "failed_at"),
         data=fields.get(DATA_FIELD.encode(), b""),
+        dead_letter_stream=dead_letter_stream,
     )
 
 
@@ -93,15 +97,27 @@ async def list_letters(
     workspace_id: str | None = None,
     limit: int = 100,
 ) -> list[DeadLetter]:
-    """Oldest first, filtered; reads the stream in pages so a large DLQ is never loaded whole."""
+    """Oldest first, filtered; reads each partition's stream in pages so a large DLQ is never
+    loaded whole."""
+    out: list[DeadLetter] = []
+    for dlq in dead_letter_streams():
+        out += await _list_one(redis, dlq, service, stream, workspace_id, limit)
+    out.sort(key=lambda letter: tuple(int(part) for part in letter.id.split("-")))
+    return out[:limit]
+
+
+async def _list_one(
+    redis: Redis, dlq: str, service: str | None, stream: str | None,
+    workspace_id: str | None, limit: int,
+) -> list[DeadLetter]:
     out: list[DeadLetter] = []
     start = "-"
     while len(out) < limit:
-        page = await redis.xrange(DEAD_LETTER_STREAM, min=start, count=500)
+        page = await redis.xrange(dlq, min=start, count=500)
         if not page:
             break
         for entry_id, fields in page:
-            letter = _letter(entry_id, fields)
+            letter = _letter(entry_id, fields, dlq)
             if service and letter.service != service:
                 continue
             if stream and letter.stream != stream:
@@ -116,12 +132,15 @@ async def list_letters(
 
 
 async def get_letter(redis: Redis, entry_id: str) -> DeadLetter | None:
-    page = await redis.xrange(DEAD_LETTER_STREAM, min=entry_id, max=entry_id, count=1)
-    return _letter(*page[0]) if page else None
+    for dlq in dead_letter_streams():
+        page = await redis.xrange(dlq, min=entry_id, max=entry_id, count=1)
+        if page:
+            return _letter(page[0][0], page[0][1], dlq)
+    return None
 
 
 async def count(redis: Redis) -> int:
-    return int(await redis.xlen(DEAD_LETTER_STREAM))
+    return sum([int(await redis.xlen(dlq)) for dlq in dead_letter_streams()])
 
 
 class NotReplayable(ValueError):
@@ -130,22 +149,24 @@ class NotReplayable(ValueError):
 
 async def replay(redis: Redis, letter: DeadLetter, maxlen: int) -> str:
     """Re-publish the original message to its stream and drop the entry; the new stream id."""
-    if not letter.stream.startswith(REPLAYABLE_PREFIX) or letter.stream == DEAD_LETTER_STREAM:
+    if not letter.stream.startswith(REPLAYABLE_PREFIX) or letter.stream.startswith(DEAD_LETTER_STREAM):
         raise NotReplayable(f"{letter.id}: stream {letter.stream!r} is not an event stream")
     if not letter.data:
         raise NotReplayable(f"{letter.id}: no message data")
     async with redis.pipeline(transaction=True) as tx:
         tx.xadd(letter.stream, {DATA_FIELD: letter.data}, maxlen=maxlen, approximate=True)
-        tx.xdel(DEAD_LETTER_STREAM, letter.id)
+        tx.xdel(letter.dead_letter_stream, letter.id)
         new_id, _ = await tx.execute()
     return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
 
 
 async def purge(redis: Redis, entry_ids: list[str] | None = None) -> int:
     """Delete the given entries, or every entry when `entry_ids` is None; how many went."""
-    if entry_ids is None:
-        # Trim rather than DEL: the stream key (and anything watching it) stays.
-        return int(await redis.xtrim(DEAD_LETTER_STREAM, maxlen=0, approximate=False))
-    if not entry_ids:
-        return 0
-    return int(await redis.xdel(DEAD_LETTER_STREAM, *entry_ids))
+    removed = 0
+    for dlq in dead_letter_streams():
+        if entry_ids is None:
+            # Trim rather than DEL: the stream key (and anything watching it) stays.
+            removed += int(await redis.xtrim(dlq, maxlen=0, approximate=False))
+        elif entry_ids:
+            removed += int(await redis.xdel(dlq, *entry_ids))
+    return removed

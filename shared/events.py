@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared import topology
 from shared.models import (
     AgentContext,
     CheckpointCondition,
@@ -51,13 +52,41 @@ class Payload(BaseModel):
         cls.event_type = cls.__name__
 
     @classmethod
-    def stream(cls) -> str:
-        return stream_for(cls.event_type)
+    def stream(cls, workspace_id: str | None = None) -> str:
+        return stream_for(cls.event_type, workspace_id)
+
+    @classmethod
+    def streams(cls) -> list[str]:
+        return streams_for(cls.event_type)
 
 
-def stream_for(event_type: str) -> str:
-    """One stream per event type."""
-    return f"{STREAM_PREFIX}{event_type}"
+def stream_for(event_type: str, workspace_id: str | None = None) -> str:
+    """One stream per event type, or per type and partition (the workspace's) when the
+    deployment splits streams (shared.topology); `rf:stream:<type>` on one Redis."""
+    layout = topology.current()
+    if not layout.partitioned:
+        return f"{STREAM_PREFIX}{event_type}"
+    if workspace_id is None:
+        raise ValueError(f"streams are partitioned: which workspace's {event_type} stream?")
+    return f"{STREAM_PREFIX}{event_type}{layout.workspace_suffix(workspace_id)}"
+
+
+def streams_for(event_type: str) -> list[str]:
+    """Every partition's stream of an event type: what a service subscribes to."""
+    return [f"{STREAM_PREFIX}{event_type}{s}" for s in topology.current().suffixes()]
+
+
+def dead_letter_stream_for(source_stream: str) -> str:
+    """The dead-letter stream of a source stream's partition (same cluster slot, so the
+    XADD and the source's XACK commit together)."""
+    for suffix in topology.current().suffixes():
+        if suffix and source_stream.endswith(suffix):
+            return f"{DEAD_LETTER_STREAM}{suffix}"
+    return f"{DEAD_LETTER_STREAM}{topology.current().suffix(0)}"
+
+
+def dead_letter_streams() -> list[str]:
+    return [f"{DEAD_LETTER_STREAM}{s}" for s in topology.current().suffixes()]
 
 
 class Usage(BaseModel):
@@ -392,7 +421,7 @@ class Envelope(BaseModel, Generic[P]):
 
     @property
     def stream(self) -> str:
-        return stream_for(self.type)
+        return stream_for(self.type, self.workspace_id)
 
 
 def envelope_class(payload_type: type[P]) -> type[Envelope[P]]:

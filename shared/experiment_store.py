@@ -124,7 +124,7 @@ async def stop(
         while True:
             try:
                 await tx.watch(key)
-                raw = await tx.get(key)
+                raw = await redis.get(key)  # on the client: see shared.approvals._watched
                 if raw is None:
                     raise ExperimentNotFound(experiment_id)
                 experiment = Experiment.model_validate_json(raw)

@@ -141,12 +141,24 @@ class MemoryReader:
         return [TaskRecord.from_hash(row) for row in rows if row]
 
     async def distinct_sequences(self, workspace_id: str) -> int:
-        return int(await self.redis.hlen(keys.sequence_counts(workspace_id)))
+        return len(await self._sequence_counts(workspace_id))
 
     async def successful_tasks(self, workspace_id: str) -> int:
         """Successful tasks stored (a calibration feature: how densely memory covers routes)."""
-        counts = await self.redis.hvals(keys.sequence_counts(workspace_id))
-        return sum(int(c) for c in counts)
+        return sum((await self._sequence_counts(workspace_id)).values())
+
+    async def _sequence_counts(self, workspace_id: str) -> dict[bytes, int]:
+        """Sequence -> successful tasks; the shared pool's counts are summed over partitions."""
+        names = (
+            keys.all_pool_sequence_counts()
+            if workspace_id == keys.SHARED_POOL_WORKSPACE
+            else [keys.sequence_counts(workspace_id)]
+        )
+        merged: dict[bytes, int] = {}
+        for name in names:
+            for sequence, count in (await self.redis.hgetall(name)).items():
+                merged[sequence] = merged.get(sequence, 0) + int(count)
+        return merged
 
     async def routing_decision(self, workspace_id: str, task_id: str) -> RoutingRecord | None:
         """A stored routing decision joined with the task's outcome once it is known."""

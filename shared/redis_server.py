@@ -61,6 +61,7 @@ class RedisServer:
     appendonly: bool = False
     data_dir: Path | None = None
     password: str | None = None
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -87,6 +88,7 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready(timeout)
         return self
@@ -145,3 +147,87 @@ def running_redis(**kwargs: object) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterUnavailable(RuntimeError):
+    """No redis-cli to form a cluster with."""
+
+
+@dataclass
+class RedisCluster:
+    """A real Redis Cluster of `masters` redis-server processes (no replicas), formed with
+    `redis-cli --cluster create`, for tests and benchmarks of the cluster layout."""
+
+    masters: int = 3
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Any node will do: the cluster client discovers the others."""
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisClusterUnavailable("redis-cli not found (Debian package redis-tools)")
+        for _ in range(self.masters):
+            node = RedisServer(
+                port=free_cluster_port(),
+                extra_args=[
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", "5000",
+                ],
+            )
+            self.nodes.append(node.start())
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=timeout,
+        )
+        self._wait_ok(cli, timeout)
+        return self
+
+    def _wait_ok(self, cli: str, timeout: float) -> None:
+        """Every node must agree the cluster is up before a client connects."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True
+                ).stdout
+                for n in self.nodes
+            ]
+            if all("cluster_state:ok" in state for state in states):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"cluster not ok after {timeout}s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes.clear()
+
+
+@contextlib.contextmanager
+def running_cluster(masters: int = 3) -> Iterator[RedisCluster]:
+    """Context manager: a started cluster, stopped on exit."""
+    cluster = RedisCluster(masters)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -62,6 +62,20 @@ class Settings(BaseSettings):
         default=20, ge=0, description="An opted-in workspace draws on the pool below this many tasks."
     )
 
+    redis_cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster: cluster clients, hash-tagged keys.",
+    )
+    stream_partitions: int = Field(
+        default=1, ge=1, le=1024,
+        description="Streams per event type, split by workspace (a cluster spreads them over "
+        "shards); every process of a deployment must use the same value.",
+    )
+    hash_tags: bool = Field(
+        default=False,
+        description="Hash-tag keys by partition even on one Redis (implied by redis_cluster).",
+    )
+
     consumer_name: str = Field(default_factory=_default_consumer_name)
     poll_interval_ms: int = Field(default=100, ge=1)
     read_batch: int = Field(

@@ -14,11 +14,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from shared import keys
 from shared.events import Neighbour
 from shared.memory_store import TaskRecord
 from shared.settings import Settings
 
-POOL_WORKSPACE = "__shared_pool__"
+POOL_WORKSPACE = keys.SHARED_POOL_WORKSPACE
 
 
 def opted_in(settings: Settings, workspace_id: str) -> bool:

@@ -308,7 +308,7 @@ async def collect_stream_metrics(redis: Redis, streams: Sequence[str], group: st
 
 
 async def collect_approvals_pending(redis: Redis) -> None:
-    APPROVALS_PENDING.set(await redis.zcard(keys.approval_deadlines()))
+    APPROVALS_PENDING.set(sum([await redis.zcard(key) for key in keys.all_approval_deadlines()]))
 
 
 async def watch_streams(

@@ -31,6 +31,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 
+from shared import topology
+
 Vector = npt.NDArray[np.float32]
 
 DEFAULT_DIM: Final = 384
@@ -44,22 +46,22 @@ ScriptArg = bytes | str | int | float
 
 def vset_key(workspace_id: str) -> str:
     """Vector set holding one workspace's items (Redis 8 back end)."""
-    return f"memory:vset:{workspace_id}"
+    return f"memory:vset:{topology.current().scoped(workspace_id)}"
 
 
 def vec_key(workspace_id: str) -> str:
     """Hash item_id -> little-endian float32 bytes (exact back end)."""
-    return f"memory:vec:{workspace_id}"
+    return f"memory:vec:{topology.current().scoped(workspace_id)}"
 
 
 def attr_key(workspace_id: str) -> str:
     """Hash item_id -> JSON attributes (exact back end)."""
-    return f"memory:vecattr:{workspace_id}"
+    return f"memory:vecattr:{topology.current().scoped(workspace_id)}"
 
 
 def changes_key(workspace_id: str) -> str:
     """Change-log stream (one entry per mutation) replicas replay to stay in step."""
-    return f"memory:vecver:{workspace_id}"
+    return f"memory:vecver:{topology.current().scoped(workspace_id)}"
 
 
 # ------------------------------------------------------------------ public types
@@ -411,8 +413,8 @@ def binary_client(redis: aioredis.Redis) -> aioredis.Redis:
     Shares the caller's pool unless it decodes responses, in which case a
     sibling pool with identical settings but `decode_responses=False` is made.
     """
-    pool = redis.connection_pool
-    if not pool.connection_kwargs.get("decode_responses"):
+    pool = getattr(redis, "connection_pool", None)  # a cluster client has one per node
+    if pool is None or not pool.connection_kwargs.get("decode_responses"):
         return redis
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
     raw_pool = aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)

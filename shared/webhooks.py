@@ -98,7 +98,7 @@ def add_delivery(
     tx.hset(key, mapping=fields)
     tx.expire(key, DELIVERY_TTL_S)
     tx.zadd(
-        keys.webhook_outbox(),
+        keys.webhook_outbox(workspace_id),
         {outbox_member(workspace_id, approval_id, n): now for n in range(len(urls))},
     )
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from shared.events import EVENT_TYPES, stream_for
+from shared.events import EVENT_TYPES, streams_for
 from shared.redis_server import free_port
 from shared.settings import Settings
 
@@ -48,8 +48,9 @@ async def events_of_task(redis: Redis, task_id: str) -> list[dict[str, Any]]:
     """Every event of one task, from every stream, in stream order per type."""
     out = []
     for event_type in EVENT_TYPES:
-        for _, fields in await redis.xrange(stream_for(event_type)):
-            data = json.loads(fields[b"__data__"])
-            if data["correlation_id"] == task_id:
-                out.append(data)
+        for stream in streams_for(event_type):
+            for _, fields in await redis.xrange(stream):
+                data = json.loads(fields[b"__data__"])
+                if data["correlation_id"] == task_id:
+                    out.append(data)
     return out

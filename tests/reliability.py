@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.bus import publish
-from shared.events import EVENT_TYPES, TaskRequested, new_envelope, stream_for
+from shared.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
 from shared.models import AgentContext
 from tests.helpers import eventually
 
@@ -90,14 +90,14 @@ async def diagnose(redis: Redis) -> str:
     """Stream lengths and each group's lag and pending count, for a failure message."""
     lines = []
     for event_type in EVENT_TYPES:
-        stream = stream_for(event_type)
-        if not await redis.exists(stream):
-            continue
-        groups = await redis.xinfo_groups(stream)
-        summary = ", ".join(
-            f"{g['name'].decode()}: pending {g['pending']} lag {g.get('lag')}" for g in groups
-        )
-        lines.append(f"{event_type} len {await redis.xlen(stream)} [{summary}]")
+        for stream in streams_for(event_type):
+            if not await redis.exists(stream):
+                continue
+            groups = await redis.xinfo_groups(stream)
+            summary = ", ".join(
+                f"{g['name'].decode()}: pending {g['pending']} lag {g.get('lag')}" for g in groups
+            )
+            lines.append(f"{stream} len {await redis.xlen(stream)} [{summary}]")
     return "\n".join(lines)
 
 
@@ -127,7 +127,7 @@ async def effects_of(redis: Redis, workspace: str) -> Effects:
     out = Effects()
     for event_type in EVENT_TYPES:
         counter: Counter[str] = Counter()
-        async for data in _stream_events(redis, stream_for(event_type)):
+        async for data in _all_partitions(redis, event_type):
             if data.get("workspace_id") != workspace:
                 continue
             counter[data["event_id"]] += 1
@@ -150,6 +150,12 @@ async def effects_of(redis: Redis, workspace: str) -> Effects:
     return out
 
 
+async def _all_partitions(redis: Redis, event_type: str) -> Any:
+    for stream in streams_for(event_type):
+        async for data in _stream_events(redis, stream):
+            yield data
+
+
 async def _stream_events(redis: Redis, stream: str) -> Any:
     start = "-"
     while True:
@@ -169,12 +175,12 @@ async def wait_drained(redis: Redis, timeout: float = 60.0) -> None:
 
     async def probe() -> bool:
         for event_type in EVENT_TYPES:
-            stream = stream_for(event_type)
-            if not await redis.exists(stream):
-                continue
-            for group in await redis.xinfo_groups(stream):
-                if group["pending"] or group.get("lag"):
-                    return False
+            for stream in streams_for(event_type):
+                if not await redis.exists(stream):
+                    continue
+                for group in await redis.xinfo_groups(stream):
+                    if group["pending"] or group.get("lag"):
+                        return False
         return True
 
     try:

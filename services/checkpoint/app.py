@@ -181,7 +181,9 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
         try:
             record = await approvals.get_approval(deps.redis, workspace_id, approval_id)
         except approvals.ApprovalNotFound:
-            await deps.redis.zrem(keys.approval_deadlines(), f"{workspace_id}|{approval_id}")
+            await deps.redis.zrem(
+                keys.approval_deadlines(workspace_id), f"{workspace_id}|{approval_id}"
+            )
             continue
         config = await load_config(deps, workspace_id, record.needed.payload.workflow)
         checkpoint = config.find(record.needed.payload.checkpoint) if config else None

@@ -56,7 +56,7 @@ async def index_task(
             shared_learning.pool_attributes(record, workspace_id),
         )
         # A counter is not idempotent: on the handler's transaction it counts once per event.
-        counts = keys.sequence_counts(shared_learning.POOL_WORKSPACE)
+        counts = keys.pool_sequence_counts(workspace_id)
         if tx is not None:
             tx.hincrby(counts, json.dumps(record.agent_sequence), 1)
         else:
@@ -173,10 +173,12 @@ async def update_arm_once(
         while True:
             try:
                 await tx.watch(arm_key, step_key, marker)
-                if await tx.exists(marker):
+                # Reads on the client, not the watching pipeline (a cluster pipeline cannot
+                # run commands between WATCH and MULTI); a change after WATCH still aborts.
+                if await redis.exists(marker):
                     return
-                raw = await tx.hgetall(arm_key)
-                step = int(await tx.get(step_key) or 0) + (1 if advance_step else 0)
+                raw = await redis.hgetall(arm_key)
+                step = int(await redis.get(step_key) or 0) + (1 if advance_step else 0)
                 perf = from_redis_hash(raw) if raw else AgentPerformance(agent=agent)
                 updated = change(perf, step)
                 tx.multi()

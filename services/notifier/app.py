@@ -57,10 +57,14 @@ async def on_approval_needed(
 
 
 async def lease_due(deps: Deps, now: float, limit: int = BATCH) -> list[tuple[str, str, int]]:
-    members = await deps.redis.eval(
-        _LEASE_DUE, 1, keys.webhook_outbox(), str(now), str(now + LEASE_S), str(limit)
-    )
-    return [webhooks.parse_outbox_member(m) for m in members]
+    """Due entries of every partition's outbox (one sorted set per partition)."""
+    leased: list[tuple[str, str, int]] = []
+    for outbox in keys.all_webhook_outboxes():
+        members = await deps.redis.eval(
+            _LEASE_DUE, 1, outbox, str(now), str(now + LEASE_S), str(limit)
+        )
+        leased += [webhooks.parse_outbox_member(m) for m in members]
+    return leased
 
 
 async def deliver_one(
@@ -74,7 +78,7 @@ async def deliver_one(
     )
     config = await webhooks.load_config(deps.redis, workspace_id)
     if body is None or url is None or config is None:
-        await deps.redis.zrem(keys.webhook_outbox(), member)
+        await deps.redis.zrem(keys.webhook_outbox(workspace_id), member)
         return "failed"
     attempts = int(attempts_raw or b"0") + 1
     timestamp = int(time.time())
@@ -102,13 +106,13 @@ async def deliver_one(
     async with deps.redis.pipeline(transaction=True) as tx:
         if verdict == "delivered":
             fields[f"{target}:delivered_at"] = str(now)
-            tx.zrem(keys.webhook_outbox(), member)
+            tx.zrem(keys.webhook_outbox(workspace_id), member)
         elif verdict == "failed":
-            tx.zrem(keys.webhook_outbox(), member)
+            tx.zrem(keys.webhook_outbox(workspace_id), member)
         else:
             next_at = now + logic.backoff_s(attempts)
             fields[f"{target}:next_attempt_at"] = str(next_at)
-            tx.zadd(keys.webhook_outbox(), {member: next_at})
+            tx.zadd(keys.webhook_outbox(workspace_id), {member: next_at})
         tx.hset(key, mapping=fields)
         await tx.execute()
     log.info(

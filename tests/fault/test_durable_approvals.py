@@ -115,7 +115,7 @@ async def test_deadline_passes_while_down_and_fires_once_after_restart(
     (failed,) = await events_of(redis, "TaskFailed", task_id)
     assert failed["payload"]["reason"] == "expired"
     assert (
-        await redis.zscore(keys.approval_deadlines(), f"{workspace}|{pending.approval_id}") is None
+        await redis.zscore(keys.approval_deadlines(workspace), f"{workspace}|{pending.approval_id}") is None
     )
 
 

@@ -1,0 +1,140 @@
+"""The whole flow on a real three-master Redis Cluster, streams split into partitions.
+
+Every service, the gateway and the checks use cluster clients; a handler's
+transaction (source stream, outputs, marker, workspace keys) must stay in one
+slot or Redis refuses it with CROSSSLOT, so a completed task with exactly-once
+effects shows the layout is cluster-safe. The partitions must also spread over
+more than one master, or the cluster would not share the load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from raptorflow.stack import LocalStack
+from shared import dead_letters, keys, topology
+from shared.bus import DATA_FIELD
+from shared.events import TaskRequested, new_envelope, streams_for
+from shared.redis_server import RedisCluster, RedisClusterUnavailable, running_cluster
+from tests.checkpoint_helpers import gate
+from tests.helpers import eventually, settings_for
+from tests.reliability import assert_exactly_once, wait_drained
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PARTITIONS = 6
+WORKSPACES = [f"cluster-ws-{n}" for n in range(6)]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    try:
+        with running_cluster(masters=3) as started:
+            yield started
+    except RedisClusterUnavailable as exc:
+        pytest.skip(f"cannot form a Redis Cluster here: {exc}")
+
+
+@pytest.fixture
+def cluster_layout(monkeypatch: pytest.MonkeyPatch, cluster: RedisCluster) -> Iterator[str]:
+    """Every process-wide name in this test follows the cluster layout; restored after."""
+    monkeypatch.setenv("RAPTORFLOW_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", str(PARTITIONS))
+    topology.reset()
+    yield cluster.url
+    monkeypatch.undo()
+    topology.reset()
+
+
+@pytest.fixture
+async def client(cluster_layout: str) -> AsyncIterator[ClusterClient]:
+    redis = ClusterClient.from_url(cluster_layout)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _status(http: httpx.AsyncClient, task_id: str, workspace: str) -> dict | None:
+    response = await http.get(f"/tasks/{task_id}", params={"workspace_id": workspace})
+    body = response.json() if response.status_code == 200 else {}
+    return body if body.get("status") in {"completed", "failed"} else None
+
+
+async def _pending(http: httpx.AsyncClient, workspace: str) -> list[dict]:
+    return (await http.get("/approvals", params={"workspace_id": workspace})).json()
+
+
+async def _node_of(redis: ClusterClient, key: str) -> str:
+    node = redis.get_node_from_key(key)
+    return f"{node.host}:{node.port}"
+
+
+async def test_flow_on_three_master_cluster(cluster_layout: str, client: ClusterClient) -> None:
+    layout = topology.current()
+    assert layout.partitions == PARTITIONS and layout.hash_tags
+    settings = settings_for(cluster_layout, redis_cluster=True, stream_partitions=PARTITIONS)
+    stack = LocalStack(settings, with_gateway=True, start_redis=False)
+    async with (
+        stack,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.gateway_port}", timeout=10) as http,
+    ):
+        tasks: dict[str, list[str]] = {}
+        for workspace in WORKSPACES:
+            for goal in ("Create a blog post about AI trends", "Write a blog about machine learning"):
+                response = await http.post("/tasks", json={"goal": goal, "workspace_id": workspace})
+                assert response.status_code == 202, response.text
+                task_id = response.json()["task_id"]
+                status = await eventually(lambda t=task_id, w=workspace: _status(http, t, w), 60)
+                assert status["status"] == "completed", status
+                tasks.setdefault(workspace, []).append(task_id)
+            # Semantic memory works on the cluster: the second goal reuses the first's sequence.
+            second = await _status(http, tasks[workspace][1], workspace)
+            assert second is not None and second["details"]["routing_source"] == "memory"
+
+        # A human checkpoint: approvals and their deadline set live in the partition too.
+        workspace = WORKSPACES[1]
+        checkpoints = gate(workspace, stage="content").model_dump(mode="json")
+        body = {"goal": "Write a newsletter intro", "workspace_id": workspace,
+                "agent_sequence": ["content"], "checkpoints": checkpoints}
+        gated = (await http.post("/tasks", json=body)).json()["task_id"]
+        pending = await eventually(lambda: _pending(http, workspace), 30)
+        decision = {"workspace_id": workspace, "decision": "approved", "decided_by": "alice"}
+        decided = await http.post(f"/approvals/{pending[0]['approval_id']}/decision", json=decision)
+        assert decided.status_code == 200, decided.text
+        status = await eventually(lambda: _status(http, gated, workspace), 30)
+        assert status["status"] == "completed", status
+        tasks[workspace].append(gated)
+
+        # A message on the wrong partition is dead-lettered with the reason, not lost.
+        wrong = next(s for s in streams_for("TaskRequested")
+                     if s != TaskRequested.stream(WORKSPACES[0]))
+        await client.xadd(wrong, {DATA_FIELD: _task_requested_json(WORKSPACES[0])})
+        letters = await eventually(lambda: dead_letters.list_letters(client), 20)
+        assert any("partitioned by workspace" in letter.error for letter in letters), letters
+
+        await wait_drained(client)  # type: ignore[arg-type]
+        for workspace in WORKSPACES:
+            await assert_exactly_once(client, workspace, tasks[workspace])  # type: ignore[arg-type]
+
+    # Each workspace's keys live with its partition's streams (one slot per partition) ...
+    for workspace in WORKSPACES:
+        stream_node = await _node_of(client, TaskRequested.stream(workspace))
+        history = keys.task_history(workspace, keys.goal_hash("Create a blog post about AI trends"))
+        assert await client.exists(history)
+        assert await _node_of(client, history) == stream_node
+        assert await _node_of(client, keys.vector_set(workspace)) == stream_node
+        # Adaptive selection learned on the cluster (optimistic-lock updates of aggregates).
+        assert await client.smembers(keys.performance_index(workspace))
+    # ... and the partitions spread over the masters.
+    nodes = {await _node_of(client, s) for s in streams_for("TaskRequested")}
+    assert len(nodes) >= 2, nodes
+
+
+def _task_requested_json(workspace: str) -> str:
+    event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
+    return event.model_dump_json()
