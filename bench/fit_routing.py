@@ -17,6 +17,12 @@ odds, with no special case for any example.
 
     .venv/bin/python bench/fit_routing.py            # fit, report, write params
     .venv/bin/python bench/fit_routing.py --dry-run  # report only
+    .venv/bin/python bench/fit_routing.py --dry-run --sensitivity  # + online recalibration grid
+
+The held-out figures are given twice: with the global calibrator alone
+(`..._heldout`) and with the workspace's online recalibration
+(`..._heldout_online`, `shared.recalibration` updated after each routed row
+with its label, as the memory service does after each task).
 
 Embeddings are cached under /tmp/raptorflow_fit (never in the repo).
 """
@@ -39,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.embeddings import make_embedder
 from shared.events import Neighbour
 from shared.keys import goal_hash
+from shared.recalibration import DEFAULT_CONFIG, RecalibrationConfig, prior, update
 from shared.routing import FEATURE_NAMES, PARAMS_PATH, RoutingParams, best_reuse, load_params
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -196,6 +203,22 @@ def predict(params: RoutingParams, rep: Replay) -> npt.NDArray[np.float64]:
                      for f in rep.features])
 
 
+def predict_online(
+    params: RoutingParams, rep: Replay, config: RecalibrationConfig = DEFAULT_CONFIG
+) -> npt.NDArray[np.float64]:
+    """Confidence per row with the workspace's online correction, learned from the earlier rows."""
+    w = np.array(params.weights())
+    state = prior(config)
+    out = np.zeros(len(rep.features))
+    for i, f in enumerate(rep.features):
+        if f is None:
+            continue
+        logit = float(params.intercept + w @ np.array(f))
+        out[i] = state.confidence(logit)
+        state = update(state, logit, bool(rep.labels[i]), config)
+    return out
+
+
 def figures(conf: npt.NDArray[np.float64], rep: Replay, threshold: float) -> dict[str, float]:
     """The eval command's metrics for one threshold (see raptorflow/evaluation.py)."""
     from raptorflow.evaluation import RowResult, summarise
@@ -208,11 +231,23 @@ def figures(conf: npt.NDArray[np.float64], rep: Replay, threshold: float) -> dic
                                 "false_reuse_rate_novel", "ece")}
 
 
+def sensitivity(params: RoutingParams, replays: dict[str, Replay], label: str) -> None:
+    """Figures at t = 0.8 for a grid of prior precision x forgetting (stderr, for RESULTS.md)."""
+    for p0 in (2.0, 5.0, 20.0):
+        for forgetting in (0.99, 0.995, 0.998, 1.0):
+            config = RecalibrationConfig(prior_precision=p0, forgetting=forgetting)
+            cells = [f"{name}: " + json.dumps(figures(predict_online(params, rep, config), rep, 0.8))
+                     for name, rep in replays.items()]
+            print(f"{label} p0={p0} f={forgetting} " + " | ".join(cells), file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--small-workspaces", type=int, default=150, help="per dataset")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="print online-recalibration figures over a grid of its two settings")
     args = parser.parse_args()
     base = load_params()
     rng = np.random.default_rng(args.seed)
@@ -242,6 +277,12 @@ def main() -> None:
         report[f"{name}_second_half_heldout"] = {
             f"t{t}": figures(predict(held, v[2]), v[2], t) for t in (0.5, 0.6, 0.7, 0.8, 0.9)
         }
+        report[f"{name}_second_half_heldout_online"] = {
+            f"t{t}": figures(predict_online(held, v[2]), v[2], t) for t in (0.5, 0.6, 0.7, 0.8, 0.9)
+        }
+    if args.sensitivity:
+        sensitivity(held, {name: v[2] for name, v in halves.items()}, "held out, second half")
+        sensitivity(base, {name: v[4] for name, v in halves.items()}, "full dev, current params")
     x, y = design([r for v in halves.values() for r in (v[4], *v[3])])
     w = fit_logistic(x, y)
     today = dt.date.today().isoformat()

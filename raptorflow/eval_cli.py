@@ -22,7 +22,9 @@ out = Console()
 err = Console(stderr=True)
 
 
-async def _evaluate(settings: Settings, data: Path, memory: Path | None, keep: bool) -> dict[str, Any]:
+async def _evaluate(
+    settings: Settings, data: Path, memory: Path | None, keep: bool, online: bool
+) -> dict[str, Any]:
     """Fresh workspace on REDIS_URL, or on an embedded Redis when none is configured."""
     server = None
     if not (os.environ.get("REDIS_URL") or os.environ.get("RAPTORFLOW_REDIS_URL")):
@@ -35,7 +37,8 @@ async def _evaluate(settings: Settings, data: Path, memory: Path | None, keep: b
         with Progress(TextColumn("routing eval"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True) as progress:
             bar = progress.add_task("rows", total=len(rows) + sum(1 for r in preload if r.agent_sequence))
-            return await run_routing_eval(deps, rows, preload, lambda: progress.advance(bar), keep=keep)
+            return await run_routing_eval(deps, rows, preload, lambda: progress.advance(bar),
+                                          keep=keep, online=online)
     finally:
         await deps.close()
         if server is not None:
@@ -49,14 +52,21 @@ def routing(
                                        help="JSONL stored as successful tasks first."),
     as_json: bool = typer.Option(False, "--json", help="Last line: one JSON object of metrics."),
     keep: bool = typer.Option(False, "--keep", help="Keep the eval workspace in Redis."),
+    static: bool = typer.Option(False, "--static-calibration",
+                                help="Do not learn the workspace's calibration from outcomes "
+                                     "(the global calibrator alone)."),
 ) -> None:
-    """Replay labelled requests through the router (planner-free) and score reuse."""
-    result = asyncio.run(_evaluate(Settings(), data, memory, keep))
+    """Replay labelled requests through the router (planner-free) and score reuse.
+
+    Each row's outcome corrects the eval workspace's calibration online, as a
+    finished task does in the memory service, unless --static-calibration.
+    """
+    result = asyncio.run(_evaluate(Settings(), data, memory, keep, online=not static))
     if as_json:
         print(dumps(result))
         return
     for key, value in result.items():
-        if key != "pr_curve":
+        if key not in ("pr_curve", "calibration"):
             out.print(f"{key:>24}: {value}")
     for point in result["pr_curve"]:
         out.print(f"  threshold {point['threshold']}: " + ", ".join(

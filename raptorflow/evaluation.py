@@ -2,7 +2,9 @@
 
 Pure metric code (`RowResult`, `summarise`, `expected_calibration_error`,
 `pr_curve`) is apart from the replay (`run_routing_eval`), which talks to Redis
-through the same write path as the memory service.
+through the same write path as the memory service: each row is stored as a
+successful task and, unless `online=False`, its routing decision is labelled and
+folded into the workspace's calibration as the memory service does when a task ends.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from services.memory import store
+from services.memory import calibration, store
+from shared import keys
 from shared.catalog import AgentCatalog, AgentSpec, TaskTypeSpec
 from shared.keys import goal_hash
 from shared.memory_store import TaskRecord
-from shared.orchestrator import route
+from shared.orchestrator import route, workspace_calibration
+from shared.recalibration import outcome_of
+from shared.routing import RouteDecision
 from shared.runtime import Deps
 
 EVAL_QUALITY = 1.0  # a labelled row is a task that succeeded; the data has no quality score
@@ -146,16 +151,32 @@ async def preload(deps: Deps, workspace_id: str, rows: Sequence[EvalRow], tick: 
             tick()
 
 
+async def learn_outcome(
+    deps: Deps, workspace_id: str, decision: RouteDecision, row: EvalRow, row_index: int
+) -> None:
+    """The row's label for the workspace's calibration, through the memory service's own update.
+
+    The row's sequence is the one its task succeeded with; a novel row (empty
+    sequence) succeeded with none that memory holds, so its candidate was wrong.
+    """
+    outcome = outcome_of(decision.candidate_sequence, decision.candidate_logit,
+                         row.agent_sequence, success=True)
+    if outcome is not None:
+        marker = keys.processed(workspace_id, "memory-calibration", f"eval-row-{row_index}")
+        await calibration.record_outcome(deps.redis, workspace_id, outcome, marker=marker,
+                                         marker_ttl_s=deps.settings.processed_ttl_s)
+
+
 async def replay(deps: Deps, workspace_id: str, rows: Sequence[EvalRow],
-                 known: set[tuple[str, ...]], tick: Tick) -> list[RowResult]:
+                 known: set[tuple[str, ...]], tick: Tick, *, online: bool = True) -> list[RowResult]:
     """Route each row with memory = preloaded + earlier rows, then store it unless novel."""
     results = []
-    for row in rows:
+    for index, row in enumerate(rows):
         truth = tuple(row.agent_sequence)
         started = time.perf_counter()
         decision = await route(deps, row.goal, workspace_id, use_planner=False)
         elapsed = (time.perf_counter() - started) * 1000
-        candidate = tuple(decision.agent_sequence) if decision.neighbours else ()
+        candidate = tuple(decision.candidate_sequence or ())
         results.append(RowResult(
             reused=decision.source == "memory",
             correct=bool(truth) and candidate == truth,
@@ -167,6 +188,8 @@ async def replay(deps: Deps, workspace_id: str, rows: Sequence[EvalRow],
         if truth:
             await store_success(deps, workspace_id, row)
             known.add(truth)
+        if online:
+            await learn_outcome(deps, workspace_id, decision, row, index)
         tick()
     return results
 
@@ -179,21 +202,27 @@ async def drop_workspace(deps: Deps, workspace_id: str) -> None:
 
 async def run_routing_eval(
     deps: Deps, data: Sequence[EvalRow], memory: Sequence[EvalRow], tick: Tick,
-    *, keep: bool = False,
+    *, keep: bool = False, online: bool = True,
 ) -> dict[str, Any]:
-    """Replay `data` in a fresh workspace after preloading `memory`; the metrics as a dict."""
+    """Replay `data` in a fresh workspace after preloading `memory`; the metrics as a dict.
+
+    `online=False` leaves the workspace's calibration at its prior: the global model alone.
+    """
     workspace_id = f"eval-{uuid.uuid4().hex[:12]}"
     deps.catalog = eval_catalog([*data, *memory])
     try:
         await preload(deps, workspace_id, memory, tick)
         known = {tuple(r.agent_sequence) for r in memory if r.agent_sequence}
-        results = await replay(deps, workspace_id, data, known, tick)
+        results = await replay(deps, workspace_id, data, known, tick, online=online)
+        learned = await workspace_calibration(deps, workspace_id)
     finally:
         if not keep:
             await drop_workspace(deps, workspace_id)
     return {
         **summarise(results),
         "threshold": deps.settings.reuse_confidence,
+        "online_calibration": online,
+        "calibration": learned.model_dump(),
         "memory_rows": len(memory),
         "index": deps.index.kind,
         "workspace_id": workspace_id if keep else None,

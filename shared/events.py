@@ -116,6 +116,12 @@ class RoutingInfo(BaseModel):
     provider: str = Field(default="offline", description="LLM provider used for planning.")
     experiment_id: str | None = Field(default=None, description="Set when source is experiment.")
     experiment_arm: Literal["A", "B"] | None = None
+    candidate_sequence: list[str] | None = Field(
+        default=None, description="Memory's best candidate, reused or not; the outcome says whether "
+        "it was right, which corrects the workspace's routing calibration.")
+    candidate_logit: float | None = Field(
+        default=None, description="The candidate's logit under the global calibrator, before the "
+        "workspace's correction.")
 
 
 class StageOutcome(BaseModel):

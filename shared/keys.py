@@ -165,3 +165,8 @@ def experiment_arm(workspace_id: str, experiment_id: str, arm: str) -> str:
 def experiment_goals(workspace_id: str, experiment_id: str) -> str:
     """Hash goal_hash -> goal of the experiment's finished tasks (what promotion relabels)."""
     return f"memory:experiment:{_ws(workspace_id)}:{experiment_id}:goals"
+
+
+def routing_calibration(workspace_id: str) -> str:
+    """Hash: the workspace's online correction of the router's confidence (shared.recalibration)."""
+    return f"memory:routing_calibration:{_ws(workspace_id)}"

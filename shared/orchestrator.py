@@ -11,6 +11,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from shared import keys
 from shared.bandit import BanditConfig, SelectionDecision, choose_agent
 from shared.checkpoints import evaluate_checkpoint as _evaluate_checkpoint
 from shared.events import Neighbour
@@ -22,6 +23,7 @@ from shared.models import (
     WorkflowCheckpoints,
 )
 from shared.performance import AgentPerformance
+from shared.recalibration import WorkspaceCalibration
 from shared.routing import (
     RouteDecision,
     best_reuse,
@@ -85,14 +87,27 @@ async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbo
     return neighbours, distinct, stored
 
 
+async def workspace_calibration(deps: Deps, workspace_id: str) -> WorkspaceCalibration:
+    """The workspace's learned correction of the global confidence (the prior when it has none)."""
+    return WorkspaceCalibration.from_hash(await deps.redis.hgetall(keys.routing_calibration(workspace_id)))
+
+
 async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True) -> RouteDecision:
-    """Reuse a proven sequence when confident, else plan (or, without planner, say so)."""
+    """Reuse a proven sequence when confident, else plan (or, without planner, say so).
+
+    Every decision carries memory's candidate and its global logit, reused or
+    not, so that the memory service can label the outcome and correct this
+    workspace's calibration.
+    """
     neighbours, distinct, stored = await recall(deps, goal, workspace_id)
     candidate = best_reuse(
         neighbours, distinct, load_params(), stored_tasks=stored,
         cost=deps.catalog.sequence_cost, cost_tolerance=deps.settings.routing_cost_tolerance,
+        calibration=await workspace_calibration(deps, workspace_id) if neighbours else None,
     )
     reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
+    seen_sequence = candidate.agent_sequence if candidate else None
+    seen_logit = candidate.global_logit if candidate else None
     if reuse and candidate is not None:
         return RouteDecision(
             agent_sequence=candidate.agent_sequence,
@@ -102,6 +117,8 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
             matched_goal_hash=candidate.matched_goal_hash,
             reason=reason,
             provider="memory",
+            candidate_sequence=seen_sequence,
+            candidate_logit=seen_logit,
         )
     confidence = candidate.confidence if candidate else 0.0
     if not use_planner:
@@ -112,6 +129,8 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
             neighbours=neighbours,
             reason=reason,
             provider="none",
+            candidate_sequence=seen_sequence,
+            candidate_logit=seen_logit,
         )
     plan, usage = await plan_sequence(deps.provider, goal, deps.catalog)
     return RouteDecision(
@@ -122,6 +141,8 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
         reason=f"{reason}; planned: {plan.reason}".strip("; "),
         provider=deps.provider.name,
         usage=usage,
+        candidate_sequence=seen_sequence,
+        candidate_logit=seen_logit,
     )
 
 

@@ -3,7 +3,8 @@
 The confidence is a calibrated estimate of the probability that the reused
 sequence is right for the new goal, from features of the neighbours — not a
 raw cosine. Its parameters live in `routing_params.json`, written by
-`bench/fit_routing.py`.
+`bench/fit_routing.py`; each workspace then corrects that global logit with
+what its own outcomes taught it (`shared.recalibration`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 from shared.catalog import AgentCatalog
 from shared.events import Neighbour, Usage
 from shared.llm import LLMProvider, LLMRequest
+from shared.recalibration import WorkspaceCalibration, sigmoid
 
 PARAMS_PATH = Path(__file__).with_name("routing_params.json")
 
@@ -76,6 +78,7 @@ class ReuseFeatures(BaseModel):
 class ReuseCandidate(BaseModel):
     agent_sequence: list[str]
     confidence: float
+    global_logit: float = Field(description="The global calibrator's logit, before the workspace's correction.")
     features: ReuseFeatures
     matched_goal_hash: str
     cost_usd: float | None = None
@@ -120,22 +123,33 @@ def reuse_features(
     )
 
 
-def confidence(features: ReuseFeatures, params: RoutingParams) -> float:
-    logit = params.intercept + sum(
+def global_logit(features: ReuseFeatures, params: RoutingParams) -> float:
+    return params.intercept + sum(
         w * x for w, x in zip(params.weights(), features.values(), strict=True)
     )
-    return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
+
+
+def confidence(
+    features: ReuseFeatures, params: RoutingParams, calibration: WorkspaceCalibration | None = None
+) -> float:
+    """P(right): the global logit, corrected by the workspace's calibration when given."""
+    logit = global_logit(features, params)
+    return calibration.confidence(logit) if calibration is not None else sigmoid(logit)
 
 
 def _candidate(
     usable: Sequence[Neighbour], sequence: tuple[str, ...], distinct_sequences: int,
     votes: dict[tuple[str, ...], float], params: RoutingParams, stored_tasks: int | None,
+    calibration: WorkspaceCalibration | None,
 ) -> ReuseCandidate:
     features = reuse_features(usable, sequence, distinct_sequences, votes, stored_tasks)
     matched = next(n for n in usable if tuple(n.agent_sequence) == sequence)
+    logit = global_logit(features, params)
+    conf = calibration.confidence(logit) if calibration is not None else sigmoid(logit)
     return ReuseCandidate(
         agent_sequence=list(sequence),
-        confidence=round(confidence(features, params), 4),
+        confidence=round(conf, 4),
+        global_logit=round(logit, 6),
         features=features,
         matched_goal_hash=matched.goal_hash,
     )
@@ -144,12 +158,13 @@ def _candidate(
 def best_reuse(
     neighbours: Sequence[Neighbour], distinct_sequences: int, params: RoutingParams,
     *, cost: Callable[[list[str]], float] | None = None, cost_tolerance: float = 0.02,
-    stored_tasks: int | None = None,
+    stored_tasks: int | None = None, calibration: WorkspaceCalibration | None = None,
 ) -> ReuseCandidate | None:
     """The sequence the neighbours vote for, with the calibrated confidence that it is right.
 
     With `cost`, a cheaper sequence whose confidence is within `cost_tolerance`
     of the voted one's is preferred: near-equal odds of being right, lower bill.
+    With `calibration`, the confidence is the workspace's correction of the global one.
     """
     usable = [n for n in neighbours if n.success and n.agent_sequence]
     if not usable:
@@ -157,7 +172,7 @@ def best_reuse(
     usable.sort(key=lambda n: n.similarity, reverse=True)
     votes = vote(usable, params.similarity_power)
     winner = max(votes, key=lambda seq: votes[seq])
-    best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks)
+    best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks, calibration)
     if cost is None:
         return best
     best.cost_usd = cost(best.agent_sequence)
@@ -165,7 +180,9 @@ def best_reuse(
     for sequence in votes:
         if sequence == winner:
             continue
-        other = _candidate(usable, sequence, distinct_sequences, votes, params, stored_tasks)
+        other = _candidate(
+            usable, sequence, distinct_sequences, votes, params, stored_tasks, calibration
+        )
         other.cost_usd = cost(other.agent_sequence)
         if other.confidence >= floor and other.cost_usd < best.cost_usd:
             best = other
@@ -237,6 +254,10 @@ class RouteDecision(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     experiment_id: str | None = None
     experiment_arm: Literal["A", "B"] | None = None
+    candidate_sequence: list[str] | None = Field(
+        default=None, description="Memory's best candidate, reused or not (what the outcome labels).")
+    candidate_logit: float | None = Field(
+        default=None, description="The candidate's global calibrated logit (before the workspace's correction).")
 
 
 def decide_without_planner(

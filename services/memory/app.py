@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from services.memory import learning, logic, store
+from services.memory import calibration, learning, logic, store
 from shared import keys, telemetry
 from shared.bandit import BanditConfig
 from shared.events import (
@@ -22,8 +22,10 @@ from shared.events import (
     TaskCompleted,
     TaskFailed,
     TaskRequested,
+    Workflow,
 )
 from shared.memory_store import TaskRecord
+from shared.recalibration import outcome_of
 from shared.runtime import Deps, Service, new_service
 
 SERVICE = "memory"
@@ -45,6 +47,23 @@ def _routing_outcome(
     key = keys.routing_decision(workspace_id, task_id)
     tx.hset(key, mapping={"outcome_success": str(success).lower(), "outcome_quality": str(quality)})
     tx.expire(key, keys.TASK_HISTORY_TTL_S)
+
+
+async def _recalibrate(
+    deps: Deps, event: Envelope[Any], workflow: Workflow, success: bool
+) -> None:
+    """Teach the workspace's routing calibration whether memory's candidate was right."""
+    routing = workflow.routing
+    outcome = outcome_of(
+        routing.candidate_sequence, routing.candidate_logit, workflow.agent_sequence, success
+    )
+    if outcome is None:
+        return
+    marker = keys.processed(event.workspace_id, "memory-calibration", event.event_id)
+    await calibration.record_outcome(
+        deps.redis, event.workspace_id, outcome,
+        marker=marker, marker_ttl_s=deps.settings.processed_ttl_s,
+    )
 
 
 def build(deps: Deps) -> Service:
@@ -121,6 +140,7 @@ def build(deps: Deps) -> Service:
             bandit,
             deps.settings.processed_ttl_s,
         )
+        await _recalibrate(deps, event, done.workflow, done.success)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
         _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
         learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
@@ -141,6 +161,7 @@ def build(deps: Deps) -> Service:
                 bandit,
                 deps.settings.processed_ttl_s,
             )
+            await _recalibrate(deps, event, failed.workflow, False)
             _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
             learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))

@@ -100,6 +100,8 @@ def routing_fields(chosen: SequenceChosen, now: float) -> dict[str, str]:
         "matched_goal_hash": routing.matched_goal_hash or "",
         "neighbours": json.dumps([n.model_dump() for n in chosen.neighbours]),
         "decided_at": str(now),
+        "candidate_sequence": json.dumps(routing.candidate_sequence),
+        "candidate_logit": json.dumps(routing.candidate_logit),
     }
 
 

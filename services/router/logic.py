@@ -40,6 +40,8 @@ def workflow_for(task_id: str, request: TaskRequested, decision: RouteDecision) 
             provider=decision.provider,
             experiment_id=decision.experiment_id,
             experiment_arm=decision.experiment_arm,
+            candidate_sequence=decision.candidate_sequence,
+            candidate_logit=decision.candidate_logit,
         ),
         usage=decision.usage,
         self_correction=request.self_correction,

@@ -1,0 +1,56 @@
+"""The write side of a workspace's routing calibration (the math is in shared.recalibration).
+
+The memory service calls `record_outcome` when a task ends; `raptorflow eval
+routing` calls it when it stores a replayed row, so both learn the same way.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from shared import keys
+from shared.recalibration import (
+    DEFAULT_CONFIG,
+    CalibrationOutcome,
+    RecalibrationConfig,
+    WorkspaceCalibration,
+    prior,
+    update,
+)
+
+
+async def record_outcome(
+    redis: Redis,
+    workspace_id: str,
+    outcome: CalibrationOutcome,
+    *,
+    marker: str,
+    marker_ttl_s: int,
+    config: RecalibrationConfig = DEFAULT_CONFIG,
+) -> WorkspaceCalibration | None:
+    """Fold one labelled decision into the workspace's calibration, exactly once.
+
+    A read-modify-write (the update is not a counter), so it WATCHes the state
+    and the marker: a concurrent replica's update is never lost, and a
+    redelivered event (its marker already set) changes nothing. Returns the new
+    state, or None when the marker says it was applied before.
+    """
+    key = keys.routing_calibration(workspace_id)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                await tx.watch(key, marker)
+                if await tx.exists(marker):
+                    return None
+                raw = await tx.hgetall(key)
+                state = WorkspaceCalibration.from_hash(raw) if raw else prior(config)
+                new = update(state, outcome.global_logit, outcome.right, config)
+                tx.multi()
+                tx.hset(key, mapping=new.to_hash())
+                tx.expire(key, keys.TASK_HISTORY_TTL_S)
+                tx.set(marker, b"1", ex=marker_ttl_s)
+                await tx.execute()
+                return new
+            except WatchError:
+                continue
