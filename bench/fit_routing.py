@@ -18,6 +18,7 @@ odds, with no special case for any example.
     .venv/bin/python bench/fit_routing.py            # fit, report, write params
     .venv/bin/python bench/fit_routing.py --dry-run  # report only
     .venv/bin/python bench/fit_routing.py --dry-run --sensitivity  # + online recalibration grid
+    .venv/bin/python bench/fit_routing.py --dry-run --bound        # + best ranking these features allow
 
 The held-out figures are given twice: with the global calibrator alone
 (`..._heldout`) and with the workspace's online recalibration
@@ -241,6 +242,31 @@ def sensitivity(params: RoutingParams, replays: dict[str, Replay], label: str) -
             print(f"{label} p0={p0} f={forgetting} " + " | ".join(cells), file=sys.stderr)
 
 
+def precision_at_recall(score: npt.NDArray[np.float64], rep: Replay, recall: float) -> tuple[float, int]:
+    """Precision of the top-scored rows that first reach `recall` of the reusable rows, and how many."""
+    order = np.argsort(-score)
+    hits = np.cumsum(rep.labels[order])
+    first = int(np.argmax(hits >= recall * rep.reusable.sum()))
+    return round(float(hits[first] / (first + 1)), 4), first + 1
+
+
+def ranking_bound(name: str, rep: Replay) -> None:
+    """How well ANY monotone calibration of a score could do: rank the rows by an in-sample fit
+    on this file alone (linear, then with all pairwise products), and read off precision at
+    the recall targets. Calibration can move the threshold along this curve, never above it."""
+    rows = [i for i, f in enumerate(rep.features) if f is not None]
+    cols = [FEATURE_NAMES.index(n) for n in FITTED]
+    x = np.array([[rep.features[i][c] for c in cols] for i in rows])  # type: ignore[index]
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
+    quad = np.hstack([x, *[x[:, [j]] * x[:, j:] for j in range(x.shape[1])]])
+    sub = Replay([rep.features[i] for i in rows], rep.labels[rows], rep.reusable, rep.novel)
+    for kind, design_x in (("linear", x), ("quadratic", quad)):
+        w = fit_logistic(design_x, sub.labels.astype(float), l2=1e-3)
+        score = np.hstack([np.ones((len(design_x), 1)), design_x]) @ w
+        cells = {f"recall {r}": precision_at_recall(score, sub, r) for r in (0.159, 0.2)}
+        print(f"bound {name} in-sample {kind}: precision (rows) at {cells}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true")
@@ -248,6 +274,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sensitivity", action="store_true",
                         help="print online-recalibration figures over a grid of its two settings")
+    parser.add_argument("--bound", action="store_true",
+                        help="print the precision an in-sample ranking reaches at the recall targets")
     args = parser.parse_args()
     base = load_params()
     rng = np.random.default_rng(args.seed)
@@ -280,6 +308,9 @@ def main() -> None:
         report[f"{name}_second_half_heldout_online"] = {
             f"t{t}": figures(predict_online(held, v[2]), v[2], t) for t in (0.5, 0.6, 0.7, 0.8, 0.9)
         }
+    if args.bound:
+        for name, v in halves.items():
+            ranking_bound(name, v[4])
     if args.sensitivity:
         sensitivity(held, {name: v[2] for name, v in halves.items()}, "held out, second half")
         sensitivity(base, {name: v[4] for name, v in halves.items()}, "full dev, current params")
