@@ -42,6 +42,7 @@ bench: install  ## short versions of every benchmark
 	$(PY) bench/self_correction_overhead.py --quick
 	$(PY) bench/context_size.py --quick
 	$(PY) bench/pipeline.py --quick
+	$(PY) bench/cluster.py --quick
 
 schema: docs
 

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from shared import keys, telemetry, topology, tracing
+from shared import cluster_client, keys, telemetry, topology, tracing
 from shared.events import Envelope, Payload, dead_letter_stream_for, envelope_class, utcnow
 from shared.settings import Settings
 
@@ -83,6 +83,8 @@ def make_broker(settings: Settings, service: str = "") -> RedisBroker:
     from prometheus_client import REGISTRY
 
     middleware = RedisPrometheusMiddleware(registry=REGISTRY, app_name=service or "raptorflow")
+    if settings.redis_cluster:
+        cluster_client.install()
     broker_class = RedisClusterBroker if settings.redis_cluster else RedisBroker
     return broker_class(
         settings.redis_url_value(),
@@ -106,6 +108,7 @@ def make_redis(settings: Settings) -> Redis:
     if settings.redis_cluster:
         from redis.asyncio.cluster import RedisCluster
 
+        cluster_client.install()
         cluster = RedisCluster.from_url(
             settings.redis_url_value(),
             retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),

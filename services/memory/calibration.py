@@ -41,9 +41,11 @@ async def record_outcome(
         while True:
             try:
                 await tx.watch(key, marker)
-                if await tx.exists(marker):
+                # Reads on the client, not the watching pipeline (a cluster pipeline cannot
+                # run commands between WATCH and MULTI); a change after WATCH still aborts.
+                if await redis.exists(marker):
                     return None
-                raw = await tx.hgetall(key)
+                raw = await redis.hgetall(key)
                 state = WorkspaceCalibration.from_hash(raw) if raw else prior(config)
                 new = update(state, outcome.global_logit, outcome.right, config)
                 tx.multi()
