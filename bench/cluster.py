@@ -52,6 +52,7 @@ class Result:
     events: int
     commands: int
     node_commands: list[int]
+    redis_cpu_ms: float
 
     @property
     def tasks_per_s(self) -> float:
@@ -65,7 +66,7 @@ class Result:
             f"| {self.mode} | {self.tasks} | {self.tasks_per_s:.1f} | "
             f"{self.events / self.seconds:.0f} | {p50:.0f} / {p99:.0f} | "
             f"{self.commands / self.tasks:.0f} | {self.commands / max(self.events, 1):.1f} | "
-            f"{shares} |"
+            f"{shares} | {self.redis_cpu_ms / self.tasks:.2f} |"
         )
 
 
@@ -100,6 +101,16 @@ async def node_calls(urls: list[str]) -> list[Counter[str]]:
     return out
 
 
+def cpu_ms(pids: list[int]) -> float:
+    """User + system CPU of the Redis processes so far (Linux /proc), in ms."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / tick
+
+
 async def count_events(redis: Any) -> int:
     total = 0
     for event_type in EVENT_TYPES:
@@ -108,7 +119,11 @@ async def count_events(redis: Any) -> int:
     return total
 
 
-async def run_mode(mode: str, url: str, node_urls: list[str], args: argparse.Namespace) -> Result:
+async def run_mode(
+    mode: str, url: str, nodes: list[RedisServer], args: argparse.Namespace
+) -> Result:
+    node_urls = [node.url for node in nodes]
+    pids = [node.process.pid for node in nodes if node.process is not None]
     settings = Settings(
         llm_provider="offline", redis_cluster=(mode == "cluster"),
         stream_partitions=args.partitions,
@@ -130,6 +145,7 @@ async def run_mode(mode: str, url: str, node_urls: list[str], args: argparse.Nam
         await asyncio.gather(*(one(n) for n in range(len(workspaces))))  # warm-up: memory, models
         events_before = await count_events(deps.redis)
         calls_before = await node_calls(node_urls)
+        cpu_before = cpu_ms(pids)
         gate = asyncio.Semaphore(args.concurrency)
 
         async def limited(n: int) -> float:
@@ -139,13 +155,16 @@ async def run_mode(mode: str, url: str, node_urls: list[str], args: argparse.Nam
         started = time.perf_counter()
         latencies = await asyncio.gather(*(limited(n) for n in range(args.tasks)))
         seconds = time.perf_counter() - started
+        redis_cpu = cpu_ms(pids) - cpu_before
         events = await count_events(deps.redis) - events_before
         calls = [a - b for a, b in zip(await node_calls(node_urls), calls_before, strict=True)]
     by_command: Counter[str] = sum(calls, Counter())
     top = ", ".join(f"{k} {v / args.tasks:.0f}" for k, v in by_command.most_common(10))
     print(f"{mode}: commands per task by kind: {top}", file=sys.stderr)
     totals = [sum(c.values()) for c in calls]
-    return Result(mode, args.tasks, seconds, list(latencies), events, sum(totals), totals)
+    return Result(
+        mode, args.tasks, seconds, list(latencies), events, sum(totals), totals, redis_cpu
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -154,12 +173,11 @@ async def main(args: argparse.Namespace) -> None:
         with layout(mode == "cluster", args.partitions):
             if mode == "cluster":
                 with running_cluster(masters=3) as cluster:
-                    urls = [node.url for node in cluster.nodes]
-                    results.append(await run_mode(mode, cluster.url, urls, args))
+                    results.append(await run_mode(mode, cluster.url, cluster.nodes, args))
             else:
                 server = RedisServer().start()
                 try:
-                    results.append(await run_mode(mode, server.url, [server.url], args))
+                    results.append(await run_mode(mode, server.url, [server], args))
                 finally:
                     server.stop()
         print(f"{mode}: done", file=sys.stderr)
@@ -167,8 +185,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\n{args.tasks} tasks, concurrency {args.concurrency}, {args.partitions} partitions, "
           f"{args.workspaces} workspaces, load {load:.1f}")
     print("| mode | tasks | tasks/s | events/s | p50 / p99 ms | Redis cmds/task | cmds/event | "
-          "share per node |")
-    print("|---|---|---|---|---|---|---|---|")
+          "share per node | Redis CPU ms/task |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
     if len(results) == 2:
