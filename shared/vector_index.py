@@ -198,16 +198,32 @@ def parse_vsim_reply(reply: Any) -> list[tuple[str, float, dict[str, Any]]]:
 
 
 class RedisVectorSetIndex:
-    """Redis 8 vector sets: HNSW search with the success filter run server-side.
+    """Redis 8 vector sets: HNSW search, keeping only successful items.
 
-    Defaults (Q8, M=32, search EF 500) were measured on random 384-d unit
-    vectors, the hardest case for HNSW: at 20k items Q8 matched NOQUANT's
-    recall@10 within noise while using half the memory and loading twice as
-    fast; raising M from 16 to 32 lifted recall@10 at EF 500 from 0.83 to 0.96
-    for about 25% more memory. VADD's CAS option (neighbour search off the main
-    thread) is off by default: Redis 8.2 aborts replaying a CAS VADD from the AOF
-    (aof.c 'fakeClient->flags & CLIENT_BLOCKED'), so a restart with AOF would never
+    Build options (Q8, M=32) were measured on random 384-d unit vectors, the
+    hardest case for HNSW: at 20k items Q8 matched NOQUANT's recall@10 within
+    noise while using half the memory and loading twice as fast; raising M from
+    16 to 32 lifted recall@10 at EF 500 from 0.83 to 0.96 for about 25% more
+    memory. VADD's CAS option (neighbour search off the main thread) is off by
+    default: Redis 8.2 aborts replaying a CAS VADD from the AOF (aof.c
+    'fakeClient->flags & CLIENT_BLOCKED'), so a restart with AOF would never
     come back (tests/fault/test_crashes.py kills Redis mid-run and restarts it).
+
+    Search (bench/RESULTS.md, "Memory size: vector search", 100k items): EF
+    200. On MiniLM goal embeddings recall@10 is ~0.99 from EF 50 to 500 while
+    latency grows with EF; on random vectors recall keeps rising with EF (0.39
+    at 200, 0.73 at 500) but there the nearest items have cosine ~0.2: no stored
+    task resembles the query, so that recall should matter little to routing.
+    `search_ef=500` restores the old trade-off.
+    `FILTER '.success'` about doubles VSIM's time, so a successful-only search
+    first asks for `overfetch * k` items without a filter and drops the failed
+    ones client-side; only when fewer than k survive does it repeat the search
+    with the server-side FILTER, and that workspace then goes straight to FILTER
+    for its next `filter_first_for` searches (a workspace whose tasks mostly
+    fail would otherwise pay two searches every time). `overfetch=0` always
+    filters server-side. `threaded=False` adds NOTHREAD: the search then runs on
+    Redis's main thread (no per-query thread hand-off, but it blocks every
+    other client for its duration), so it stays off by default.
     """
 
     kind = "vset"
@@ -219,13 +235,20 @@ class RedisVectorSetIndex:
         dim: int = DEFAULT_DIM,
         quantization: Literal["Q8", "NOQUANT", "BIN"] = "Q8",
         links: int = 32,
-        search_ef: int = 500,
+        search_ef: int = 200,
+        overfetch: float = 2.0,
+        filter_first_for: int = 32,
+        threaded: bool = True,
         cas: bool = False,
     ) -> None:
         self._redis = redis
         self._dim = dim
         self._create_opts: list[str | int] = [quantization, "M", links] + (["CAS"] if cas else [])
-        self._search_ef = search_ef
+        self.search_ef = search_ef
+        self._overfetch = overfetch
+        self._filter_first_for = filter_first_for
+        self._filter_first: OrderedDict[str, int] = OrderedDict()
+        self._thread_opts: list[str] = [] if threaded else ["NOTHREAD"]
 
     async def add(
         self, workspace_id: str, item_id: str, vector: npt.ArrayLike, attributes: dict[str, Any]
@@ -263,16 +286,50 @@ class RedisVectorSetIndex:
         if k <= 0:
             return []
         blob = prepare_vector(vector, self._dim).tobytes()
+        key = vset_key(workspace_id)
+        if not only_successful:
+            return await self._vsim(key, blob, k)
+        fetch = math.ceil(k * self._overfetch)
+        if fetch > k and not self._use_filter_first(workspace_id):
+            hits = await self._vsim(key, blob, fetch)
+            successful = [hit for hit in hits if hit.attributes.get("success") is True]
+            if len(successful) >= k or len(hits) < fetch:  # short reply: we saw the whole set
+                return successful[:k]
+            self._remember_filter_first(workspace_id)
+        return await self._vsim(key, blob, k, only_successful=True)
+
+    async def _vsim(
+        self, key: str, blob: bytes, count: int, *, only_successful: bool = False
+    ) -> list[VectorHit]:
+        """One VSIM, best first; EF never below COUNT or HNSW would return fewer."""
         args: list[Any] = [
-            "VSIM", vset_key(workspace_id), "FP32", blob, "WITHSCORES", "WITHATTRIBS",
-            "COUNT", k, "EF", max(self._search_ef, k),
+            "VSIM", key, "FP32", blob, "WITHSCORES", "WITHATTRIBS",
+            "COUNT", count, "EF", max(self.search_ef, count),
         ]  # fmt: skip
         if only_successful:
             args += ["FILTER", ".success"]
-        rows = parse_vsim_reply(await self._redis.execute_command(*args))
+        rows = parse_vsim_reply(await self._redis.execute_command(*args, *self._thread_opts))
         hits = [VectorHit(item_id=i, similarity=s, attributes=a) for i, s, a in rows]
         hits.sort(key=lambda hit: hit.similarity, reverse=True)
         return hits
+
+    def _use_filter_first(self, workspace_id: str) -> bool:
+        """Count down this workspace's filter-first searches; False once it may over-fetch again."""
+        left = self._filter_first.get(workspace_id, 0)
+        if left <= 0:
+            return False
+        if left == 1:
+            del self._filter_first[workspace_id]
+        else:
+            self._filter_first[workspace_id] = left - 1
+        return True
+
+    def _remember_filter_first(self, workspace_id: str) -> None:
+        """Over-fetching fell short here: filter server-side for a while (bounded LRU)."""
+        self._filter_first[workspace_id] = self._filter_first_for
+        self._filter_first.move_to_end(workspace_id)
+        while len(self._filter_first) > 4096:
+            self._filter_first.popitem(last=False)
 
     async def count(self, workspace_id: str) -> int:
         _check_ids(workspace_id)
@@ -284,16 +341,24 @@ class RedisVectorSetIndex:
 
 @dataclass
 class _Segment:
-    """Rows of one success class: a growable matrix with O(1) swap-delete."""
+    """Rows of one success class: a growable matrix with O(1) swap-delete.
+
+    The matrix is one contiguous float32 block (float16 would halve its memory,
+    but NumPy has no fast float16 matrix-vector product: measured ~20x slower),
+    and the score buffer is kept between searches so a search allocates only the
+    argpartition indices.
+    """
 
     dim: int
     matrix: Vector = field(init=False)
+    scores: Vector = field(init=False)
     ids: list[str] = field(default_factory=list)
     attrs: list[dict[str, Any]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matrix = np.empty((16, self.dim), dtype=np.float32)
+        self.scores = np.empty(16, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -329,15 +394,17 @@ class _Segment:
         n = len(self.ids)
         if n == 0:
             return []
-        sims = self.matrix[:n] @ query
+        sims = np.matmul(self.matrix[:n], query, out=self.scores[:n])
         best = np.argpartition(sims, n - k)[n - k :] if k < n else np.arange(n)
         return [(float(sims[i]), self.ids[i], self.attrs[i]) for i in best]
 
     def _grow_to(self, rows: int) -> None:
         if rows > self.matrix.shape[0]:
-            bigger = np.empty((max(rows, 2 * self.matrix.shape[0]), self.dim), dtype=np.float32)
+            capacity = max(rows, 2 * self.matrix.shape[0])
+            bigger = np.empty((capacity, self.dim), dtype=np.float32)
             bigger[: len(self.ids)] = self.matrix[: len(self.ids)]
             self.matrix = bigger
+            self.scores = np.empty(capacity, dtype=np.float32)
 
 
 @dataclass

@@ -301,3 +301,78 @@ async def test_vset_recall_against_exact(redis8: RedisServer) -> None:
             found, total = found + len(truth & approx), total + len(truth)
 
     assert found / total >= 0.95
+
+
+# ------------------------------------------- vset: over-fetch, then FILTER
+
+
+async def vsim_calls(client: aioredis.Redis) -> int:
+    """VSIM commands the server has run so far (INFO commandstats)."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_VSIM", {}).get("calls", 0))  # module commands keep their case
+
+
+@pytest.mark.asyncio
+async def test_vset_mostly_successful_workspace_needs_one_vsim(
+    redis8: RedisServer, ws: str
+) -> None:
+    async with aioredis.from_url(redis8.url) as client:
+        index = RedisVectorSetIndex(client, overfetch=2)
+        await index.add(ws, "bad", unit(1, 0), attrs(success=False))
+        for i in range(30):
+            await index.add(ws, f"good-{i}", unit(1, 0.01 * (i + 1)), attrs())
+        before = await vsim_calls(client)
+
+        hits = await index.search(ws, unit(1, 0), 5)
+
+        assert [h.item_id for h in hits] == [f"good-{i}" for i in range(5)]
+        assert await vsim_calls(client) - before == 1
+
+
+@pytest.mark.asyncio
+async def test_vset_falls_back_to_server_filter_when_over_fetch_is_short(
+    redis8: RedisServer, ws: str
+) -> None:
+    async with aioredis.from_url(redis8.url) as client:
+        index = RedisVectorSetIndex(client, overfetch=2, filter_first_for=2)
+        for i in range(30):
+            await index.add(ws, f"bad-{i}", unit(1, 0.01 * i), attrs(success=False))
+        await index.add(ws, "good-near", unit(1, 1), attrs())
+        await index.add(ws, "good-far", unit(0, 1), attrs())
+        calls = [await vsim_calls(client)]
+        found = []
+        for _ in range(4):
+            found.append([h.item_id for h in await index.search(ws, unit(1, 0), 5)])
+            calls.append(await vsim_calls(client))
+
+        assert found == [["good-near", "good-far"]] * 4
+        # Short once (2 VSIMs), then filter-first twice (1 each), then over-fetch again.
+        assert np.diff(calls).tolist() == [2, 1, 1, 2]
+
+
+@pytest.mark.asyncio
+async def test_vset_small_workspace_is_complete_without_filter(
+    redis8: RedisServer, ws: str
+) -> None:
+    async with aioredis.from_url(redis8.url) as client:
+        index = RedisVectorSetIndex(client, overfetch=2)
+        await index.add(ws, "bad", unit(1, 0), attrs(success=False))
+        await index.add(ws, "good", unit(0, 1), attrs())
+        before = await vsim_calls(client)
+
+        hits = await index.search(ws, unit(1, 0), 5)
+
+        assert [h.item_id for h in hits] == ["good"]
+        assert await vsim_calls(client) - before == 1
+
+
+@pytest.mark.asyncio
+async def test_vset_overfetch_zero_always_filters_on_the_server(
+    redis8: RedisServer, ws: str
+) -> None:
+    async with aioredis.from_url(redis8.url) as client:
+        index = RedisVectorSetIndex(client, overfetch=0)
+        await index.add(ws, "bad", unit(1, 0), attrs(success=False))
+        await index.add(ws, "good", unit(0, 1), attrs())
+
+        assert [h.item_id for h in await index.search(ws, unit(1, 0), 5)] == ["good"]
