@@ -20,10 +20,12 @@ odds, with no special case for any example.
     .venv/bin/python bench/fit_routing.py --dry-run --sensitivity  # + online recalibration grid
     .venv/bin/python bench/fit_routing.py --dry-run --bound        # + best ranking these features allow
 
-The held-out figures are given twice: with the global calibrator alone
+The held-out figures are given three times: with the global calibrator alone
 (`..._heldout`) and with the workspace's online recalibration
 (`..._heldout_online`, `shared.recalibration` updated after each routed row
-with its label, as the memory service does after each task).
+with its label, as the memory service does after each task), and the same
+correction applied as routing_recalibration=cautious does (`..._heldout_cautious`:
+it may only lower the global confidence).
 
 Embeddings are cached under /tmp/raptorflow_fit (never in the repo).
 """
@@ -46,7 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.embeddings import make_embedder
 from shared.events import Neighbour
 from shared.keys import goal_hash
-from shared.recalibration import DEFAULT_CONFIG, RecalibrationConfig, prior, update
+from shared.recalibration import (
+    DEFAULT_CONFIG,
+    RecalibrationConfig,
+    RecalibrationMode,
+    prior,
+    routed_confidence,
+    update,
+)
 from shared.routing import FEATURE_NAMES, PARAMS_PATH, RoutingParams, best_reuse, load_params
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -205,9 +214,11 @@ def predict(params: RoutingParams, rep: Replay) -> npt.NDArray[np.float64]:
 
 
 def predict_online(
-    params: RoutingParams, rep: Replay, config: RecalibrationConfig = DEFAULT_CONFIG
+    params: RoutingParams, rep: Replay, config: RecalibrationConfig = DEFAULT_CONFIG,
+    mode: RecalibrationMode = "full",
 ) -> npt.NDArray[np.float64]:
-    """Confidence per row with the workspace's online correction, learned from the earlier rows."""
+    """Confidence per row with the workspace's online correction, learned from the earlier rows,
+    applied as the router does in `mode` (the labels, hence the learned state, do not depend on it)."""
     w = np.array(params.weights())
     state = prior(config)
     out = np.zeros(len(rep.features))
@@ -215,7 +226,7 @@ def predict_online(
         if f is None:
             continue
         logit = float(params.intercept + w @ np.array(f))
-        out[i] = state.confidence(logit)
+        out[i] = routed_confidence(logit, state, mode)
         state = update(state, logit, bool(rep.labels[i]), config)
     return out
 
@@ -307,6 +318,10 @@ def main() -> None:
         }
         report[f"{name}_second_half_heldout_online"] = {
             f"t{t}": figures(predict_online(held, v[2]), v[2], t) for t in (0.5, 0.6, 0.7, 0.8, 0.9)
+        }
+        report[f"{name}_second_half_heldout_cautious"] = {
+            f"t{t}": figures(predict_online(held, v[2], mode="cautious"), v[2], t)
+            for t in (0.5, 0.6, 0.7, 0.8, 0.9)
         }
     if args.bound:
         for name, v in halves.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import typer
 from pydantic import SecretStr
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from raptorflow.evaluation import dumps, load_rows, run_routing_eval
+from shared.recalibration import RECALIBRATION_MODES, RecalibrationMode
 from shared.redis_server import RedisServer
 from shared.runtime import build_deps
 from shared.settings import Settings
@@ -23,7 +24,7 @@ err = Console(stderr=True)
 
 
 async def _evaluate(
-    settings: Settings, data: Path, memory: Path | None, keep: bool, online: bool
+    settings: Settings, data: Path, memory: Path | None, keep: bool
 ) -> dict[str, Any]:
     """Fresh workspace on REDIS_URL, or on an embedded Redis when none is configured."""
     server = None
@@ -38,11 +39,24 @@ async def _evaluate(
                       TimeElapsedColumn(), console=err, transient=True) as progress:
             bar = progress.add_task("rows", total=len(rows) + sum(1 for r in preload if r.agent_sequence))
             return await run_routing_eval(deps, rows, preload, lambda: progress.advance(bar),
-                                          keep=keep, online=online)
+                                          keep=keep)
     finally:
         await deps.close()
         if server is not None:
             server.stop()
+
+
+def recalibration_mode(default: RecalibrationMode, option: str | None, static: bool) -> RecalibrationMode:
+    """The mode the eval runs with: --recalibration, else off for --static-calibration, else the setting."""
+    if option is not None and option not in RECALIBRATION_MODES:
+        raise typer.BadParameter(f"expected one of {', '.join(RECALIBRATION_MODES)}",
+                                 param_hint="--recalibration")
+    if static and option not in (None, "off"):
+        raise typer.BadParameter("--static-calibration means --recalibration off",
+                                 param_hint="--static-calibration")
+    if static:
+        return "off"
+    return cast(RecalibrationMode, option) if option is not None else default
 
 
 @eval_app.command("routing")
@@ -52,16 +66,24 @@ def routing(
                                        help="JSONL stored as successful tasks first."),
     as_json: bool = typer.Option(False, "--json", help="Last line: one JSON object of metrics."),
     keep: bool = typer.Option(False, "--keep", help="Keep the eval workspace in Redis."),
+    recalibration: str | None = typer.Option(
+        None, "--recalibration", metavar="off|cautious|full",
+        help="How the workspace's online correction is applied (default: the "
+             "routing_recalibration setting, env RAPTORFLOW_ROUTING_RECALIBRATION).",
+    ),
     static: bool = typer.Option(False, "--static-calibration",
-                                help="Do not learn the workspace's calibration from outcomes "
-                                     "(the global calibrator alone)."),
+                                help="Same as --recalibration off (the global calibrator alone)."),
 ) -> None:
     """Replay labelled requests through the router (planner-free) and score reuse.
 
     Each row's outcome corrects the eval workspace's calibration online, as a
-    finished task does in the memory service, unless --static-calibration.
+    finished task does in the memory service, and the router applies it as
+    --recalibration says (off: not learned, the global calibrator alone).
     """
-    result = asyncio.run(_evaluate(Settings(), data, memory, keep, online=not static))
+    settings = Settings()
+    mode = recalibration_mode(settings.routing_recalibration, recalibration, static)
+    settings = settings.model_copy(update={"routing_recalibration": mode})
+    result = asyncio.run(_evaluate(settings, data, memory, keep))
     if as_json:
         print(dumps(result))
         return

@@ -3,8 +3,10 @@
 Pure metric code (`RowResult`, `summarise`, `expected_calibration_error`,
 `pr_curve`) is apart from the replay (`run_routing_eval`), which talks to Redis
 through the same write path as the memory service: each row is stored as a
-successful task and, unless `online=False`, its routing decision is labelled and
-folded into the workspace's calibration as the memory service does when a task ends.
+successful task and, unless `settings.routing_recalibration` is "off", its routing
+decision is labelled and folded into the workspace's calibration as the memory
+service does when a task ends. The router applies that correction as the setting
+says (`shared.recalibration.routed_confidence`), exactly as in production.
 """
 
 from __future__ import annotations
@@ -202,12 +204,15 @@ async def drop_workspace(deps: Deps, workspace_id: str) -> None:
 
 async def run_routing_eval(
     deps: Deps, data: Sequence[EvalRow], memory: Sequence[EvalRow], tick: Tick,
-    *, keep: bool = False, online: bool = True,
+    *, keep: bool = False,
 ) -> dict[str, Any]:
     """Replay `data` in a fresh workspace after preloading `memory`; the metrics as a dict.
 
-    `online=False` leaves the workspace's calibration at its prior: the global model alone.
+    The router applies the workspace's correction as `deps.settings.routing_recalibration`
+    says; "off" (the global model alone) also leaves the calibration at its prior.
     """
+    mode = deps.settings.routing_recalibration
+    online = mode != "off"
     workspace_id = f"eval-{uuid.uuid4().hex[:12]}"
     deps.catalog = eval_catalog([*data, *memory])
     try:
@@ -221,6 +226,7 @@ async def run_routing_eval(
     return {
         **summarise(results),
         "threshold": deps.settings.reuse_confidence,
+        "recalibration": mode,
         "online_calibration": online,
         "calibration": learned.model_dump(),
         "memory_rows": len(memory),

@@ -97,13 +97,16 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
 
     Every decision carries memory's candidate and its global logit, reused or
     not, so that the memory service can label the outcome and correct this
-    workspace's calibration.
+    workspace's calibration; `settings.routing_recalibration` says how that
+    correction is applied (off: not read at all).
     """
     neighbours, distinct, stored = await recall(deps, goal, workspace_id)
+    use_calibration = bool(neighbours) and deps.settings.routing_recalibration != "off"
     candidate = best_reuse(
         neighbours, distinct, load_params(), stored_tasks=stored,
         cost=deps.catalog.sequence_cost, cost_tolerance=deps.settings.routing_cost_tolerance,
-        calibration=await workspace_calibration(deps, workspace_id) if neighbours else None,
+        calibration=await workspace_calibration(deps, workspace_id) if use_calibration else None,
+        recalibration=deps.settings.routing_recalibration,
     )
     reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
     seen_sequence = candidate.agent_sequence if candidate else None

@@ -18,16 +18,26 @@ the global model's calibration, changes as it grows.
 
 The label of an outcome: was the candidate the router computed (reused or
 not) the sequence the task succeeded with? See `outcome_of`.
+
+How the correction is used is the `routing_recalibration` setting (see
+`routed_confidence`, the one function the router and the eval both call):
+"full" uses it as is, "cautious" only lets it LOWER the global confidence (a
+false reuse costs more than a planner call), "off" ignores it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 LOGIT_LIMIT = 30.0
+
+RecalibrationMode = Literal["off", "cautious", "full"]
+RECALIBRATION_MODES: tuple[RecalibrationMode, ...] = ("off", "cautious", "full")
+DEFAULT_MODE: RecalibrationMode = "off"
 
 
 class RecalibrationConfig(BaseModel):
@@ -82,6 +92,27 @@ class WorkspaceCalibration(BaseModel):
             for k, v in raw.items()
         }
         return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+
+
+def routed_confidence(
+    global_logit: float, calibration: WorkspaceCalibration | None, mode: RecalibrationMode,
+) -> float:
+    """The confidence the router compares with its reuse threshold, for one candidate.
+
+    "off": the global model, sigmoid(z). "full": the workspace's correction,
+    sigmoid(a + b·z). "cautious": the smaller of the two, so outcomes can make a
+    workspace more careful but never more eager than the global model. Without a
+    calibration (an empty memory, nothing learned to apply) every mode is sigmoid(z).
+    """
+    plain = sigmoid(global_logit)
+    if calibration is None or mode == "off":
+        return plain
+    corrected = calibration.confidence(global_logit)
+    if mode == "cautious":
+        return min(plain, corrected)
+    if mode == "full":
+        return corrected
+    raise ValueError(f"unknown recalibration mode {mode!r}; expected one of {RECALIBRATION_MODES}")
 
 
 def prior(config: RecalibrationConfig = DEFAULT_CONFIG) -> WorkspaceCalibration:

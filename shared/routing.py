@@ -21,7 +21,12 @@ from pydantic import BaseModel, Field
 from shared.catalog import AgentCatalog
 from shared.events import Neighbour, Usage
 from shared.llm import LLMProvider, LLMRequest
-from shared.recalibration import WorkspaceCalibration, sigmoid
+from shared.recalibration import (
+    DEFAULT_MODE,
+    RecalibrationMode,
+    WorkspaceCalibration,
+    routed_confidence,
+)
 
 PARAMS_PATH = Path(__file__).with_name("routing_params.json")
 
@@ -130,22 +135,22 @@ def global_logit(features: ReuseFeatures, params: RoutingParams) -> float:
 
 
 def confidence(
-    features: ReuseFeatures, params: RoutingParams, calibration: WorkspaceCalibration | None = None
+    features: ReuseFeatures, params: RoutingParams, calibration: WorkspaceCalibration | None = None,
+    mode: RecalibrationMode = DEFAULT_MODE,
 ) -> float:
-    """P(right): the global logit, corrected by the workspace's calibration when given."""
-    logit = global_logit(features, params)
-    return calibration.confidence(logit) if calibration is not None else sigmoid(logit)
+    """P(right): the global logit, corrected by the workspace's calibration as `mode` says."""
+    return routed_confidence(global_logit(features, params), calibration, mode)
 
 
 def _candidate(
     usable: Sequence[Neighbour], sequence: tuple[str, ...], distinct_sequences: int,
     votes: dict[tuple[str, ...], float], params: RoutingParams, stored_tasks: int | None,
-    calibration: WorkspaceCalibration | None,
+    calibration: WorkspaceCalibration | None, mode: RecalibrationMode,
 ) -> ReuseCandidate:
     features = reuse_features(usable, sequence, distinct_sequences, votes, stored_tasks)
     matched = next(n for n in usable if tuple(n.agent_sequence) == sequence)
     logit = global_logit(features, params)
-    conf = calibration.confidence(logit) if calibration is not None else sigmoid(logit)
+    conf = routed_confidence(logit, calibration, mode)
     return ReuseCandidate(
         agent_sequence=list(sequence),
         confidence=round(conf, 4),
@@ -159,12 +164,14 @@ def best_reuse(
     neighbours: Sequence[Neighbour], distinct_sequences: int, params: RoutingParams,
     *, cost: Callable[[list[str]], float] | None = None, cost_tolerance: float = 0.02,
     stored_tasks: int | None = None, calibration: WorkspaceCalibration | None = None,
+    recalibration: RecalibrationMode = DEFAULT_MODE,
 ) -> ReuseCandidate | None:
     """The sequence the neighbours vote for, with the calibrated confidence that it is right.
 
     With `cost`, a cheaper sequence whose confidence is within `cost_tolerance`
     of the voted one's is preferred: near-equal odds of being right, lower bill.
-    With `calibration`, the confidence is the workspace's correction of the global one.
+    With `calibration`, the confidence is the workspace's correction of the global one,
+    applied as `recalibration` says ("full", "cautious": only lower, "off").
     """
     usable = [n for n in neighbours if n.success and n.agent_sequence]
     if not usable:
@@ -172,7 +179,8 @@ def best_reuse(
     usable.sort(key=lambda n: n.similarity, reverse=True)
     votes = vote(usable, params.similarity_power)
     winner = max(votes, key=lambda seq: votes[seq])
-    best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks, calibration)
+    best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks, calibration,
+                      recalibration)
     if cost is None:
         return best
     best.cost_usd = cost(best.agent_sequence)
@@ -181,7 +189,8 @@ def best_reuse(
         if sequence == winner:
             continue
         other = _candidate(
-            usable, sequence, distinct_sequences, votes, params, stored_tasks, calibration
+            usable, sequence, distinct_sequences, votes, params, stored_tasks, calibration,
+            recalibration,
         )
         other.cost_usd = cost(other.agent_sequence)
         if other.confidence >= floor and other.cost_usd < best.cost_usd:

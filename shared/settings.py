@@ -9,6 +9,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.recalibration import DEFAULT_MODE, RecalibrationMode
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
         default=None, description="Agent catalog TOML; bundled default."
     )
     reuse_confidence: float = Field(default=0.8, ge=0, le=1)
+    routing_recalibration: RecalibrationMode = Field(
+        default=DEFAULT_MODE,
+        description="How a workspace's learned correction changes the reuse confidence: full "
+        "(sigmoid(a + b*z)), cautious (only lowers it: min(global, corrected)), off (global model only).",
+    )
     memory_neighbours: int = Field(default=10, ge=1, le=100)
     context_history_limit: int = Field(default=10, ge=0, le=100)
     routing_cost_tolerance: float = Field(

@@ -7,10 +7,12 @@ import uuid
 from redis.asyncio import Redis
 
 from raptorflow.stack import LocalStack
+from services.memory import calibration
 from services.router.logic import workflow_for
 from shared.bus import publish
 from shared.events import Envelope, TaskCompleted, TaskRequested, new_envelope
 from shared.orchestrator import route, workspace_calibration
+from shared.recalibration import outcome_of
 from shared.routing import RouteDecision
 from shared.runtime import build_deps
 from tests.helpers import eventually, settings_for
@@ -32,7 +34,8 @@ async def test_failed_reuses_lower_the_workspace_confidence_and_only_its_own(
     redis_url: str, redis: Redis, workspace: str
 ) -> None:
     other = f"{workspace}-other"
-    settings = settings_for(redis_url, claim_min_idle_ms=15_000)
+    # "cautious" and "full" both apply a learned lowering (the default, "off", does not: checked below).
+    settings = settings_for(redis_url, claim_min_idle_ms=15_000, routing_recalibration="cautious")
     deps = await build_deps(settings)
     try:
         for ws in (workspace, other):
@@ -57,5 +60,34 @@ async def test_failed_reuses_lower_the_workspace_confidence_and_only_its_own(
         assert after.candidate_logit == before.candidate_logit  # memory itself did not change
         untouched = await route(deps, SIMILAR, other, use_planner=False)
         assert untouched.confidence == before.confidence
+        # routing_recalibration=off: the outcomes are still learned, but the router ignores them.
+        deps.settings = deps.settings.model_copy(update={"routing_recalibration": "off"})
+        ignored = await route(deps, SIMILAR, workspace, use_planner=False)
+        assert ignored.source == "memory" and ignored.confidence == before.confidence
+    finally:
+        await deps.close()
+
+
+async def test_right_outcomes_raise_the_confidence_only_when_recalibration_is_full(
+    redis_url: str, workspace: str
+) -> None:
+    """cautious: outcomes can make a workspace more careful, never more eager than the global model."""
+    deps = await build_deps(settings_for(redis_url))
+    try:
+        await remember(deps, workspace, BLOG, ["content", "blog_writer"], 0.92)
+        before = await route(deps, SIMILAR, workspace, use_planner=False)
+        assert before.candidate_logit is not None
+        for i in range(10):
+            outcome = outcome_of(before.candidate_sequence, before.candidate_logit,
+                                 ["content", "blog_writer"], success=True)
+            assert outcome is not None and outcome.right
+            await calibration.record_outcome(deps.redis, workspace, outcome, marker=f"{workspace}:m{i}",
+                                             marker_ttl_s=60)
+        confidence = {}
+        for mode in ("off", "cautious", "full"):
+            deps.settings = deps.settings.model_copy(update={"routing_recalibration": mode})
+            confidence[mode] = (await route(deps, SIMILAR, workspace, use_planner=False)).confidence
+        assert confidence["off"] == confidence["cautious"] == before.confidence
+        assert confidence["full"] > confidence["cautious"]
     finally:
         await deps.close()

@@ -4,17 +4,24 @@ import math
 import random
 
 import pytest
+import typer
 
+from raptorflow.eval_cli import recalibration_mode
 from shared.events import Neighbour
 from shared.recalibration import (
+    DEFAULT_MODE,
+    RECALIBRATION_MODES,
     RecalibrationConfig,
+    RecalibrationMode,
     WorkspaceCalibration,
     outcome_of,
     prior,
+    routed_confidence,
     sigmoid,
     update,
 )
 from shared.routing import best_reuse, load_params
+from shared.settings import Settings
 
 NO_FORGETTING = RecalibrationConfig(prior_precision=1.0, forgetting=1.0)
 
@@ -91,9 +98,99 @@ def test_router_confidence_is_the_workspace_correction_of_the_global_logit():
                             agent_sequence=["content", "blog_writer"])]
     plain = best_reuse(neighbours, 1, load_params(), stored_tasks=1)
     learned = WorkspaceCalibration(a=-1.0, b=0.8, outcomes=40)
-    corrected = best_reuse(neighbours, 1, load_params(), stored_tasks=1, calibration=learned)
+    corrected = best_reuse(neighbours, 1, load_params(), stored_tasks=1, calibration=learned,
+                           recalibration="full")
     assert plain and corrected and plain.global_logit == corrected.global_logit
     assert plain.confidence == pytest.approx(sigmoid(plain.global_logit), abs=1e-4)
     assert corrected.confidence == pytest.approx(
         1 / (1 + math.exp(1.0 - 0.8 * plain.global_logit)), abs=1e-4)
-    assert best_reuse(neighbours, 1, load_params(), stored_tasks=1, calibration=prior()) == plain
+    for mode in RECALIBRATION_MODES:
+        assert best_reuse(neighbours, 1, load_params(), stored_tasks=1, calibration=prior(),
+                          recalibration=mode) == plain
+
+
+# --- routing_recalibration: how the learned correction is applied (routed_confidence) ---
+
+EAGER = WorkspaceCalibration(a=1.0, b=1.0, outcomes=50)  # candidates right more often than said
+CAREFUL = WorkspaceCalibration(a=-1.0, b=0.8, outcomes=50)  # reuses keep failing
+
+
+@pytest.mark.parametrize("z", [-6.0, -1.0, 0.0, 0.9, 1.386, 3.0, 40.0])
+def test_modes_off_full_and_cautious(z: float) -> None:
+    for state in (EAGER, CAREFUL):
+        assert routed_confidence(z, state, "off") == sigmoid(z)
+        assert routed_confidence(z, state, "full") == state.confidence(z)
+        assert routed_confidence(z, state, "cautious") == min(sigmoid(z), state.confidence(z))
+        assert routed_confidence(z, state, "cautious") <= routed_confidence(z, state, "off")
+
+
+def test_cautious_only_ever_lowers_the_global_confidence() -> None:
+    # The case that raised CLINC150's false reuse: a workspace that learned to lift
+    # mid-confidence candidates (global 0.75) over the 0.8 threshold.
+    z = math.log(0.75 / 0.25)
+    assert routed_confidence(z, EAGER, "full") > 0.8
+    assert routed_confidence(z, EAGER, "cautious") == pytest.approx(0.75)
+    # ... while a workspace whose reuses fail is made more careful in both modes.
+    z = math.log(0.9 / 0.1)
+    assert routed_confidence(z, CAREFUL, "cautious") == routed_confidence(z, CAREFUL, "full") < 0.8
+
+
+def test_without_a_calibration_or_with_the_prior_every_mode_is_the_global_model() -> None:
+    for mode in RECALIBRATION_MODES:
+        for z in (-2.0, 0.5, 2.5):
+            assert routed_confidence(z, None, mode) == sigmoid(z)
+            assert routed_confidence(z, prior(), mode) == pytest.approx(sigmoid(z), abs=1e-12)
+
+
+def test_cautious_is_monotone_in_the_global_logit() -> None:
+    """The threshold still cuts one ranking: a higher global logit never routes with less confidence."""
+    for state in (EAGER, CAREFUL, WorkspaceCalibration(a=0.3, b=0.4)):
+        values = [routed_confidence(z / 10, state, "cautious") for z in range(-80, 81)]
+        assert values == sorted(values)
+
+
+def test_an_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown recalibration mode"):
+        routed_confidence(1.0, EAGER, "sometimes")  # type: ignore[arg-type]
+
+
+def test_the_router_applies_the_mode() -> None:
+    neighbours = [Neighbour(goal_hash="h", similarity=0.63, quality=0.92, success=True,
+                            agent_sequence=["content", "blog_writer"])]
+    params = load_params()
+
+    def conf(state: WorkspaceCalibration, mode: RecalibrationMode) -> float:
+        candidate = best_reuse(neighbours, 1, params, stored_tasks=1, calibration=state,
+                               recalibration=mode)
+        assert candidate is not None
+        return candidate.confidence
+
+    z = best_reuse(neighbours, 1, params, stored_tasks=1).global_logit  # type: ignore[union-attr]
+    for state in (EAGER, CAREFUL):
+        for mode in RECALIBRATION_MODES:
+            assert conf(state, mode) == pytest.approx(routed_confidence(z, state, mode), abs=1e-4)
+    assert conf(EAGER, "cautious") == conf(EAGER, "off") < conf(EAGER, "full")
+    assert conf(CAREFUL, "cautious") == conf(CAREFUL, "full") < conf(CAREFUL, "off")
+
+
+def test_the_setting_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAPTORFLOW_ROUTING_RECALIBRATION", raising=False)
+    assert Settings().routing_recalibration == DEFAULT_MODE
+    for mode in RECALIBRATION_MODES:
+        monkeypatch.setenv("RAPTORFLOW_ROUTING_RECALIBRATION", mode)
+        assert Settings().routing_recalibration == mode
+    monkeypatch.setenv("RAPTORFLOW_ROUTING_RECALIBRATION", "eager")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def test_eval_flags_map_to_a_mode() -> None:
+    assert recalibration_mode("cautious", None, static=False) == "cautious"
+    assert recalibration_mode("cautious", None, static=True) == "off"  # the old flag still works
+    assert recalibration_mode("full", "off", static=True) == "off"
+    for mode in RECALIBRATION_MODES:
+        assert recalibration_mode("full", mode, static=False) == mode
+    with pytest.raises(typer.BadParameter):
+        recalibration_mode("full", "full", static=True)
+    with pytest.raises(typer.BadParameter):
+        recalibration_mode("full", "sometimes", static=False)
