@@ -37,7 +37,7 @@ LOGIT_LIMIT = 30.0
 
 RecalibrationMode = Literal["off", "cautious", "full"]
 RECALIBRATION_MODES: tuple[RecalibrationMode, ...] = ("off", "cautious", "full")
-DEFAULT_MODE: RecalibrationMode = "off"
+DEFAULT_MODE: RecalibrationMode = "full"
 
 
 class RecalibrationConfig(BaseModel):
