@@ -141,13 +141,13 @@ class MemoryReader:
         return [TaskRecord.from_hash(row) for row in rows if row]
 
     async def distinct_sequences(self, workspace_id: str) -> int:
-        return len(await self._sequence_counts(workspace_id))
+        return len(await self.sequence_counts(workspace_id))
 
     async def successful_tasks(self, workspace_id: str) -> int:
         """Successful tasks stored (a calibration feature: how densely memory covers routes)."""
-        return sum((await self._sequence_counts(workspace_id)).values())
+        return sum((await self.sequence_counts(workspace_id)).values())
 
-    async def _sequence_counts(self, workspace_id: str) -> dict[bytes, int]:
+    async def sequence_counts(self, workspace_id: str) -> dict[bytes, int]:
         """Sequence -> successful tasks; the shared pool's counts are summed over partitions."""
         names = (
             keys.all_pool_sequence_counts()

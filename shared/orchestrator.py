@@ -7,6 +7,7 @@ functions on events; the gateway and the demo call them directly.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -76,15 +77,22 @@ async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbo
     """
     k = deps.settings.memory_neighbours
     vector = deps.memory.embed(goal)
-    neighbours = await deps.memory.similar_tasks(workspace_id, goal, k, vector=vector)
-    distinct = await deps.memory.distinct_sequences(workspace_id)
-    stored = await deps.memory.successful_tasks(workspace_id)
+    # Independent reads, concurrently: the route's latency is one round trip, not three.
+    neighbours, counts = await asyncio.gather(
+        deps.memory.similar_tasks(workspace_id, goal, k, vector=vector),
+        deps.memory.sequence_counts(workspace_id),
+    )
+    distinct, stored = len(counts), sum(counts.values())
     if stored < deps.settings.shared_learning_min_history and opted_in(deps.settings, workspace_id):
         pooled = await deps.memory.similar_tasks(POOL_WORKSPACE, goal, k, vector=vector)
         neighbours = merge_pooled(neighbours, pooled, workspace_id, k)
         distinct = max(distinct, await deps.memory.distinct_sequences(POOL_WORKSPACE))
         stored = max(stored, await deps.memory.successful_tasks(POOL_WORKSPACE))
     return neighbours, distinct, stored
+
+
+async def _none() -> None:
+    return None
 
 
 async def workspace_calibration(deps: Deps, workspace_id: str) -> WorkspaceCalibration:
@@ -100,12 +108,15 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
     workspace's calibration; `settings.routing_recalibration` says how that
     correction is applied (off: not read at all).
     """
-    neighbours, distinct, stored = await recall(deps, goal, workspace_id)
-    use_calibration = bool(neighbours) and deps.settings.routing_recalibration != "off"
+    use_calibration = deps.settings.routing_recalibration != "off"
+    (neighbours, distinct, stored), calibration = await asyncio.gather(
+        recall(deps, goal, workspace_id),
+        workspace_calibration(deps, workspace_id) if use_calibration else _none(),
+    )
     candidate = best_reuse(
         neighbours, distinct, load_params(), stored_tasks=stored,
         cost=deps.catalog.sequence_cost, cost_tolerance=deps.settings.routing_cost_tolerance,
-        calibration=await workspace_calibration(deps, workspace_id) if use_calibration else None,
+        calibration=calibration if neighbours else None,
         recalibration=deps.settings.routing_recalibration,
     )
     reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
