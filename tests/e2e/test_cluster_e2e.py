@@ -13,13 +13,19 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
-from raptorflow.stack import LocalStack
+from raptorflow.stack import LocalStack, wait_for_task
 from shared import dead_letters, keys, topology
-from shared.bus import DATA_FIELD
+from shared.bus import DATA_FIELD, publish
 from shared.events import TaskRequested, new_envelope, streams_for
-from shared.redis_server import RedisCluster, RedisClusterUnavailable, running_cluster
+from shared.redis_server import (
+    RedisCluster,
+    RedisClusterUnavailable,
+    running_cluster,
+    running_redis,
+)
 from tests.checkpoint_helpers import gate
 from tests.helpers import eventually, settings_for
 from tests.reliability import assert_exactly_once, wait_drained
@@ -138,3 +144,28 @@ async def test_flow_on_three_master_cluster(cluster_layout: str, client: Cluster
 def _task_requested_json(workspace: str) -> str:
     event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
     return event.model_dump_json()
+
+
+async def test_partitioned_streams_on_one_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partitions without a cluster (plain `:pK` names): tasks complete, each on its stream."""
+    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", "3")
+    topology.reset()
+    try:
+        with running_redis() as server:
+            settings = settings_for(server.url, stream_partitions=3)
+            redis = Redis.from_url(server.url)
+            async with LocalStack(settings, start_redis=False) as stack:
+                assert stack.deps is not None
+                for workspace in WORKSPACES[:4]:
+                    event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
+                    await publish(redis, [event], settings.stream_maxlen)
+                    view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
+                    assert view["status"] == "completed", view
+                    assert TaskRequested.stream(workspace).endswith(
+                        f":p{topology.current().partition_of(workspace)}"
+                    )
+                    assert await redis.xlen(TaskRequested.stream(workspace)) >= 1
+            await redis.aclose()
+    finally:
+        monkeypatch.undo()
+        topology.reset()
