@@ -6,9 +6,12 @@ routing` calls it when it stores a replayed row, so both learn the same way.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from collections.abc import Callable
 
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from services.memory.store import update_once
 from shared import keys
 from shared.recalibration import (
     DEFAULT_CONFIG,
@@ -37,22 +40,17 @@ async def record_outcome(
     state, or None when the marker says it was applied before.
     """
     key = keys.routing_calibration(workspace_id)
-    async with redis.pipeline(transaction=True) as tx:
-        while True:
-            try:
-                await tx.watch(key, marker)
-                # Reads on the client, not the watching pipeline (a cluster pipeline cannot
-                # run commands between WATCH and MULTI); a change after WATCH still aborts.
-                if await redis.exists(marker):
-                    return None
-                raw = await redis.hgetall(key)
-                state = WorkspaceCalibration.from_hash(raw) if raw else prior(config)
-                new = update(state, outcome.global_logit, outcome.right, config)
-                tx.multi()
-                tx.hset(key, mapping=new.to_hash())
-                tx.expire(key, keys.TASK_HISTORY_TTL_S)
-                tx.set(marker, b"1", ex=marker_ttl_s)
-                await tx.execute()
-                return new
-            except WatchError:
-                continue
+
+    async def plan() -> Callable[[Pipeline], WorkspaceCalibration]:
+        raw = await redis.hgetall(key)
+        state = WorkspaceCalibration.from_hash(raw) if raw else prior(config)
+        new = update(state, outcome.global_logit, outcome.right, config)
+
+        def write(tx: Pipeline) -> WorkspaceCalibration:
+            tx.hset(key, mapping=new.to_hash())
+            tx.expire(key, keys.TASK_HISTORY_TTL_S)
+            return new
+
+        return write
+
+    return await update_once(redis, [key], marker, marker_ttl_s, plan)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -19,6 +20,36 @@ from shared.performance import AgentPerformance, from_redis_hash, record_outcome
 from shared.runtime import Deps
 
 VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
+
+T = TypeVar("T")
+Plan = Callable[[], Awaitable[Callable[[Pipeline], T]]]
+
+
+async def update_once(
+    redis: Redis, watched: Sequence[str], marker: str, marker_ttl_s: int, plan: Plan[T]
+) -> T | None:
+    """A read-modify-write applied exactly once (the marker) without losing a concurrent
+    replica's update (WATCH on `watched` and the marker; retried when either changes).
+
+    `plan` reads the current state and returns the writes to queue (and their result).
+    Its reads go through the client, not the watching pipeline: a cluster pipeline cannot
+    run commands between WATCH and MULTI, and a change after WATCH still aborts the EXEC.
+    Returns None when the marker says the update was applied before.
+    """
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                await tx.watch(*watched, marker)
+                if await redis.exists(marker):
+                    return None
+                write = await plan()
+                tx.multi()
+                result = write(tx)
+                tx.set(marker, b"1", ex=marker_ttl_s)
+                await tx.execute()
+                return result
+            except WatchError:
+                continue
 
 
 def add_task_record(tx: Pipeline, workspace_id: str, record: TaskRecord) -> None:
@@ -169,25 +200,18 @@ async def update_arm_once(
     """
     arm_key = keys.agent_performance(workspace_id, task_type, agent)
     step_key = keys.performance_step(workspace_id, task_type)
-    async with redis.pipeline(transaction=True) as tx:
-        while True:
-            try:
-                await tx.watch(arm_key, step_key, marker)
-                # Reads on the client, not the watching pipeline (a cluster pipeline cannot
-                # run commands between WATCH and MULTI); a change after WATCH still aborts.
-                if await redis.exists(marker):
-                    return
-                raw = await redis.hgetall(arm_key)
-                step = int(await redis.get(step_key) or 0) + (1 if advance_step else 0)
-                perf = from_redis_hash(raw) if raw else AgentPerformance(agent=agent)
-                updated = change(perf, step)
-                tx.multi()
-                tx.hset(arm_key, mapping=to_redis_hash(updated))
-                if advance_step:
-                    tx.set(step_key, step)
-                tx.set(marker, b"1", ex=marker_ttl_s)
-                tx.sadd(keys.performance_index(workspace_id), f"{task_type}:{agent}")
-                await tx.execute()
-                return
-            except WatchError:
-                continue
+
+    async def plan() -> Callable[[Pipeline], None]:
+        raw = await redis.hgetall(arm_key)
+        step = int(await redis.get(step_key) or 0) + (1 if advance_step else 0)
+        updated = change(from_redis_hash(raw) if raw else AgentPerformance(agent=agent), step)
+
+        def write(tx: Pipeline) -> None:
+            tx.hset(arm_key, mapping=to_redis_hash(updated))
+            if advance_step:
+                tx.set(step_key, step)
+            tx.sadd(keys.performance_index(workspace_id), f"{task_type}:{agent}")
+
+        return write
+
+    await update_once(redis, [arm_key, step_key], marker, marker_ttl_s, plan)
