@@ -140,15 +140,10 @@ class MemoryReader:
             rows = await pipe.execute()
         return [TaskRecord.from_hash(row) for row in rows if row]
 
-    async def distinct_sequences(self, workspace_id: str) -> int:
-        return len(await self.sequence_counts(workspace_id))
-
-    async def successful_tasks(self, workspace_id: str) -> int:
-        """Successful tasks stored (a calibration feature: how densely memory covers routes)."""
-        return sum((await self.sequence_counts(workspace_id)).values())
-
     async def sequence_counts(self, workspace_id: str) -> dict[bytes, int]:
-        """Sequence -> successful tasks; the shared pool's counts are summed over partitions."""
+        """Sequence -> successful tasks stored (calibration features: how many distinct routes
+        memory holds and how densely it covers them); the shared pool's counts are summed
+        over partitions."""
         names = (
             keys.all_pool_sequence_counts()
             if workspace_id == keys.SHARED_POOL_WORKSPACE

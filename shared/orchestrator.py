@@ -86,8 +86,9 @@ async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbo
     if stored < deps.settings.shared_learning_min_history and opted_in(deps.settings, workspace_id):
         pooled = await deps.memory.similar_tasks(POOL_WORKSPACE, goal, k, vector=vector)
         neighbours = merge_pooled(neighbours, pooled, workspace_id, k)
-        distinct = max(distinct, await deps.memory.distinct_sequences(POOL_WORKSPACE))
-        stored = max(stored, await deps.memory.successful_tasks(POOL_WORKSPACE))
+        pool_counts = await deps.memory.sequence_counts(POOL_WORKSPACE)
+        distinct = max(distinct, len(pool_counts))
+        stored = max(stored, sum(pool_counts.values()))
     return neighbours, distinct, stored
 
 
