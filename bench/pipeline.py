@@ -25,7 +25,8 @@ reports CPU ms per task (from /proc, robust to a busy machine), Redis commands p
 `--zero-cost` (bench only: defaults never change) runs the services with a provider that
 answers instantly and a constant embedder, so what remains is orchestration. `--instrument`
 runs the real offline provider and MiniLM, timed, to report LLM/embedding seconds per task.
-`--ab` adds "before" rounds whose bench-only workers undo issue 10's changes in bus.py;
+`--ab` adds "before" rounds whose bench-only workers undo the latest change in bus.py
+(batch commits: each message in its own transaction);
 `--llm-latency-ms` makes the zero-cost provider wait; `--soak S` reports RSS over S seconds.
 """
 
@@ -292,21 +293,17 @@ class Timed:
 
 
 def undo_optimisations() -> None:
-    """Bench only: put back what issue 10 changed, for a before/after in the same run."""
-    import faststream.redis.annotations as fs_annotations
-
+    """Bench only: the consumer as it was before batch commits (2026-11-28): every stream
+    read one message at a time, each in its own transaction, up to handler_concurrency in
+    flight. (The earlier changes' before/after figures are in bench/RESULTS.md.)"""
     import shared.bus as bus
 
-    bus.RedisStreamMessage = fs_annotations.RedisStreamMessage  # type: ignore[misc]
-    bus.HEARTBEAT_DELAY_S = 0.0  # the beat task starts at once, as before
-    os.environ["RAPTORFLOW_HANDLER_CONCURRENCY"] = "1"  # one message at a time per stream
-    process = bus.ServiceBus._process
+    subscribe = bus.ServiceBus.on
 
-    async def with_pre_check(self: Any, *args: Any, **kwargs: Any) -> None:
-        await self.redis.exists(f"{LLM_TIME_KEY}:pre-check")  # the EXISTS before WATCH
-        await process(self, *args, **kwargs)
+    def unbatched(self: Any, *args: Any, **kwargs: Any) -> None:
+        subscribe(self, *args, **{**kwargs, "batched": False})
 
-    bus.ServiceBus._process = with_pre_check  # type: ignore[method-assign]
+    bus.ServiceBus.on = unbatched  # type: ignore[method-assign]
 
 
 async def service_worker(names: list[str], mode: str) -> None:
@@ -846,7 +843,7 @@ def report(
         print(f"naive/ceiling = {med.get('naive', float('nan')) / med['ceiling']:.3f}")
         if "before" in med:
             print(
-                f"before/ceiling = {med['before'] / med['ceiling']:.3f} (issue 10's changes undone)"
+                f"before/ceiling = {med['before'] / med['ceiling']:.3f} (batch commits undone)"
             )
         print(f"pipeline/ceiling = {med['pipeline'] / med['ceiling']:.3f}")
 

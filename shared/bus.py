@@ -15,11 +15,13 @@ import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.message import RedisBatchStreamMessage as _BatchStreamMessage
 from faststream.redis.message import RedisStreamMessage as _StreamMessage
 from faststream.redis.parser.message import MessageFormat
 from pydantic import ValidationError
@@ -29,6 +31,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 
 from shared import cluster_client, keys, telemetry, topology, tracing
 from shared.events import Envelope, Payload, dead_letter_stream_for, envelope_class, utcnow
+from shared.queued_writes import QueuedWrites
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
@@ -52,6 +55,7 @@ class _MessageContext(Context):
 
 
 RedisStreamMessage = Annotated[_StreamMessage, _MessageContext("message")]
+RedisBatchStreamMessage = Annotated[_BatchStreamMessage, _MessageContext("message")]
 
 
 class EnvelopeFormat(MessageFormat):
@@ -123,8 +127,12 @@ def make_redis(settings: Settings) -> Redis:
 
 
 def add_publish(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
-    """Queue an XADD of an event (approximate MAXLEN keeps streams bounded)."""
-    event = tracing.inject(event)
+    """Queue an XADD of an event, carrying the current trace context."""
+    queue_xadd(tx, tracing.inject(event), maxlen)
+
+
+def queue_xadd(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
+    """Queue an XADD of an event as it is (approximate MAXLEN keeps streams bounded)."""
     tx.xadd(
         event.stream,
         {DATA_FIELD: event.model_dump_json()},
@@ -181,37 +189,53 @@ class ServiceBus:
         description: str = "",
         after_commit: Callable[[Envelope[Any]], None] | None = None,
         concurrency: int | None = None,
+        batched: bool = True,
     ) -> None:
         """Subscribe `handler` to the stream of `payload_type` (reader and reclaimer).
 
         `after_commit` sees each event once its handler's transaction committed (metrics).
         `concurrency` overrides settings.handler_concurrency (1 for handlers whose optimistic
-        locks would only conflict and retry)."""
+        locks would only conflict and retry). `batched` (the default) commits each read's
+        messages in one transaction; handlers that wait on an LLM pass False, so a message
+        that arrives while a batch waits starts at once instead of after the whole batch."""
         if after_commit is not None:
             self.after_commit[payload_type.event_type] = after_commit
+        limit = concurrency or self.settings.handler_concurrency
 
         async def consume(message: RedisStreamMessage) -> None:
             with telemetry.handler_run(self.service, payload_type.event_type):
                 await self._process(message, payload_type, handler, reclaimed=False)
 
+        async def consume_batch(message: RedisBatchStreamMessage) -> None:
+            raw = message.raw_message
+            await self._process_batch(
+                raw["channel"], raw["message_ids"], raw["data"], payload_type, handler, limit
+            )
+
         async def reclaim(message: RedisStreamMessage) -> None:
             with telemetry.handler_run(self.service, payload_type.event_type):
                 await self._process(message, payload_type, handler, reclaimed=True)
 
+        title_of = payload_type.__doc__ or ""
         for stream in payload_type.streams():  # one per partition
             self.streams.append(stream)
-            self._subscribe(stream, payload_type, consume, reclaim, description, concurrency)
+            title = f"{self.service}:{stream.removeprefix('rf:stream:')}"
+            about = description or title_of.strip()
+            if batched:
+                self._subscribe_batches(stream, consume_batch, title, about)
+            else:
+                self._subscribe_messages(stream, consume, limit, title, about)
+            self._subscribe_reclaimer(stream, reclaim)
 
-    def _subscribe(
+    def _subscribe_messages(
         self,
         stream: str,
-        payload_type: type[P],
         consume: Callable[[RedisStreamMessage], Awaitable[None]],
-        reclaim: Callable[[RedisStreamMessage], Awaitable[None]],
+        concurrency: int,
+        title: str,
         description: str,
-        concurrency: int | None,
     ) -> None:
-        """A reader (new messages) and a reclaimer (XAUTOCLAIM of stalled ones) on one stream."""
+        """New messages one at a time, up to `concurrency` in flight (FastStream workers)."""
         reader = StreamSub(
             stream,
             group=self.service,
@@ -219,6 +243,45 @@ class ServiceBus:
             polling_interval=self.settings.poll_interval_ms,
             max_records=self.settings.read_batch,
         )
+        self.broker.subscriber(
+            stream=reader,
+            ack_policy=AckPolicy.MANUAL,
+            parser=tolerant_parse,
+            decoder=skip_decode,
+            max_workers=concurrency,
+            title=title,
+            description=description,
+        )(consume)
+
+    def _subscribe_batches(
+        self,
+        stream: str,
+        consume: Callable[[RedisBatchStreamMessage], Awaitable[None]],
+        title: str,
+        description: str,
+    ) -> None:
+        """New messages a read at a time (up to `read_batch`), committed together."""
+        reader = StreamSub(
+            stream,
+            group=self.service,
+            consumer=self.settings.consumer_name,
+            polling_interval=self.settings.poll_interval_ms,
+            max_records=self.settings.read_batch,
+            batch=True,
+        )
+        self.broker.subscriber(
+            stream=reader,
+            ack_policy=AckPolicy.MANUAL,
+            parser=batch_parse,
+            decoder=skip_decode,
+            title=title,
+            description=description,
+        )(consume)
+
+    def _subscribe_reclaimer(
+        self, stream: str, reclaim: Callable[[RedisStreamMessage], Awaitable[None]]
+    ) -> None:
+        """XAUTOCLAIM of messages a dead or stalled consumer left pending, one at a time."""
         reclaimer = StreamSub(
             stream,
             group=self.service,
@@ -227,17 +290,10 @@ class ServiceBus:
             min_idle_time=self.settings.claim_min_idle_ms,
         )
         self.broker.subscriber(
-            stream=reader,
-            ack_policy=AckPolicy.MANUAL,
-            parser=tolerant_parse,
-            max_workers=concurrency or self.settings.handler_concurrency,
-            title=f"{self.service}:{stream.removeprefix('rf:stream:')}",
-            description=description or (payload_type.__doc__ or "").strip(),
-        )(consume)
-        self.broker.subscriber(
             stream=reclaimer,
             ack_policy=AckPolicy.MANUAL,
             parser=tolerant_parse,
+            decoder=skip_decode,
             include_in_schema=False,
         )(reclaim)
 
@@ -251,16 +307,10 @@ class ServiceBus:
     ) -> None:
         stream = message.raw_message["channel"]
         message_id = message.raw_message["message_ids"][0]
-        message_id_str = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+        message_id_str = _text(message_id)
         body: bytes = message.body if isinstance(message.body, bytes) else bytes(message.body)
 
-        event, reason = decode_envelope(body, payload_type)
-        if event is not None and event.stream != stream:
-            reason = (
-                f"published on {stream!r}, but workspace {event.workspace_id!r} belongs to "
-                f"{event.stream!r} (streams are partitioned by workspace)"
-            )
-            event = None
+        event, reason = decode_on_stream(body, payload_type, stream)
         if event is None:
             await self._dead_letter(stream, message_id_str, body, reason, "invalid", 1)
             return
@@ -286,7 +336,7 @@ class ServiceBus:
 
         try:
             async with (
-                self._keep_claimed(stream, message_id),
+                self._keep_claimed(stream, [message_id]),
                 self.redis.pipeline(transaction=True) as tx,
             ):
                 # WATCH the marker: if a replica that reclaimed this message commits first,
@@ -303,7 +353,8 @@ class ServiceBus:
                     add_publish(tx, output, self.settings.stream_maxlen)
                 tx.set(marker, b"1", ex=self.settings.processed_ttl_s)
                 tx.xack(stream, self.service, message_id)
-                tx.delete(keys.handler_error(self.service, stream, message_id_str))
+                if reclaimed:  # only a redelivery can have a failure on record
+                    tx.delete(keys.handler_error(self.service, stream, message_id_str))
                 await tx.execute()
         except WatchError:
             # redis-py also raises WatchError when the connection drops mid-transaction
@@ -318,21 +369,157 @@ class ServiceBus:
                 )
             return
         except Exception as exc:
-            log.warning(
-                "handler failed; message stays pending for retry",
-                extra={
-                    "service": self.service,
-                    "event_type": payload_type.event_type,
-                    "correlation_id": event.correlation_id,
-                    "workspace_id": event.workspace_id,
-                    "error": repr(exc),
-                },
-            )
+            self._log_failure(event, exc)
             with contextlib.suppress(RedisError):  # Redis down: the retry still happens
                 await self._record_failure(stream, message_id_str, exc)
             return
         self.handled += 1
+        telemetry.mark("ok")
         self._committed(event, outputs)
+
+    async def _process_batch(
+        self,
+        stream: str,
+        message_ids: Sequence[bytes],
+        entries: Sequence[dict[bytes, bytes]],
+        payload_type: type[P],
+        handler: Handler[P],
+        concurrency: int,
+    ) -> None:
+        """One read's messages: decode each, handle them (up to `concurrency` at once), and
+        commit every success in ONE transaction: their writes, follow-up events, markers
+        and a single XACK. Exactly-once as for one message: the transaction WATCHes every
+        marker, so a replica that reclaimed one of them and committed first aborts ours."""
+        deliveries: list[_Delivery[P]] = []
+        for message_id, fields in zip(message_ids, entries, strict=True):
+            body = entry_body(fields)
+            event, reason = decode_on_stream(body, payload_type, stream)
+            if event is None:
+                with telemetry.handler_run(self.service, payload_type.event_type):
+                    await self._dead_letter(stream, _text(message_id), body, reason, "invalid", 1)
+                continue
+            marker = keys.processed(event.workspace_id, self.service, event.event_id)
+            deliveries.append(_Delivery(message_id, event, marker))
+        if not deliveries:
+            return
+        async with (
+            self._keep_claimed(stream, [d.message_id for d in deliveries]),
+            self.redis.pipeline(transaction=True) as tx,
+        ):
+            await tx.watch(*(d.marker for d in deliveries))
+            seen = await self.redis.mget([d.marker for d in deliveries])
+            fresh, duplicates = split_duplicates(deliveries, seen)
+            committed = await self._handle_and_commit(
+                tx, stream, fresh, duplicates, handler, concurrency
+            )
+        for _ in duplicates:
+            with telemetry.handler_run(self.service, payload_type.event_type):
+                telemetry.mark("duplicate")
+        for delivery in committed:
+            self.handled += 1
+            self._committed(delivery.event, delivery.outputs)
+
+    async def _handle_and_commit(
+        self,
+        tx: Pipeline,
+        stream: str,
+        fresh: Sequence[_Delivery[P]],
+        duplicates: Sequence[_Delivery[P]],
+        handler: Handler[P],
+        concurrency: int,
+    ) -> list[_Delivery[P]]:
+        """Run each fresh delivery's handler (up to `concurrency` at once, its writes recorded),
+        then commit the successes. Each handler's metrics and trace span stay open until the
+        commit decided its outcome. A failure is recorded for the retry decision."""
+        limit = asyncio.Semaphore(concurrency)  # FIFO: concurrency 1 keeps stream order
+        loop = asyncio.get_running_loop()
+        handled = {id(d): loop.create_future() for d in fresh}
+        settled = asyncio.Event()
+
+        async def handle(delivery: _Delivery[P]) -> None:
+            event, done = delivery.event, handled[id(delivery)]
+            with telemetry.handler_run(self.service, event.type):
+                try:
+                    telemetry.decoded(event, self.service)
+                    async with limit:
+                        outputs = await handler(event, delivery.writes.as_pipeline())
+                    # in the handler's span: the commit later runs outside it
+                    delivery.outputs = [tracing.inject(output) for output in outputs]
+                    done.set_result(True)
+                except Exception as exc:
+                    self._log_failure(event, exc)
+                    done.set_result(False)
+                    with contextlib.suppress(RedisError):
+                        await self._record_failure(stream, _text(delivery.message_id), exc)
+                    return
+                finally:
+                    if not done.done():  # cancelled
+                        done.set_result(False)
+                await settled.wait()
+                telemetry.mark(delivery.outcome)
+
+        tasks = [asyncio.create_task(handle(d)) for d in fresh]
+        try:
+            if handled:
+                await asyncio.wait(handled.values())
+            succeeded = [d for d in fresh if handled[id(d)].result()]
+            return await self._commit_batch(tx, stream, succeeded, duplicates)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            settled.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _commit_batch(
+        self,
+        tx: Pipeline,
+        stream: str,
+        handled: Sequence[_Delivery[P]],
+        duplicates: Sequence[_Delivery[P]],
+    ) -> list[_Delivery[P]]:
+        """MULTI..EXEC of the handled messages (in read order) plus the duplicates' ack."""
+        if not handled and not duplicates:
+            return []
+        tx.multi()
+        for delivery in handled:
+            delivery.writes.replay(tx)
+            for output in delivery.outputs:
+                queue_xadd(tx, output, self.settings.stream_maxlen)
+            tx.set(delivery.marker, b"1", ex=self.settings.processed_ttl_s)
+        tx.xack(stream, self.service, *(d.message_id for d in [*handled, *duplicates]))
+        try:
+            await tx.execute()
+        except WatchError:
+            # A replica committed one of them first, or the connection dropped mid-EXEC: the
+            # markers say which are done; the rest stay pending and are retried on reclaim.
+            seen = await self.redis.mget([d.marker for d in handled])
+            done = [d.message_id for d, mark in zip(handled, seen, strict=True) if mark]
+            if done:
+                await self.redis.xack(stream, self.service, *done)
+            log.warning(
+                "batch transaction aborted; %d of %d messages stay pending for retry",
+                len(handled) - len(done),
+                len(handled),
+                extra={"service": self.service, "stream": stream},
+            )
+            return []
+        for delivery in handled:
+            delivery.outcome = "ok"
+        return list(handled)
+
+    def _log_failure(self, event: Envelope[Any], exc: Exception) -> None:
+        log.warning(
+            "handler failed; message stays pending for retry",
+            extra={
+                "service": self.service,
+                "event_type": event.type,
+                "correlation_id": event.correlation_id,
+                "workspace_id": event.workspace_id,
+                "error": repr(exc),
+            },
+        )
 
     async def _record_failure(self, stream: str, message_id: str, exc: Exception) -> None:
         """Count a handler failure and keep its error, for the dead-letter decision."""
@@ -353,15 +540,16 @@ class ServiceBus:
 
     def _committed(self, event: Envelope[Any], outputs: Sequence[Envelope[Any]]) -> None:
         """Metrics of a committed message: counted once, however often it was delivered."""
-        telemetry.mark("ok")
         telemetry.observe_outputs(outputs)
         observe = self.after_commit.get(event.type)
         if observe is not None:
             observe(event)
 
     @contextlib.asynccontextmanager
-    async def _keep_claimed(self, stream: str, message_id: bytes | str) -> AsyncIterator[None]:
-        """Heartbeat: re-claim the message to ourselves while a slow handler (an LLM call)
+    async def _keep_claimed(
+        self, stream: str, message_ids: Sequence[bytes | str]
+    ) -> AsyncIterator[None]:
+        """Heartbeat: re-claim the messages to ourselves while a slow handler (an LLM call)
         runs, so its idle time never reaches the reclaim threshold of other replicas.
 
         Stopped by an event, not by cancellation alone: redis-py may swallow a
@@ -376,7 +564,12 @@ class ServiceBus:
                     await asyncio.wait_for(done.wait(), timeout=interval)
                     return
                 await self.redis.xclaim(
-                    stream, self.service, self.settings.consumer_name, 0, [message_id], justid=True
+                    stream,
+                    self.service,
+                    self.settings.consumer_name,
+                    0,
+                    list(message_ids),
+                    justid=True,
                 )
 
         # Most handlers finish within milliseconds: start the beat only after a short delay, so
@@ -431,6 +624,79 @@ class ServiceBus:
             tx.xack(stream, self.service, message_id)
             tx.delete(keys.handler_error(self.service, stream, message_id))
             await tx.execute()
+
+
+@dataclass
+class _Delivery(Generic[P]):
+    """One message of a batch on its way through the handler to the commit."""
+
+    message_id: bytes
+    event: Envelope[P]
+    marker: str
+    writes: QueuedWrites = field(default_factory=QueuedWrites)
+    outputs: Sequence[Envelope[Any]] = ()
+    outcome: str = "retry"
+
+
+def split_duplicates(
+    deliveries: Sequence[_Delivery[P]], markers_seen: Sequence[bytes | None]
+) -> tuple[list[_Delivery[P]], list[_Delivery[P]]]:
+    """(fresh, duplicates): an event whose marker exists was processed before, and an event
+    twice in one batch (published twice) is processed once."""
+    fresh: list[_Delivery[P]] = []
+    duplicates: list[_Delivery[P]] = []
+    in_batch: set[str] = set()
+    for delivery, seen in zip(deliveries, markers_seen, strict=True):
+        if seen is not None or delivery.marker in in_batch:
+            duplicates.append(delivery)
+        else:
+            fresh.append(delivery)
+            in_batch.add(delivery.marker)
+    return fresh, duplicates
+
+
+async def batch_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's batch parser JSON-decodes every entry and re-encodes the list as one
+    body (twice the decoding we do ourselves), and one entry that is not JSON fails the
+    whole batch before our handler runs. The handler reads the raw entries instead; the
+    body only tells the metrics middleware the batch's size."""
+    parsed = await original({**msg, "data": []})
+    parsed.raw_message = msg
+    parsed.body = b"".join(entry_body(fields) for fields in msg["data"])
+    return parsed
+
+
+async def skip_decode(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> None:
+    """Handlers take the raw message (decode_envelope validates it once); FastStream's own
+    JSON decoding of the body would be thrown away."""
+    return None
+
+
+def entry_body(fields: dict[bytes, bytes]) -> bytes:
+    """A stream entry's envelope JSON; an entry without `__data__` becomes a readable JSON
+    of its fields (bytes escaped), which fails validation and is dead-lettered."""
+    data = fields.get(DATA_FIELD.encode())
+    if data:  # as FastStream's own parser: an empty `__data__` counts as none
+        return data
+    return json.dumps({_escaped(k): _escaped(v) for k, v in fields.items()}).encode()
+
+
+def decode_on_stream(
+    body: bytes, payload_type: type[P], stream: str
+) -> tuple[Envelope[P] | None, str]:
+    """Decode a message read from `stream`; one published on another workspace's partition
+    is rejected (its handler's transaction would span two partitions)."""
+    event, reason = decode_envelope(body, payload_type)
+    if event is not None and event.stream != stream:
+        return None, (
+            f"published on {stream!r}, but workspace {event.workspace_id!r} belongs to "
+            f"{event.stream!r} (streams are partitioned by workspace)"
+        )
+    return event, reason
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def tolerant_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:

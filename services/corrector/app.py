@@ -71,5 +71,5 @@ def build(deps: Deps) -> Service:
     async def handle(event: Envelope[StageCleared], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await on_stage_cleared(event, tx, deps=deps)
 
-    bus.on(StageCleared, handle)
+    bus.on(StageCleared, handle, batched=False)  # waits on the LLM
     return service

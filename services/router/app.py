@@ -42,5 +42,5 @@ def build(deps: Deps) -> Service:
     async def handle(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await on_task_requested(event, tx, deps=deps)
 
-    bus.on(TaskRequested, handle)
+    bus.on(TaskRequested, handle, batched=False)  # may wait on the LLM planner
     return service
