@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared import keys
@@ -53,20 +54,43 @@ def summarise_history(records: list[TaskRecord]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class ContextInputs:
+    """What a task's context carries besides the route's neighbours."""
+
+    history: list[TaskRecord]
+    performance: dict[str, Any]
+
+
+async def context_inputs(deps: Deps, workspace_id: str) -> ContextInputs:
+    """The workspace's recent tasks and agent performance: independent reads, concurrently
+    (and, in the router, concurrently with choosing the route)."""
+    history, performance = await asyncio.gather(
+        deps.memory.recent_tasks(workspace_id, deps.settings.context_history_limit),
+        deps.memory.performance_data(workspace_id),
+    )
+    return ContextInputs(history, performance)
+
+
+def context_with(
+    base: AgentContext, neighbours: list[Neighbour], inputs: ContextInputs, limit: int
+) -> AgentContext:
+    """The comprehensive context: memory, history and performance, capped in size."""
+    return base.model_copy(
+        update={
+            "past_successes": summarise_neighbours(neighbours, limit),
+            "task_history": summarise_history(inputs.history),
+            "performance_data": inputs.performance,
+        }
+    )
+
+
 async def build_context(
     deps: Deps, base: AgentContext, neighbours: list[Neighbour]
 ) -> AgentContext:
     """The comprehensive context: memory, history and performance, capped in size."""
-    limit = deps.settings.context_history_limit
-    history = await deps.memory.recent_tasks(base.workspace_id, limit)
-    performance = await deps.memory.performance_data(base.workspace_id)
-    return base.model_copy(
-        update={
-            "past_successes": summarise_neighbours(neighbours, limit),
-            "task_history": summarise_history(history),
-            "performance_data": performance,
-        }
-    )
+    inputs = await context_inputs(deps, base.workspace_id)
+    return context_with(base, neighbours, inputs, deps.settings.context_history_limit)
 
 
 async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbour], int, int]:
@@ -98,10 +122,14 @@ async def _none() -> None:
 
 async def workspace_calibration(deps: Deps, workspace_id: str) -> WorkspaceCalibration:
     """The workspace's learned correction of the global confidence (the prior when it has none)."""
-    return WorkspaceCalibration.from_hash(await deps.redis.hgetall(keys.routing_calibration(workspace_id)))
+    return WorkspaceCalibration.from_hash(
+        await deps.redis.hgetall(keys.routing_calibration(workspace_id))
+    )
 
 
-async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True) -> RouteDecision:
+async def route(
+    deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True
+) -> RouteDecision:
     """Reuse a proven sequence when confident, else plan (or, without planner, say so).
 
     Every decision carries memory's candidate and its global logit, reused or
@@ -115,8 +143,12 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
         workspace_calibration(deps, workspace_id) if use_calibration else _none(),
     )
     candidate = best_reuse(
-        neighbours, distinct, load_params(), stored_tasks=stored,
-        cost=deps.catalog.sequence_cost, cost_tolerance=deps.settings.routing_cost_tolerance,
+        neighbours,
+        distinct,
+        load_params(),
+        stored_tasks=stored,
+        cost=deps.catalog.sequence_cost,
+        cost_tolerance=deps.settings.routing_cost_tolerance,
         calibration=calibration if neighbours else None,
         recalibration=deps.settings.routing_recalibration,
     )
@@ -162,7 +194,10 @@ async def route(deps: Deps, goal: str, workspace_id: str, *, use_planner: bool =
 
 
 async def route_with_context(
-    deps: Deps, goal: str, workspace_id: str, user_id: str | None = None,
+    deps: Deps,
+    goal: str,
+    workspace_id: str,
+    user_id: str | None = None,
     base_context: AgentContext | None = None,
 ) -> tuple[list[str], AgentContext, RouteDecision]:
     decision = await route(deps, goal, workspace_id)
@@ -193,8 +228,12 @@ async def select_best_agent(
     step = await deps.memory.performance_step(workspace_id, task_type)
     candidates = deps.catalog.candidates(task_type) or [fallback]
     return choose_agent(
-        candidates, stats, fallback=fallback, step=step,
-        rng=rng or random.Random(), config=BanditConfig(),
+        candidates,
+        stats,
+        fallback=fallback,
+        step=step,
+        rng=rng or random.Random(),
+        config=BanditConfig(),
     )
 
 

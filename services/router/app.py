@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +12,8 @@ from services.router import logic
 from shared.events import Envelope, TaskRequested
 from shared.experiment_store import experiment_route
 from shared.llm import LLMError
-from shared.orchestrator import build_context, route
-from shared.routing import PlanError
+from shared.orchestrator import context_inputs, context_with, route
+from shared.routing import PlanError, RouteDecision
 from shared.runtime import Deps, Service, new_service
 
 SERVICE = "router"
@@ -22,18 +23,31 @@ async def on_task_requested(
     event: Envelope[TaskRequested], tx: Pipeline, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     request = event.payload
+    # The context's reads do not depend on the route: they run while the route is chosen.
+    decision, inputs = await asyncio.gather(
+        _decide(deps, event), context_inputs(deps, event.workspace_id)
+    )
+    if isinstance(decision, str):
+        return [event.follow(logic.routing_failed(request, decision))]
+    workflow = logic.workflow_for(event.correlation_id, request, decision)
+    limit = deps.settings.context_history_limit
+    context = context_with(event.context, decision.neighbours, inputs, limit)
+    chosen = event.follow(logic.sequence_chosen(workflow, decision))
+    return [chosen.model_copy(update={"context": context})]
+
+
+async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision | str:
+    """The route (the request's own, an experiment's, memory's or the planner's), or why
+    none could be chosen."""
+    request = event.payload
     try:
-        decision = (
+        return (
             logic.requested_route(request, deps.catalog)
             or await experiment_route(deps, request.goal, event.workspace_id, event.correlation_id)
             or await route(deps, request.goal, event.workspace_id)
         )
     except (logic.InvalidRequestedSequence, PlanError, LLMError) as exc:
-        return [event.follow(logic.routing_failed(request, str(exc)))]
-    workflow = logic.workflow_for(event.correlation_id, request, decision)
-    context = await build_context(deps, event.context, decision.neighbours)
-    chosen = event.follow(logic.sequence_chosen(workflow, decision))
-    return [chosen.model_copy(update={"context": context})]
+        return str(exc)
 
 
 def build(deps: Deps) -> Service:
