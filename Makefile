@@ -41,6 +41,7 @@ bench: install  ## short versions of every benchmark
 	$(PY) bench/selection_sim.py --quick
 	$(PY) bench/self_correction_overhead.py --quick
 	$(PY) bench/context_size.py --quick
+	$(PY) bench/bus_floor.py --quick
 	$(PY) bench/pipeline.py --quick
 	$(PY) bench/cluster.py --quick
 
