@@ -57,6 +57,11 @@ class TaskRecord(BaseModel):
         return cls.model_validate(data)
 
 
+_JSON_FIELDS = frozenset(
+    {"agent_sequence", "neighbours", "outcome_success", "candidate_sequence", "candidate_logit"}
+)
+
+
 class RoutingRecord(BaseModel):
     """`memory:routing:{ws}:{task}`: how a task was routed and, later, how it turned out."""
 
@@ -68,6 +73,12 @@ class RoutingRecord(BaseModel):
     matched_goal_hash: str = ""
     neighbours: list[Neighbour] = Field(default_factory=list)
     decided_at: float = 0.0
+    candidate_sequence: list[str] | None = Field(
+        default=None, description="Memory's best candidate, reused or not (recalibration)."
+    )
+    candidate_logit: float | None = Field(
+        default=None, description="The global calibrator's logit for that candidate."
+    )
     outcome_success: bool | None = None
     outcome_quality: float | None = None
 
@@ -82,7 +93,7 @@ class RoutingRecord(BaseModel):
         for key, value in raw.items():
             name = key.decode() if isinstance(key, bytes) else key
             text = value.decode() if isinstance(value, bytes) else value
-            data[name] = json.loads(text) if name in {"agent_sequence", "neighbours", "outcome_success"} else text
+            data[name] = json.loads(text) if name in _JSON_FIELDS else text
         return cls.model_validate(data)
 
 

@@ -57,7 +57,9 @@ async def test_seed_example_reuses_the_blog_sequence(deps: Deps, workspace: str)
 
 async def test_routing_decision_is_joined_with_its_outcome(deps: Deps, workspace: str) -> None:
     workflow = Workflow(task_id="t1", goal="Write a blog", agent_sequence=["content", "blog_writer"],
-                        routing=RoutingInfo(source="memory", confidence=0.93, matched_goal_hash="m1"))
+                        routing=RoutingInfo(source="memory", confidence=0.93, matched_goal_hash="m1",
+                                            candidate_sequence=["content", "blog_writer"],
+                                            candidate_logit=1.7))
     chosen = SequenceChosen(workflow=workflow, neighbours=[Neighbour(
         goal_hash="m1", similarity=0.63, quality=0.92, success=True, agent_sequence=["content", "blog_writer"])])
     async with deps.redis.pipeline(transaction=True) as tx:
@@ -66,6 +68,7 @@ async def test_routing_decision_is_joined_with_its_outcome(deps: Deps, workspace
     pending = await deps.memory.routing_decision(workspace, "t1")
     assert pending and pending.confidence == 0.93 and pending.outcome_success is None
     assert pending.neighbours[0].goal_hash == "m1"
+    assert pending.candidate_sequence == ["content", "blog_writer"] and pending.candidate_logit == 1.7
     async with deps.redis.pipeline(transaction=True) as tx:
         _routing_outcome(tx, workspace, "t1", True, 0.88)
         await tx.execute()
