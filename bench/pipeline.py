@@ -21,6 +21,7 @@ reports CPU ms per task (from /proc, robust to a busy machine), Redis commands p
     .venv/bin/python bench/pipeline.py --tasks 300 --replicas 2
     .venv/bin/python bench/pipeline.py --single-process
     .venv/bin/python bench/pipeline.py --zero-cost --concurrency 1   # orchestration only
+    .venv/bin/python bench/pipeline.py --memory-size 100000          # cost vs memory size
 
 `--zero-cost` (bench only: defaults never change) runs the services with a provider that
 answers instantly and a constant embedder, so what remains is orchestration. `--instrument`
@@ -674,6 +675,57 @@ async def soak(redis: aioredis.Redis, services: Procs, args: argparse.Namespace)
               f"last {last:6.1f} MB (second half: {last - half[name]:+.1f} MB)")  # fmt: skip
 
 
+PRELOAD_SEQUENCES = [
+    ["research", "content", "blog_writer"],
+    ["strategy", "copywriter"],
+    ["content", "social_writer"],
+    ["deep_researcher", "longform_writer"],
+    ["content", "email_writer"],
+]
+
+
+async def preload_memory(redis: aioredis.Redis, n: int, seed: int = 7) -> float:
+    """`--memory-size`: N successful past tasks in the bench workspace, stored as the memory
+    service stores them (history hash, recent-history index, sequence counts, vector index).
+    Vectors come in clusters of ~50 (like real goals, which HNSW inserts quickly; uniform
+    random vectors take ~5x longer). Returns the seconds it took."""
+    from services.memory.logic import index_attributes
+    from services.memory.store import add_task_record
+    from shared.keys import goal_hash
+    from shared.memory_store import TaskRecord
+    from shared.vector_index import open_vector_index
+
+    started = time.perf_counter()
+    index = await open_vector_index(redis)
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(max(n // 50, 1), 384))
+    chunk = 256
+    for begin in range(0, n, chunk):
+        count = min(chunk, n - begin)
+        noise = rng.normal(scale=0.15, size=(count, 384))
+        vectors = centers[rng.integers(0, len(centers), size=count)] + noise
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        records = []
+        for i in range(begin, begin + count):
+            goal = f"Past task {i}: write about topic {i % 997}"
+            records.append(TaskRecord(
+                goal=goal, agent_sequence=PRELOAD_SEQUENCES[i % len(PRELOAD_SEQUENCES)],
+                success=True, result_quality=0.9, goal_hash=goal_hash(goal),
+                task_id=f"preload-{i}", stored_at=time.time(),
+            ))  # fmt: skip
+        async with redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                add_task_record(pipe, WORKSPACE, record)
+            await pipe.execute()
+        adds = [
+            index.add(WORKSPACE, r.goal_hash, v.astype(np.float32), index_attributes(r))
+            for r, v in zip(records, vectors, strict=True)
+        ]
+        for at in range(0, len(adds), 32):  # 32 in flight, as several producers would
+            await asyncio.gather(*adds[at : at + 32])
+    return time.perf_counter() - started
+
+
 async def run(args: argparse.Namespace) -> None:
     from shared.redis_server import RedisServer
 
@@ -683,6 +735,9 @@ async def run(args: argparse.Namespace) -> None:
     try:
         redis = aioredis.from_url(server.url)
         version = (await redis.info("server"))["redis_version"]
+        if args.memory_size:
+            took = await preload_memory(redis, args.memory_size)
+            print(f"memory: {args.memory_size} past tasks preloaded in {took:.0f} s", flush=True)
         services = start_services(server.url, args, log, "warm")
         await wait_ready(redis, services)
         warm = await pipeline_round(redis, argparse.Namespace(concurrency=1), 3)
@@ -842,9 +897,7 @@ def report(
     if "ceiling" in med and "pipeline" in med:
         print(f"naive/ceiling = {med.get('naive', float('nan')) / med['ceiling']:.3f}")
         if "before" in med:
-            print(
-                f"before/ceiling = {med['before'] / med['ceiling']:.3f} (batch commits undone)"
-            )
+            print(f"before/ceiling = {med['before'] / med['ceiling']:.3f} (batch commits undone)")
         print(f"pipeline/ceiling = {med['pipeline'] / med['ceiling']:.3f}")
 
 
@@ -860,6 +913,9 @@ def parse_args() -> argparse.Namespace:
         "--llm-latency-ms", type=float, default=0.0, help="with --zero-cost: each LLM call waits"
     )
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of RSS soak instead")
+    parser.add_argument(
+        "--memory-size", type=int, default=0, help="past tasks preloaded in the workspace"
+    )
     parser.add_argument("--instrument", action="store_true", help="time provider and embedder")
     parser.add_argument(
         "--ab", action="store_true", help="also run the pipeline with issue 10's changes undone"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -40,9 +41,10 @@ async def update_once(
         while True:
             try:
                 await tx.watch(*watched, marker)
-                if await redis.exists(marker):
+                # The marker check and the plan's reads are independent: one round trip's wait.
+                applied, write = await asyncio.gather(redis.exists(marker), plan())
+                if applied:
                     return None
-                write = await plan()
                 tx.multi()
                 result = write(tx)
                 tx.set(marker, b"1", ex=marker_ttl_s)
@@ -202,8 +204,11 @@ async def update_arm_once(
     step_key = keys.performance_step(workspace_id, task_type)
 
     async def plan() -> Callable[[Pipeline], None]:
-        raw = await redis.hgetall(arm_key)
-        step = int(await redis.get(step_key) or 0) + (1 if advance_step else 0)
+        async with redis.pipeline(transaction=False) as reads:  # one round trip for both
+            reads.hgetall(arm_key)
+            reads.get(step_key)
+            raw, current_step = await reads.execute()
+        step = int(current_step or 0) + (1 if advance_step else 0)
         updated = change(from_redis_hash(raw) if raw else AgentPerformance(agent=agent), step)
 
         def write(tx: Pipeline) -> None:
