@@ -11,33 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from faststream._internal.context import Context
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.message import RedisBatchStreamMessage as _BatchStreamMessage
 from faststream.redis.message import RedisStreamMessage as _StreamMessage
-from faststream.redis.parser.message import MessageFormat
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from shared import cluster_client, keys, telemetry, topology, tracing
-from shared.events import Envelope, Payload, dead_letter_stream_for, envelope_class, utcnow
-from shared.queued_writes import QueuedWrites
+from shared.bus_codec import (
+    DATA_FIELD,
+    EnvelopeFormat,
+    as_text,
+    batch_parse,
+    decode_on_stream,
+    entry_body,
+    skip_decode,
+    tolerant_parse,
+)
+from shared.delivery import Delivery, split_duplicates
+from shared.events import Envelope, Payload, dead_letter_stream_for, utcnow
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
 Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
 
-DATA_FIELD = "__data__"
 MAX_RETRY_BACKOFF_S = 30.0
 DEAD_LETTER_MAXLEN = 100_000
 HEARTBEAT_DELAY_S = 0.2  # handlers faster than this never start a heartbeat task
@@ -56,27 +61,6 @@ class _MessageContext(Context):
 
 RedisStreamMessage = Annotated[_StreamMessage, _MessageContext("message")]
 RedisBatchStreamMessage = Annotated[_BatchStreamMessage, _MessageContext("message")]
-
-
-class EnvelopeFormat(MessageFormat):
-    """The stream entry's `__data__` field is the envelope's JSON, nothing else.
-
-    So an upstream system can publish with a plain `XADD stream * __data__ <json>`.
-    """
-
-    @classmethod
-    async def encode(cls, *, message: Any, **_: Any) -> bytes:
-        if isinstance(message, Envelope):
-            return message.model_dump_json().encode()
-        if isinstance(message, bytes):
-            return message
-        if isinstance(message, str):
-            return message.encode()
-        raise TypeError(f"cannot publish {type(message).__name__} on the event bus")
-
-    @classmethod
-    def parse(cls, data: bytes) -> tuple[bytes, dict[str, Any]]:
-        return data, {}
 
 
 def make_broker(settings: Settings, service: str = "") -> RedisBroker:
@@ -307,7 +291,7 @@ class ServiceBus:
     ) -> None:
         stream = message.raw_message["channel"]
         message_id = message.raw_message["message_ids"][0]
-        message_id_str = _text(message_id)
+        message_id_str = as_text(message_id)
         body: bytes = message.body if isinstance(message.body, bytes) else bytes(message.body)
 
         event, reason = decode_on_stream(body, payload_type, stream)
@@ -390,16 +374,16 @@ class ServiceBus:
         commit every success in ONE transaction: their writes, follow-up events, markers
         and a single XACK. Exactly-once as for one message: the transaction WATCHes every
         marker, so a replica that reclaimed one of them and committed first aborts ours."""
-        deliveries: list[_Delivery[P]] = []
+        deliveries: list[Delivery[P]] = []
         for message_id, fields in zip(message_ids, entries, strict=True):
             body = entry_body(fields)
             event, reason = decode_on_stream(body, payload_type, stream)
             if event is None:
                 with telemetry.handler_run(self.service, payload_type.event_type):
-                    await self._dead_letter(stream, _text(message_id), body, reason, "invalid", 1)
+                    await self._dead_letter(stream, as_text(message_id), body, reason, "invalid", 1)
                 continue
             marker = keys.processed(event.workspace_id, self.service, event.event_id)
-            deliveries.append(_Delivery(message_id, event, marker))
+            deliveries.append(Delivery(message_id, event, marker))
         if not deliveries:
             return
         async with (
@@ -423,11 +407,11 @@ class ServiceBus:
         self,
         tx: Pipeline,
         stream: str,
-        fresh: Sequence[_Delivery[P]],
-        duplicates: Sequence[_Delivery[P]],
+        fresh: Sequence[Delivery[P]],
+        duplicates: Sequence[Delivery[P]],
         handler: Handler[P],
         concurrency: int,
-    ) -> list[_Delivery[P]]:
+    ) -> list[Delivery[P]]:
         """Run each fresh delivery's handler (up to `concurrency` at once, its writes recorded),
         then commit the successes. Each handler's metrics and trace span stay open until the
         commit decided its outcome. A failure is recorded for the retry decision."""
@@ -436,7 +420,7 @@ class ServiceBus:
         handled = {id(d): loop.create_future() for d in fresh}
         settled = asyncio.Event()
 
-        async def handle(delivery: _Delivery[P]) -> None:
+        async def handle(delivery: Delivery[P]) -> None:
             event, done = delivery.event, handled[id(delivery)]
             with telemetry.handler_run(self.service, event.type):
                 try:
@@ -450,7 +434,7 @@ class ServiceBus:
                     self._log_failure(event, exc)
                     done.set_result(False)
                     with contextlib.suppress(RedisError):
-                        await self._record_failure(stream, _text(delivery.message_id), exc)
+                        await self._record_failure(stream, as_text(delivery.message_id), exc)
                     return
                 finally:
                     if not done.done():  # cancelled
@@ -476,9 +460,9 @@ class ServiceBus:
         self,
         tx: Pipeline,
         stream: str,
-        handled: Sequence[_Delivery[P]],
-        duplicates: Sequence[_Delivery[P]],
-    ) -> list[_Delivery[P]]:
+        handled: Sequence[Delivery[P]],
+        duplicates: Sequence[Delivery[P]],
+    ) -> list[Delivery[P]]:
         """MULTI..EXEC of the handled messages (in read order) plus the duplicates' ack."""
         if not handled and not duplicates:
             return []
@@ -624,125 +608,6 @@ class ServiceBus:
             tx.xack(stream, self.service, message_id)
             tx.delete(keys.handler_error(self.service, stream, message_id))
             await tx.execute()
-
-
-@dataclass
-class _Delivery(Generic[P]):
-    """One message of a batch on its way through the handler to the commit."""
-
-    message_id: bytes
-    event: Envelope[P]
-    marker: str
-    writes: QueuedWrites = field(default_factory=QueuedWrites)
-    outputs: Sequence[Envelope[Any]] = ()
-    outcome: str = "retry"
-
-
-def split_duplicates(
-    deliveries: Sequence[_Delivery[P]], markers_seen: Sequence[bytes | None]
-) -> tuple[list[_Delivery[P]], list[_Delivery[P]]]:
-    """(fresh, duplicates): an event whose marker exists was processed before, and an event
-    twice in one batch (published twice) is processed once."""
-    fresh: list[_Delivery[P]] = []
-    duplicates: list[_Delivery[P]] = []
-    in_batch: set[str] = set()
-    for delivery, seen in zip(deliveries, markers_seen, strict=True):
-        if seen is not None or delivery.marker in in_batch:
-            duplicates.append(delivery)
-        else:
-            fresh.append(delivery)
-            in_batch.add(delivery.marker)
-    return fresh, duplicates
-
-
-async def batch_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream's batch parser JSON-decodes every entry and re-encodes the list as one
-    body (twice the decoding we do ourselves), and one entry that is not JSON fails the
-    whole batch before our handler runs. The handler reads the raw entries instead; the
-    body only tells the metrics middleware the batch's size."""
-    parsed = await original({**msg, "data": []})
-    parsed.raw_message = msg
-    parsed.body = b"".join(entry_body(fields) for fields in msg["data"])
-    return parsed
-
-
-async def skip_decode(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> None:
-    """Handlers take the raw message (decode_envelope validates it once); FastStream's own
-    JSON decoding of the body would be thrown away."""
-    return None
-
-
-def entry_body(fields: dict[bytes, bytes]) -> bytes:
-    """A stream entry's envelope JSON; an entry without `__data__` becomes a readable JSON
-    of its fields (bytes escaped), which fails validation and is dead-lettered."""
-    data = fields.get(DATA_FIELD.encode())
-    if data:  # as FastStream's own parser: an empty `__data__` counts as none
-        return data
-    return json.dumps({_escaped(k): _escaped(v) for k, v in fields.items()}).encode()
-
-
-def decode_on_stream(
-    body: bytes, payload_type: type[P], stream: str
-) -> tuple[Envelope[P] | None, str]:
-    """Decode a message read from `stream`; one published on another workspace's partition
-    is rejected (its handler's transaction would span two partitions)."""
-    event, reason = decode_envelope(body, payload_type)
-    if event is not None and event.stream != stream:
-        return None, (
-            f"published on {stream!r}, but workspace {event.workspace_id!r} belongs to "
-            f"{event.stream!r} (streams are partitioned by workspace)"
-        )
-    return event, reason
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def tolerant_parse(msg: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream turns an entry without `__data__` into a body by JSON-encoding its fields,
-    which raises on non-UTF-8 bytes before our handler runs: the entry would stay pending
-    and be reclaimed forever, never dead-lettered. Give it a readable body instead (its
-    fields, bytes escaped); that fails validation and is dead-lettered like any bad input."""
-    try:
-        return await original(msg)
-    except (UnicodeDecodeError, TypeError, ValueError):
-        fields = msg.get("data") or {}
-        readable = {_escaped(k): _escaped(v) for k, v in fields.items()}
-        return await original({**msg, "data": {DATA_FIELD.encode(): json.dumps(readable).encode()}})
-
-
-def _escaped(value: Any) -> str:
-    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)
-
-
-def decode_envelope(body: bytes, payload_type: type[P]) -> tuple[Envelope[P] | None, str]:
-    """Validate a raw message once; on failure say exactly what was wrong."""
-    try:
-        event = envelope_class(payload_type).model_validate_json(body)
-    except ValidationError as exc:
-        declared = _declared_type(body)
-        if declared is not None and declared != payload_type.event_type:
-            return None, f"type {declared!r} on the stream of {payload_type.event_type}"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()[:10]
-        )
-        return None, f"invalid {payload_type.event_type} envelope: {problems}"
-    except ValueError as exc:
-        return None, f"not a JSON envelope: {exc}"
-    if event.type != payload_type.event_type:
-        return None, f"type {event.type!r} on the stream of {payload_type.event_type}"
-    return event, ""
-
-
-def _declared_type(body: bytes) -> str | None:
-    """The `type` a malformed message claims, to explain a message on the wrong stream."""
-    try:
-        declared = json.loads(body).get("type")
-    except (ValueError, AttributeError):
-        return None
-    return declared if isinstance(declared, str) else None
 
 
 def should_dead_letter(failures: int, deliveries: int, max_deliveries: int) -> bool:

@@ -18,7 +18,8 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from raptorflow.stack import LocalStack, wait_for_task
 from shared import dead_letters, keys, topology
-from shared.bus import DATA_FIELD, publish
+from shared.bus import publish
+from shared.bus_codec import DATA_FIELD
 from shared.events import TaskRequested, new_envelope, streams_for
 from shared.redis_server import (
     RedisCluster,

@@ -6,7 +6,8 @@ import json
 
 from faststream import FastStream
 
-from shared.bus import DATA_FIELD, ServiceBus, make_broker, publish
+from shared.bus import ServiceBus, make_broker, publish
+from shared.bus_codec import DATA_FIELD
 from shared.events import DEAD_LETTER_STREAM, FeedbackGiven, TaskRequested, new_envelope
 from tests.helpers import eventually, settings_for
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from raptorflow.cli import app
 from shared import dead_letters
-from shared.bus import DATA_FIELD, ServiceBus, make_broker, publish
+from shared.bus import ServiceBus, make_broker, publish
+from shared.bus_codec import DATA_FIELD
 from shared.events import FeedbackGiven, new_envelope
 from tests.helpers import eventually, settings_for
 

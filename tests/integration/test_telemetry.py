@@ -10,7 +10,8 @@ from faststream import FastStream
 from prometheus_client import REGISTRY
 
 from shared import telemetry, tracing
-from shared.bus import DATA_FIELD, ServiceBus, make_broker, publish
+from shared.bus import ServiceBus, make_broker, publish
+from shared.bus_codec import DATA_FIELD
 from shared.events import FeedbackGiven, TaskRequested, new_envelope
 from shared.log_context import ContextFilter
 from shared.redis_server import free_port

@@ -1,6 +1,7 @@
 import json
 
-from shared.bus import decode_envelope, retry_backoff_s
+from shared.bus import retry_backoff_s
+from shared.bus_codec import decode_envelope
 from shared.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
