@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="--iterations 100 --batches 3")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.iterations, args.batches = 100, 3
 
     sys.path.insert(0, str(ROOT))
     import numpy as np

@@ -4,6 +4,8 @@ Each event type has one stream; each service is one consumer group; each
 replica is one consumer. A message is acknowledged only in the same Redis
 transaction that publishes its follow-up events and marks it processed, so a
 crash at any point either leaves it pending (to be reclaimed) or fully done.
+A batched subscription (the default) commits all messages of one read in one such
+transaction; a handler that fails leaves none of its writes in it.
 Malformed messages and messages that keep failing go to the dead-letter stream.
 """
 
