@@ -207,59 +207,42 @@ class ServiceBus:
             self.streams.append(stream)
             title = f"{self.service}:{stream.removeprefix('rf:stream:')}"
             about = description or title_of.strip()
-            if batched:
-                self._subscribe_batches(stream, consume_batch, title, about)
-            else:
-                self._subscribe_messages(stream, consume, limit, title, about)
+            self._subscribe_reader(
+                stream,
+                consume_batch if batched else consume,
+                batch=batched,
+                concurrency=limit,
+                title=title,
+                description=about,
+            )
             self._subscribe_reclaimer(stream, reclaim)
 
-    def _subscribe_messages(
+    def _subscribe_reader(
         self,
         stream: str,
-        consume: Callable[[RedisStreamMessage], Awaitable[None]],
+        consume: Callable[[Any], Awaitable[None]],
+        *,
+        batch: bool,
         concurrency: int,
         title: str,
         description: str,
     ) -> None:
-        """New messages one at a time, up to `concurrency` in flight (FastStream workers)."""
+        """New messages, up to `read_batch` per read: a batch is committed together;
+        otherwise one at a time, up to `concurrency` in flight (FastStream workers)."""
         reader = StreamSub(
             stream,
             group=self.service,
             consumer=self.settings.consumer_name,
             polling_interval=self.settings.poll_interval_ms,
             max_records=self.settings.read_batch,
+            batch=batch,
         )
         self.broker.subscriber(
             stream=reader,
             ack_policy=AckPolicy.MANUAL,
-            parser=tolerant_parse,
+            parser=batch_parse if batch else tolerant_parse,
             decoder=skip_decode,
-            max_workers=concurrency,
-            title=title,
-            description=description,
-        )(consume)
-
-    def _subscribe_batches(
-        self,
-        stream: str,
-        consume: Callable[[RedisBatchStreamMessage], Awaitable[None]],
-        title: str,
-        description: str,
-    ) -> None:
-        """New messages a read at a time (up to `read_batch`), committed together."""
-        reader = StreamSub(
-            stream,
-            group=self.service,
-            consumer=self.settings.consumer_name,
-            polling_interval=self.settings.poll_interval_ms,
-            max_records=self.settings.read_batch,
-            batch=True,
-        )
-        self.broker.subscriber(
-            stream=reader,
-            ack_policy=AckPolicy.MANUAL,
-            parser=batch_parse,
-            decoder=skip_decode,
+            max_workers=1 if batch else concurrency,
             title=title,
             description=description,
         )(consume)
