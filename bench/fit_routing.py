@@ -37,7 +37,7 @@ import datetime as dt
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,7 @@ class Replay:
     labels: npt.NDArray[np.int_]
     reusable: npt.NDArray[np.bool_]
     novel: npt.NDArray[np.bool_]
+    candidates: list[tuple[str, ...] | None] = field(default_factory=list)
 
 
 def load_rows(path: Path) -> list[dict[str, object]]:
@@ -115,6 +116,7 @@ def replay(
     idx = np.arange(n)
     distinct: set[tuple[str, ...]] = set()
     feats: list[list[float] | None] = []
+    candidates: list[tuple[str, ...] | None] = []
     labels, reusable = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
     for start in range(0, n, 512):
         sims_block = vectors[start : start + 512] @ vectors.T
@@ -124,6 +126,7 @@ def replay(
             neighbours = _neighbours(np.where(valid, sims_row, -np.inf), int(valid.sum()), seqs)
             candidate = best_reuse(neighbours, len(distinct), params, stored_tasks=int(valid.sum()))
             reusable[i] = store[i] and seqs[i] in distinct
+            candidates.append(None if candidate is None else tuple(candidate.agent_sequence))
             if candidate is None:
                 feats.append(None)
             else:
@@ -131,7 +134,7 @@ def replay(
                 labels[i] = int(store[i] and tuple(candidate.agent_sequence) == seqs[i])
             if store[i]:
                 distinct.add(seqs[i])
-    return Replay(feats, labels, reusable, ~store)
+    return Replay(feats, labels, reusable, ~store, candidates)
 
 
 def _neighbours(sims: npt.NDArray[np.float32], valid: int, seqs: list[tuple[str, ...]]) -> list[Neighbour]:
