@@ -33,7 +33,7 @@ PARAMS_PATH = Path(__file__).with_name("routing_params.json")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "top_similarity", "agreement", "margin", "log_support", "log_distinct_sequences", "top_quality",
-    "log_tasks_per_sequence",
+    "log_tasks_per_sequence", "unseen_rival",
 )
 
 
@@ -52,6 +52,7 @@ class RoutingParams(BaseModel):
     top_quality: float
     log_support: float = 0.0
     log_tasks_per_sequence: float = 0.0
+    unseen_rival: float = 0.0
     similarity_power: float = Field(default=4.0, description="Vote weight = similarity ** power.")
     fitted_on: str = ""
     fit_report: dict[str, Any] = Field(default_factory=dict, description="Held-out figures of the fit.")
@@ -75,6 +76,7 @@ class ReuseFeatures(BaseModel):
     top_quality: float
     log_support: float = 0.0
     log_tasks_per_sequence: float = 0.0
+    unseen_rival: float = 0.0
 
     def values(self) -> list[float]:
         return [float(getattr(self, name)) for name in FEATURE_NAMES]
@@ -109,6 +111,9 @@ def reuse_features(
     neighbours are stronger evidence than one neighbour that has no rival.
     `log_tasks_per_sequence` says how densely memory covers each sequence: with
     many examples per route a lone close match means more than with one or two.
+    `unseen_rival`: when no rival is among the neighbours but memory holds more
+    tasks than they are, a rival may lie just past the last of them, whose
+    cosine bounds it; `margin` alone would count that rival as cosine 0.
     """
     distinct = max(distinct_sequences, 1)
     tasks = max(stored_tasks if stored_tasks is not None else distinct, 1)
@@ -125,6 +130,7 @@ def reuse_features(
         top_quality=best.quality,
         log_support=math.log1p(len(supporters)),
         log_tasks_per_sequence=math.log(max(tasks / distinct, 1.0)),
+        unseen_rival=max(neighbours[-1].similarity, 0.0) if not rivals and tasks > len(neighbours) else 0.0,
     )
 
 

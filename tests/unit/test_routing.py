@@ -45,6 +45,19 @@ def test_vote_prefers_the_sequence_the_neighbours_agree_on():
     assert pick is not None and pick.agent_sequence == ["b"]
 
 
+def test_unseen_rival_bounds_a_rival_only_where_memory_holds_more_than_the_neighbours():
+    params = load_params()
+    agreeing = [n(0.5, ["content"]), n(0.45, ["content"]), n(0.4, ["content"])]
+    whole_memory = best_reuse(agreeing, 1, params, stored_tasks=3)
+    more_beyond = best_reuse(agreeing, 1, params, stored_tasks=500)
+    with_rival = best_reuse([*agreeing[:2], n(0.4, ["research"])], 2, params, stored_tasks=500)
+    assert whole_memory and more_beyond and with_rival
+    assert whole_memory.features.unseen_rival == 0.0
+    assert more_beyond.features.unseen_rival == 0.4
+    assert with_rival.features.unseen_rival == 0.0
+    assert params.unseen_rival < 0, "a possible close rival should lower the confidence"
+
+
 def test_reuse_of_agents_gone_from_the_catalog_is_refused():
     pick = best_reuse([n(0.99, ["retired_agent"])], 1, load_params())
     reuse, reason = decide_without_planner(pick, 0.0, CATALOG)
