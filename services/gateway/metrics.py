@@ -7,8 +7,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 
 def add_metrics_route(app: FastAPI) -> None:
-    """Served on the app itself, so no extra port is needed behind the gateway's proxy."""
+    """Served on the app itself, so no extra port is needed behind the gateway's proxy.
+
+    A plain `def`: FastAPI runs it in its thread pool, so rendering a large
+    registry never stalls the gateway's event loop (and the services with it,
+    when they share the process).
+    """
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,7 @@ from tests.helpers import eventually, settings_for
 pytestmark = [pytest.mark.slow]
 
 PROMETHEUS_YML = Path(__file__).resolve().parents[2] / "deploy" / "prometheus.yml"
+SCRAPE_INTERVAL = "4s"
 GOALS = [
     "Create a blog post about AI trends",
     "Write a blog about machine learning",
@@ -28,10 +29,15 @@ GOALS = [
 
 
 def local_config(metrics_port: int, gateway_port: int) -> dict:
-    """deploy/prometheus.yml with every job pointed at this process, scraped each second."""
+    """deploy/prometheus.yml with every job pointed at this process, scraped every SCRAPE_INTERVAL.
+
+    All seven jobs scrape this one process, and the registry holds every earlier
+    test's series: at one scrape per job per second, rendering them kept a 2-core
+    machine's GIL busy and starved the stack under test.
+    """
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
-    config["global"]["scrape_interval"] = "1s"
-    config["global"]["evaluation_interval"] = "1s"
+    config["global"]["scrape_interval"] = SCRAPE_INTERVAL
+    config["global"]["evaluation_interval"] = SCRAPE_INTERVAL
     for job in config["scrape_configs"]:
         discovered_port = job.pop("dns_sd_configs")[0]["port"]
         port = gateway_port if discovered_port == 8000 else metrics_port
