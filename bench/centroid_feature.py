@@ -1,0 +1,135 @@
+"""Would the candidate's centroid help the calibrator? A measured proposal, not yet in the router.
+
+The candidate feature: the cosine between a request and the centroid (summed
+vectors) of every stored task of the candidate sequence in the workspace. A
+novel request often lies close to one example of a broad intent (CLINC150's
+`fun_fact`, `do_you_have_pets`) but far from the intent as a whole; the k
+neighbours cannot show that, the centroid can.
+
+This replays CLINC150 dev as the eval does (`fit_routing.replay`), plus the two
+stand-ins of the unseen check (`unseen_proxy`: memory preloaded), computes the
+feature prequentially (each row sees only the rows stored before it), fits the
+global calibrator on CLINC150 dev only (no small-workspace replays, no UltraTool,
+unlike `fit_routing.py`) with and without it, applies the workspace's online
+correction as the default mode does, and prints precision / recall_of_reusable /
+false reuse of novel / ece at t = 0.8. "held out": fitted on dev's first half.
+
+    .venv/bin/python bench/centroid_feature.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fit_routing import (
+    FILES,
+    FITTED,
+    Matrix,
+    Replay,
+    embeddings,
+    figures,
+    fit_logistic,
+    load_rows,
+    replay,
+)
+from unseen_proxy import oos_proxy, unseen_intents_proxy
+
+from shared.keys import goal_hash
+from shared.recalibration import prior, sigmoid, update
+from shared.routing import FEATURE_NAMES, load_params
+
+Row = dict[str, Any]
+Floats = npt.NDArray[np.float64]
+
+
+def centroid_cosines(
+    memory: Matrix, memory_seqs: list[tuple[str, ...]], data: Matrix, data_seqs: list[tuple[str, ...]],
+    candidates: list[tuple[str, ...] | None],
+) -> Floats:
+    """Per data row: cosine to the centroid of its candidate's stored tasks so far (0 when none)."""
+    sums: dict[tuple[str, ...], Floats] = {}
+    for vector, seq in zip(memory, memory_seqs, strict=True):
+        sums[seq] = sums.get(seq, 0.0) + vector.astype(np.float64)
+    out = np.zeros(len(data))
+    for i, (vector, seq, candidate) in enumerate(zip(data, data_seqs, candidates, strict=True)):
+        if candidate is not None and candidate in sums:
+            total = sums[candidate]
+            out[i] = float(vector @ total / np.linalg.norm(total))
+        if seq:
+            sums[seq] = sums.get(seq, 0.0) + vector.astype(np.float64)
+    return out
+
+
+def replay_with_memory(memory: list[Row], data: list[Row], vector_of: dict[str, Matrix]) -> tuple[Replay, Floats]:
+    """The eval's replay of `data` with `memory` preloaded, and the centroid feature per data row."""
+    rows = memory + data
+    seqs = [tuple(r["agent_sequence"]) for r in rows]
+    vectors = np.stack([vector_of[r["goal"]] for r in rows])
+    stored = np.array([bool(s) for s in seqs])
+    full = replay(vectors, seqs, [goal_hash(r["goal"]) for r in rows], load_params(), stored)
+    m = len(memory)
+    rep = Replay(full.features[m:], full.labels[m:], full.reusable[m:], full.novel[m:], full.candidates[m:])
+    cos = centroid_cosines(vectors[:m], seqs[:m], vectors[m:], seqs[m:], rep.candidates)
+    return rep, cos
+
+
+def design(rep: Replay, cos: Floats, with_centroid: bool) -> tuple[list[int], Floats]:
+    cols = [FEATURE_NAMES.index(name) for name in FITTED]
+    rows = [i for i, f in enumerate(rep.features) if f is not None]
+    x = np.array([[rep.features[i][c] for c in cols] for i in rows])  # type: ignore[index]
+    return rows, (np.hstack([x, cos[rows, None]]) if with_centroid else x)
+
+
+def online_confidence(rep: Replay, rows: list[int], logits: Floats) -> Floats:
+    """The default mode's confidence: the workspace's correction, learned prequentially."""
+    conf, state = np.zeros(len(rep.features)), prior()
+    for i, z in zip(rows, logits, strict=True):
+        conf[i] = sigmoid(state.a + state.b * float(z))
+        state = update(state, float(z), bool(rep.labels[i]))
+    return conf
+
+
+def main() -> None:
+    rows = load_rows(FILES["clinc150"])
+    vectors = embeddings("clinc150", [str(r["goal"]) for r in rows])
+    vector_of = {str(r["goal"]): v for r, v in zip(rows, vectors, strict=True)}
+    half = len(rows) // 2
+    oos_memory, oos_data = oos_proxy(rows, seed=1)
+    unseen_memory, unseen_data = unseen_intents_proxy(rows, seed=0)
+    sets = {
+        "dev": replay_with_memory([], rows, vector_of),
+        "dev first half": replay_with_memory([], rows[:half], vector_of),
+        "dev second half": replay_with_memory([], rows[half:], vector_of),
+        "oos proxy": replay_with_memory(oos_memory, oos_data, vector_of),
+        "unseen_intents proxy": replay_with_memory(unseen_memory, unseen_data, vector_of),
+    }
+    shown = ("dev", "dev second half", "oos proxy", "unseen_intents proxy")
+    print("precision / recall_of_reusable / false_reuse_novel / ece at t = 0.8, online correction (full)")
+    for fitted_on in ("dev", "dev first half"):
+        for with_centroid in (False, True):
+            rows_fit, x = design(*sets[fitted_on], with_centroid)
+            mean, std = x.mean(0), x.std(0) + 1e-9
+            w = fit_logistic((x - mean) / std, sets[fitted_on][0].labels[rows_fit].astype(float))
+            cells = []
+            for name in shown:
+                rep, cos = sets[name]
+                rows_eval, x_eval = design(rep, cos, with_centroid)
+                logits = np.hstack([np.ones((len(x_eval), 1)), (x_eval - mean) / std]) @ w
+                f = figures(online_confidence(rep, rows_eval, logits), rep, 0.8)
+                cells.append(f"{name} " + " / ".join(
+                    "-" if f[k] is None else f"{f[k]:.3f}"
+                    for k in ("reuse_precision", "recall_of_reusable", "false_reuse_rate_novel", "ece")))
+            label = f"fit on {fitted_on}, {'with' if with_centroid else 'without'} centroid"
+            print(f"{label:<42} " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
