@@ -115,6 +115,7 @@ def replay(
             seen[hashes[i]] = i
     idx = np.arange(n)
     distinct: set[tuple[str, ...]] = set()
+    sums: dict[tuple[str, ...], npt.NDArray[np.float64]] = {}  # as the memory service keeps them
     feats: list[list[float] | None] = []
     candidates: list[tuple[str, ...] | None] = []
     labels, reusable = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
@@ -124,7 +125,10 @@ def replay(
             i = start + offset
             valid = (idx < i) & store & (later >= i)
             neighbours = _neighbours(np.where(valid, sims_row, -np.inf), int(valid.sum()), seqs)
-            candidate = best_reuse(neighbours, len(distinct), params, stored_tasks=int(valid.sum()))
+            centroids = {seq: float(vectors[i] @ sums[seq]) / float(np.linalg.norm(sums[seq]))
+                         for seq in {tuple(nb.agent_sequence) for nb in neighbours}}
+            candidate = best_reuse(neighbours, len(distinct), params, stored_tasks=int(valid.sum()),
+                                   centroids=centroids)
             reusable[i] = store[i] and seqs[i] in distinct
             candidates.append(None if candidate is None else tuple(candidate.agent_sequence))
             if candidate is None:
@@ -134,6 +138,7 @@ def replay(
                 labels[i] = int(store[i] and tuple(candidate.agent_sequence) == seqs[i])
             if store[i]:
                 distinct.add(seqs[i])
+                sums[seqs[i]] = sums.get(seqs[i], 0.0) + vectors[i].astype(np.float64)
     return Replay(feats, labels, reusable, ~store, candidates)
 
 

@@ -133,9 +133,9 @@ def record_for(row: EvalRow, now: float) -> TaskRecord:
 async def store_success(deps: Deps, workspace_id: str, row: EvalRow, vector: Any = None) -> None:
     """Store a row as a successful task through the memory service's own write path."""
     record = record_for(row, time.time())
-    await store.index_task(deps, workspace_id, record, vector=vector)
+    embedded = await store.index_task(deps, workspace_id, record, vector=vector)
     async with deps.redis.pipeline(transaction=True) as tx:
-        store.add_task_record(tx, workspace_id, record)
+        store.add_task_record(tx, workspace_id, record, embedded)
         await tx.execute()
 
 

@@ -183,7 +183,7 @@ async def experiment_route(
         return None
     arm = assign_arm(experiment, task_id)
     raw = await deps.redis.hgetall(keys.experiment_arm(workspace_id, experiment.experiment_id, arm))
-    neighbours, _, _ = await recall(deps, goal, workspace_id)
+    neighbours = (await recall(deps, goal, workspace_id)).neighbours
     return RouteDecision(
         agent_sequence=experiment.sequence(arm),
         source="experiment",

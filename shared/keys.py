@@ -119,6 +119,22 @@ def all_pool_sequence_counts() -> list[str]:
     return [f"memory:sequences:{SHARED_POOL_WORKSPACE}{s}" for s in topology.current().suffixes()]
 
 
+def sequence_vectors(workspace_id: str) -> str:
+    """Hash: agent sequence (JSON) -> sum of its successful tasks' goal vectors (float64
+    bytes), so the router can compare a request with each sequence's centroid."""
+    return f"memory:sequence_vectors:{_ws(workspace_id)}"
+
+
+def pool_sequence_vectors(contributor_workspace_id: str) -> str:
+    """The shared pool's vector sums, per contributor partition like its counts."""
+    suffix = topology.current().workspace_suffix(contributor_workspace_id)
+    return f"memory:sequence_vectors:{SHARED_POOL_WORKSPACE}{suffix}"
+
+
+def all_pool_sequence_vectors() -> list[str]:
+    return [f"memory:sequence_vectors:{SHARED_POOL_WORKSPACE}{s}" for s in topology.current().suffixes()]
+
+
 def audit(workspace_id: str) -> str:
     """Stream of every checkpoint evaluation and decision in the workspace (capped)."""
     return f"rf:ws:{_ws(workspace_id)}:audit"

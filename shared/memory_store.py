@@ -7,6 +7,7 @@ everything here reads, and every read is scoped to one workspace.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,28 @@ class MemoryReader:
             for sequence, count in (await self.redis.hgetall(name)).items():
                 merged[sequence] = merged.get(sequence, 0) + int(count)
         return merged
+
+    async def sequence_vector_sums(
+        self, workspace_id: str, sequences: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Sequence (JSON) -> sum of its successful tasks' goal vectors, for those memory
+        has one of (the shared pool's summed over partitions): its direction is the
+        sequence's centroid."""
+        names = (
+            keys.all_pool_sequence_vectors()
+            if workspace_id == keys.SHARED_POOL_WORKSPACE
+            else [keys.sequence_vectors(workspace_id)]
+        )
+        if not sequences:
+            return {}
+        sums: dict[str, np.ndarray] = {}
+        for name in names:
+            for sequence, blob in zip(sequences, await self.redis.hmget(name, list(sequences)), strict=True):
+                if blob:
+                    vector = np.frombuffer(blob, dtype="<f8")
+                    known = sums.get(sequence)
+                    sums[sequence] = vector if known is None or known.shape != vector.shape else known + vector
+        return sums
 
     async def routing_decision(self, workspace_id: str, task_id: str) -> RoutingRecord | None:
         """A stored routing decision joined with the task's outcome once it is known."""

@@ -8,10 +8,11 @@ functions on events; the gateway and the demo call them directly.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared import keys
 from shared.bandit import BanditConfig, SelectionDecision, choose_agent
@@ -29,6 +30,7 @@ from shared.recalibration import WorkspaceCalibration
 from shared.routing import (
     RouteDecision,
     best_reuse,
+    centroid_cosines,
     decide_without_planner,
     load_params,
     plan_sequence,
@@ -93,8 +95,18 @@ async def build_context(
     return context_with(base, neighbours, inputs, deps.settings.context_history_limit)
 
 
-async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbour], int, int]:
-    """Neighbours, distinct sequences and stored tasks the confidence is computed from.
+class Recalled(NamedTuple):
+    """What memory says about a goal: the inputs of the reuse confidence."""
+
+    neighbours: list[Neighbour]
+    distinct: int
+    stored: int
+    centroids: dict[tuple[str, ...], float]
+
+
+async def recall(deps: Deps, goal: str, workspace_id: str) -> Recalled:
+    """Neighbours, distinct sequences, stored tasks, and the goal's cosine to the centroid
+    of each neighbour sequence, which the confidence is computed from.
 
     A workspace opted in to shared learning with little history of its own also
     draws on the anonymised pool (sequences and vectors of others, never goals).
@@ -107,13 +119,19 @@ async def recall(deps: Deps, goal: str, workspace_id: str) -> tuple[list[Neighbo
         deps.memory.sequence_counts(workspace_id),
     )
     distinct, stored = len(counts), sum(counts.values())
-    if stored < deps.settings.shared_learning_min_history and opted_in(deps.settings, workspace_id):
-        pooled = await deps.memory.similar_tasks(POOL_WORKSPACE, goal, k, vector=vector)
-        neighbours = merge_pooled(neighbours, pooled, workspace_id, k)
+    pooled = stored < deps.settings.shared_learning_min_history and opted_in(deps.settings, workspace_id)
+    if pooled:
+        from_pool = await deps.memory.similar_tasks(POOL_WORKSPACE, goal, k, vector=vector)
+        neighbours = merge_pooled(neighbours, from_pool, workspace_id, k)
         pool_counts = await deps.memory.sequence_counts(POOL_WORKSPACE)
         distinct = max(distinct, len(pool_counts))
         stored = max(stored, sum(pool_counts.values()))
-    return neighbours, distinct, stored
+    sequences = sorted({json.dumps(n.agent_sequence) for n in neighbours if n.success and n.agent_sequence})
+    sums = await deps.memory.sequence_vector_sums(workspace_id, sequences)
+    missing = [s for s in sequences if s not in sums]
+    if pooled and missing:
+        sums |= await deps.memory.sequence_vector_sums(POOL_WORKSPACE, missing)
+    return Recalled(neighbours, distinct, stored, centroid_cosines(vector, sums))
 
 
 async def _none() -> None:
@@ -138,7 +156,7 @@ async def route(
     correction is applied (off: not read at all).
     """
     use_calibration = deps.settings.routing_recalibration != "off"
-    (neighbours, distinct, stored), calibration = await asyncio.gather(
+    (neighbours, distinct, stored, centroids), calibration = await asyncio.gather(
         recall(deps, goal, workspace_id),
         workspace_calibration(deps, workspace_id) if use_calibration else _none(),
     )
@@ -147,6 +165,7 @@ async def route(
         distinct,
         load_params(),
         stored_tasks=stored,
+        centroids=centroids,
         cost=deps.catalog.sequence_cost,
         cost_tolerance=deps.settings.routing_cost_tolerance,
         calibration=calibration if neighbours else None,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from shared.catalog import AgentCatalog
@@ -33,7 +35,7 @@ PARAMS_PATH = Path(__file__).with_name("routing_params.json")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "top_similarity", "agreement", "margin", "log_support", "log_distinct_sequences", "top_quality",
-    "log_tasks_per_sequence", "unseen_rival",
+    "log_tasks_per_sequence", "unseen_rival", "centroid_similarity",
 )
 
 
@@ -53,6 +55,7 @@ class RoutingParams(BaseModel):
     log_support: float = 0.0
     log_tasks_per_sequence: float = 0.0
     unseen_rival: float = 0.0
+    centroid_similarity: float = 0.0
     similarity_power: float = Field(default=4.0, description="Vote weight = similarity ** power.")
     fitted_on: str = ""
     fit_report: dict[str, Any] = Field(default_factory=dict, description="Held-out figures of the fit.")
@@ -77,6 +80,7 @@ class ReuseFeatures(BaseModel):
     log_support: float = 0.0
     log_tasks_per_sequence: float = 0.0
     unseen_rival: float = 0.0
+    centroid_similarity: float = 0.0
 
     def values(self) -> list[float]:
         return [float(getattr(self, name)) for name in FEATURE_NAMES]
@@ -101,9 +105,21 @@ def vote(neighbours: Sequence[Neighbour], power: float) -> dict[tuple[str, ...],
     return votes
 
 
+def centroid_cosines(vector: npt.NDArray[Any], sums: Mapping[str, npt.NDArray[Any]]) -> dict[tuple[str, ...], float]:
+    """Cosine of a request's (unit) vector to each sequence's centroid, from the sums of its
+    tasks' vectors keyed by the sequence's JSON; sums of another dimension are skipped."""
+    out: dict[tuple[str, ...], float] = {}
+    for sequence, total in sums.items():
+        norm = float(np.linalg.norm(total))
+        if norm > 0 and total.shape == vector.shape:
+            out[tuple(json.loads(sequence))] = float(np.dot(vector, total)) / norm
+    return out
+
+
 def reuse_features(
     neighbours: Sequence[Neighbour], winner: tuple[str, ...], distinct_sequences: int,
     votes: dict[tuple[str, ...], float], stored_tasks: int | None = None,
+    centroid_similarity: float | None = None,
 ) -> ReuseFeatures:
     """Features of reusing `winner`; `neighbours` sorted by similarity, most similar first.
 
@@ -114,6 +130,10 @@ def reuse_features(
     `unseen_rival`: when no rival is among the neighbours but memory holds more
     tasks than they are, a rival may lie just past the last of them, whose
     cosine bounds it; `margin` alone would count that rival as cosine 0.
+    `centroid_similarity`: the request's cosine to the centroid of all of memory's
+    tasks of `winner` (a request close to one example of a broad route but far from
+    the route as a whole is often novel); unknown, it is the best supporter's cosine,
+    the centroid of that one example.
     """
     distinct = max(distinct_sequences, 1)
     tasks = max(stored_tasks if stored_tasks is not None else distinct, 1)
@@ -131,6 +151,7 @@ def reuse_features(
         log_support=math.log1p(len(supporters)),
         log_tasks_per_sequence=math.log(max(tasks / distinct, 1.0)),
         unseen_rival=max(neighbours[-1].similarity, 0.0) if not rivals and tasks > len(neighbours) else 0.0,
+        centroid_similarity=best.similarity if centroid_similarity is None else centroid_similarity,
     )
 
 
@@ -152,8 +173,10 @@ def _candidate(
     usable: Sequence[Neighbour], sequence: tuple[str, ...], distinct_sequences: int,
     votes: dict[tuple[str, ...], float], params: RoutingParams, stored_tasks: int | None,
     calibration: WorkspaceCalibration | None, mode: RecalibrationMode,
+    centroids: Mapping[tuple[str, ...], float] | None,
 ) -> ReuseCandidate:
-    features = reuse_features(usable, sequence, distinct_sequences, votes, stored_tasks)
+    features = reuse_features(usable, sequence, distinct_sequences, votes, stored_tasks,
+                              None if centroids is None else centroids.get(sequence))
     matched = next(n for n in usable if tuple(n.agent_sequence) == sequence)
     logit = global_logit(features, params)
     conf = routed_confidence(logit, calibration, mode)
@@ -171,6 +194,7 @@ def best_reuse(
     *, cost: Callable[[list[str]], float] | None = None, cost_tolerance: float = 0.02,
     stored_tasks: int | None = None, calibration: WorkspaceCalibration | None = None,
     recalibration: RecalibrationMode = DEFAULT_MODE,
+    centroids: Mapping[tuple[str, ...], float] | None = None,
 ) -> ReuseCandidate | None:
     """The sequence the neighbours vote for, with the calibrated confidence that it is right.
 
@@ -178,6 +202,7 @@ def best_reuse(
     of the voted one's is preferred: near-equal odds of being right, lower bill.
     With `calibration`, the confidence is the workspace's correction of the global one,
     applied as `recalibration` says ("full", "cautious": only lower, "off").
+    `centroids`: the request's cosine to each sequence's centroid in memory, where known.
     """
     usable = [n for n in neighbours if n.success and n.agent_sequence]
     if not usable:
@@ -186,7 +211,7 @@ def best_reuse(
     votes = vote(usable, params.similarity_power)
     winner = max(votes, key=lambda seq: votes[seq])
     best = _candidate(usable, winner, distinct_sequences, votes, params, stored_tasks, calibration,
-                      recalibration)
+                      recalibration, centroids)
     if cost is None:
         return best
     best.cost_usd = cost(best.agent_sequence)
@@ -196,7 +221,7 @@ def best_reuse(
             continue
         other = _candidate(
             usable, sequence, distinct_sequences, votes, params, stored_tasks, calibration,
-            recalibration,
+            recalibration, centroids,
         )
         other.cost_usd = cost(other.agent_sequence)
         if other.confidence >= floor and other.cost_usd < best.cost_usd:

@@ -37,8 +37,8 @@ async def _store_record(
 ) -> None:
     if record is None:
         return
-    await store.index_task(deps, workspace_id, record, tx=tx)
-    store.add_task_record(tx, workspace_id, record)
+    vector = await store.index_task(deps, workspace_id, record, tx=tx)
+    store.add_task_record(tx, workspace_id, record, vector)
 
 
 def _routing_outcome(

@@ -94,7 +94,7 @@ async def promote_winner(
             provider="experiment",
         )
         await store.index_task(deps, workspace_id, record, vector=vector, tx=tx)
-        store.add_task_record(tx, workspace_id, record)
+        store.add_task_record(tx, workspace_id, record, vector)
     return len(goals)
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import numpy as np
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -54,8 +55,39 @@ async def update_once(
                 continue
 
 
-def add_task_record(tx: Pipeline, workspace_id: str, record: TaskRecord) -> None:
-    """The seed's task history hash with its 30-day TTL, plus the recent-history index."""
+# Adds a vector (float64 bytes) to the one stored in a hash field, in Redis, so that
+# concurrent replicas' additions are never lost; a stored sum of another dimension
+# (the embedder changed) is replaced.
+_ADD_VECTOR = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local add = ARGV[2]
+if (not current) or (#current ~= #add) then
+  redis.call('HSET', KEYS[1], ARGV[1], add)
+  return 1
+end
+local out = {}
+for i = 1, #add, 8 do
+  local a = struct.unpack('<d', current, i)
+  local b = struct.unpack('<d', add, i)
+  out[#out + 1] = struct.pack('<d', a + b)
+end
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(out))
+return 1
+"""
+
+
+def add_sequence_vector(tx: Pipeline, key: str, sequence: list[str], vector: Vector) -> None:
+    """Queue the addition of a success's goal vector to its sequence's sum (a centroid feature)."""
+    blob = np.asarray(vector, dtype="<f8").tobytes()
+    tx.eval(_ADD_VECTOR, 1, key, json.dumps(sequence), blob)
+
+
+def add_task_record(
+    tx: Pipeline, workspace_id: str, record: TaskRecord, vector: Vector | None = None
+) -> None:
+    """The seed's task history hash with its 30-day TTL, plus the recent-history index;
+    a success also counts for its sequence and, given its goal vector, adds to the
+    sequence's vector sum."""
     key = keys.task_history(workspace_id, record.goal_hash)
     tx.delete(key)
     tx.hset(key, mapping=record.to_hash())
@@ -63,6 +95,8 @@ def add_task_record(tx: Pipeline, workspace_id: str, record: TaskRecord) -> None
     tx.zadd(keys.task_history_index(workspace_id), {record.goal_hash: record.stored_at})
     if record.success:
         tx.hincrby(keys.sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
+        if vector is not None:
+            add_sequence_vector(tx, keys.sequence_vectors(workspace_id), record.agent_sequence, vector)
 
 
 async def index_task(
@@ -72,8 +106,9 @@ async def index_task(
     *,
     vector: Vector | None = None,
     tx: Pipeline | None = None,
-) -> None:
-    """Embed the goal (unless given) and upsert it in the workspace's vector index (idempotent).
+) -> Vector:
+    """Embed the goal (unless given) and upsert it in the workspace's vector index (idempotent);
+    returns the goal's vector.
 
     A success of a workspace that opted in to shared learning also goes to the
     shared pool, as (vector, sequence, quality) under an anonymous id: never its goal.
@@ -88,12 +123,19 @@ async def index_task(
             embedded,
             shared_learning.pool_attributes(record, workspace_id),
         )
-        # A counter is not idempotent: on the handler's transaction it counts once per event.
+        # Counter and sum are not idempotent: on the handler's transaction they count once
+        # per event.
         counts = keys.pool_sequence_counts(workspace_id)
+        sums = keys.pool_sequence_vectors(workspace_id)
         if tx is not None:
             tx.hincrby(counts, json.dumps(record.agent_sequence), 1)
+            add_sequence_vector(tx, sums, record.agent_sequence, embedded)
         else:
-            await deps.redis.hincrby(counts, json.dumps(record.agent_sequence), 1)
+            async with deps.redis.pipeline(transaction=True) as own:
+                own.hincrby(counts, json.dumps(record.agent_sequence), 1)
+                add_sequence_vector(own, sums, record.agent_sequence, embedded)
+                await own.execute()
+    return embedded
 
 
 def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +15,7 @@ from shared import keys
 from shared.events import Neighbour, RoutingInfo, SequenceChosen, Workflow
 from shared.keys import goal_hash
 from shared.memory_store import TaskRecord
-from shared.orchestrator import route
+from shared.orchestrator import recall, route
 from shared.redis_server import RedisServer
 from shared.runtime import Deps, build_deps
 from tests.helpers import settings_for
@@ -26,9 +27,9 @@ async def remember(deps: Deps, ws: str, goal: str, seq: list[str], quality: floa
     """Store a finished task exactly as the memory service does."""
     record = TaskRecord(goal=goal, agent_sequence=seq, success=True, result_quality=quality,
                         goal_hash=goal_hash(goal), task_id=goal_hash(goal), stored_at=1.0)
-    await store.index_task(deps, ws, record)
+    vector = await store.index_task(deps, ws, record)
     async with deps.redis.pipeline(transaction=True) as tx:
-        store.add_task_record(tx, ws, record)
+        store.add_task_record(tx, ws, record, vector)
         await tx.execute()
 
 
@@ -53,6 +54,25 @@ async def test_seed_example_reuses_the_blog_sequence(deps: Deps, workspace: str)
     assert similar.confidence > 0.8
     unrelated = await route(deps, "Audit our Kubernetes cluster costs", workspace, use_planner=False)
     assert unrelated.source == "planner" and unrelated.confidence < 0.8
+
+
+async def test_sequence_vector_sums_add_up_in_redis_and_give_the_centroid_cosine(
+    deps: Deps, workspace: str
+) -> None:
+    blog, other = json.dumps(["content", "blog_writer"]), json.dumps(["research"])
+    goals = [BLOG, "Write a blog about machine learning"]
+    for goal in goals:
+        await remember(deps, workspace, goal, ["content", "blog_writer"], 0.9)
+    expected = sum(deps.memory.embed(goal).astype(np.float64) for goal in goals)
+    sums = await deps.memory.sequence_vector_sums(workspace, [blog, other])
+    assert list(sums) == [blog]
+    np.testing.assert_allclose(sums[blog], expected, rtol=1e-9)
+    request = "Draft a blog post on generative AI"
+    recalled = await recall(deps, request, workspace)
+    query = deps.memory.embed(request)
+    assert recalled.centroids == {
+        ("content", "blog_writer"): pytest.approx(float(query @ expected) / float(np.linalg.norm(expected)))
+    }
 
 
 async def test_routing_decision_is_joined_with_its_outcome(deps: Deps, workspace: str) -> None:

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from shared.catalog import load_catalog
@@ -8,6 +9,7 @@ from shared.routing import (
     PlanError,
     RoutingParams,
     best_reuse,
+    centroid_cosines,
     decide_without_planner,
     load_params,
     plan_sequence,
@@ -56,6 +58,17 @@ def test_unseen_rival_bounds_a_rival_only_where_memory_holds_more_than_the_neigh
     assert more_beyond.features.unseen_rival == 0.4
     assert with_rival.features.unseen_rival == 0.0
     assert params.unseen_rival < 0, "a possible close rival should lower the confidence"
+
+
+def test_centroid_similarity_is_the_cosine_to_the_sum_or_else_the_best_supporters():
+    sums = {json.dumps(["a"]): np.array([3.0, 4.0]), json.dumps(["b"]): np.array([1.0, 0.0, 0.0])}
+    assert centroid_cosines(np.array([1.0, 0.0]), sums) == {("a",): pytest.approx(0.6)}
+    known = best_reuse([n(0.9, ["a"])], 1, load_params(), centroids={("a",): 0.3})
+    unknown = best_reuse([n(0.9, ["a"])], 1, load_params())
+    assert known and unknown
+    assert known.features.centroid_similarity == 0.3
+    assert unknown.features.centroid_similarity == 0.9
+    assert known.confidence < unknown.confidence
 
 
 def test_reuse_of_agents_gone_from_the_catalog_is_refused():
