@@ -1,10 +1,11 @@
-"""Would the candidate's centroid help the calibrator? A measured proposal, not yet in the router.
+"""What the candidate's centroid adds to the calibrator: the routing feature
+`centroid_similarity`, measured by leaving it out.
 
-The candidate feature: the cosine between a request and the centroid (summed
-vectors) of every stored task of the candidate sequence in the workspace. A
-novel request often lies close to one example of a broad intent (CLINC150's
-`fun_fact`, `do_you_have_pets`) but far from the intent as a whole; the k
-neighbours cannot show that, the centroid can.
+The feature: the cosine between a request and the centroid (summed vectors) of
+every stored task of the candidate sequence in the workspace. A novel request
+often lies close to one example of a broad intent (CLINC150's `fun_fact`,
+`do_you_have_pets`) but far from the intent as a whole; the k neighbours cannot
+show that, the centroid can.
 
 This replays CLINC150 dev as the eval does (`fit_routing.replay`), plus the two
 stand-ins of the unseen check (`unseen_proxy`: memory preloaded), computes the
@@ -50,42 +51,22 @@ Row = dict[str, Any]
 Floats = npt.NDArray[np.float64]
 
 
-def centroid_cosines(
-    memory: Matrix, memory_seqs: list[tuple[str, ...]], data: Matrix, data_seqs: list[tuple[str, ...]],
-    candidates: list[tuple[str, ...] | None],
-) -> Floats:
-    """Per data row: cosine to the centroid of its candidate's stored tasks so far (0 when none)."""
-    sums: dict[tuple[str, ...], Floats] = {}
-    for vector, seq in zip(memory, memory_seqs, strict=True):
-        sums[seq] = sums.get(seq, 0.0) + vector.astype(np.float64)
-    out = np.zeros(len(data))
-    for i, (vector, seq, candidate) in enumerate(zip(data, data_seqs, candidates, strict=True)):
-        if candidate is not None and candidate in sums:
-            total = sums[candidate]
-            out[i] = float(vector @ total / np.linalg.norm(total))
-        if seq:
-            sums[seq] = sums.get(seq, 0.0) + vector.astype(np.float64)
-    return out
-
-
-def replay_with_memory(memory: list[Row], data: list[Row], vector_of: dict[str, Matrix]) -> tuple[Replay, Floats]:
-    """The eval's replay of `data` with `memory` preloaded, and the centroid feature per data row."""
+def replay_with_memory(memory: list[Row], data: list[Row], vector_of: dict[str, Matrix]) -> Replay:
+    """The eval's replay of `data` with `memory` preloaded (the router's features, centroid included)."""
     rows = memory + data
     seqs = [tuple(r["agent_sequence"]) for r in rows]
     vectors = np.stack([vector_of[r["goal"]] for r in rows])
     stored = np.array([bool(s) for s in seqs])
     full = replay(vectors, seqs, [goal_hash(r["goal"]) for r in rows], load_params(), stored)
     m = len(memory)
-    rep = Replay(full.features[m:], full.labels[m:], full.reusable[m:], full.novel[m:], full.candidates[m:])
-    cos = centroid_cosines(vectors[:m], seqs[:m], vectors[m:], seqs[m:], rep.candidates)
-    return rep, cos
+    return Replay(full.features[m:], full.labels[m:], full.reusable[m:], full.novel[m:], full.candidates[m:])
 
 
-def design(rep: Replay, cos: Floats, with_centroid: bool) -> tuple[list[int], Floats]:
-    cols = [FEATURE_NAMES.index(name) for name in FITTED]
+def design(rep: Replay, with_centroid: bool) -> tuple[list[int], Floats]:
+    names = [n for n in FITTED if with_centroid or n != "centroid_similarity"]
+    cols = [FEATURE_NAMES.index(name) for name in names]
     rows = [i for i, f in enumerate(rep.features) if f is not None]
-    x = np.array([[rep.features[i][c] for c in cols] for i in rows])  # type: ignore[index]
-    return rows, (np.hstack([x, cos[rows, None]]) if with_centroid else x)
+    return rows, np.array([[rep.features[i][c] for c in cols] for i in rows])  # type: ignore[index]
 
 
 def online_confidence(rep: Replay, rows: list[int], logits: Floats) -> Floats:
@@ -115,13 +96,13 @@ def main() -> None:
     print("precision / recall_of_reusable / false_reuse_novel / ece at t = 0.8, online correction (full)")
     for fitted_on in ("dev", "dev first half"):
         for with_centroid in (False, True):
-            rows_fit, x = design(*sets[fitted_on], with_centroid)
+            rows_fit, x = design(sets[fitted_on], with_centroid)
             mean, std = x.mean(0), x.std(0) + 1e-9
-            w = fit_logistic((x - mean) / std, sets[fitted_on][0].labels[rows_fit].astype(float))
+            w = fit_logistic((x - mean) / std, sets[fitted_on].labels[rows_fit].astype(float))
             cells = []
             for name in shown:
-                rep, cos = sets[name]
-                rows_eval, x_eval = design(rep, cos, with_centroid)
+                rep = sets[name]
+                rows_eval, x_eval = design(rep, with_centroid)
                 logits = np.hstack([np.ones((len(x_eval), 1)), (x_eval - mean) / std]) @ w
                 f = figures(online_confidence(rep, rows_eval, logits), rep, 0.8)
                 cells.append(f"{name} " + " / ".join(
