@@ -106,11 +106,12 @@ def vote(neighbours: Sequence[Neighbour], power: float) -> dict[tuple[str, ...],
 
 
 def centroid_cosines(vector: npt.NDArray[Any], sums: Mapping[str, npt.NDArray[Any]]) -> dict[tuple[str, ...], float]:
-    """Cosine of a request's (unit) vector to each sequence's centroid, from the sums of its
+    """Cosine of a request's vector to each sequence's centroid, from the sums of its
     tasks' vectors keyed by the sequence's JSON; sums of another dimension are skipped."""
     out: dict[tuple[str, ...], float] = {}
+    query_norm = float(np.linalg.norm(vector))
     for sequence, total in sums.items():
-        norm = float(np.linalg.norm(total))
+        norm = float(np.linalg.norm(total)) * query_norm
         if norm > 0 and total.shape == vector.shape:
             out[tuple(json.loads(sequence))] = float(np.dot(vector, total)) / norm
     return out

@@ -65,13 +65,13 @@ if (not current) or (#current ~= #add) then
   redis.call('HSET', KEYS[1], ARGV[1], add)
   return 1
 end
-local out = {}
-for i = 1, #add, 8 do
-  local a = struct.unpack('<d', current, i)
-  local b = struct.unpack('<d', add, i)
-  out[#out + 1] = struct.pack('<d', a + b)
-end
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(out))
+local n = #add / 8
+local format = '<' .. string.rep('d', n)
+local sum = {struct.unpack(format, current)}
+local more = {struct.unpack(format, add)}
+for i = 1, n do sum[i] = sum[i] + more[i] end
+sum[n + 1] = nil  -- struct.unpack also returned the next position
+redis.call('HSET', KEYS[1], ARGV[1], struct.pack(format, unpack(sum)))
 return 1
 """
 
