@@ -56,7 +56,14 @@ from shared.recalibration import (
     routed_confidence,
     update,
 )
-from shared.routing import FEATURE_NAMES, PARAMS_PATH, RoutingParams, best_reuse, load_params
+from shared.routing import (
+    FEATURE_NAMES,
+    PARAMS_PATH,
+    RoutingParams,
+    best_reuse,
+    centroid_cosines,
+    load_params,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = {"clinc150": DATA / "clinc150" / "dev.jsonl", "ultratool": DATA / "ultratool" / "dev.jsonl"}
@@ -125,8 +132,8 @@ def replay(
             i = start + offset
             valid = (idx < i) & store & (later >= i)
             neighbours = _neighbours(np.where(valid, sims_row, -np.inf), int(valid.sum()), seqs)
-            centroids = {seq: float(vectors[i] @ sums[seq]) / float(np.linalg.norm(sums[seq]))
-                         for seq in {tuple(nb.agent_sequence) for nb in neighbours}}
+            centroids = centroid_cosines(vectors[i], {json.dumps(nb.agent_sequence): sums[tuple(nb.agent_sequence)]
+                                                      for nb in neighbours})
             candidate = best_reuse(neighbours, len(distinct), params, stored_tasks=int(valid.sum()),
                                    centroids=centroids)
             reusable[i] = store[i] and seqs[i] in distinct

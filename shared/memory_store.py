@@ -7,7 +7,7 @@ everything here reads, and every read is scoped to one workspace.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,13 @@ def public_performance(perf: AgentPerformance) -> dict[str, float]:
     }
 
 
+def _own_or_pool(
+    workspace_id: str, own: Callable[[str], str], pool_partitions: Callable[[], list[str]]
+) -> list[str]:
+    """A workspace's own key, or for the shared pool the key of every partition (summed by readers)."""
+    return pool_partitions() if workspace_id == keys.SHARED_POOL_WORKSPACE else [own(workspace_id)]
+
+
 class MemoryReader:
     """Semantic search over past tasks and the workspace's aggregates."""
 
@@ -156,13 +163,8 @@ class MemoryReader:
         """Sequence -> successful tasks stored (calibration features: how many distinct routes
         memory holds and how densely it covers them); the shared pool's counts are summed
         over partitions."""
-        names = (
-            keys.all_pool_sequence_counts()
-            if workspace_id == keys.SHARED_POOL_WORKSPACE
-            else [keys.sequence_counts(workspace_id)]
-        )
         merged: dict[bytes, int] = {}
-        for name in names:
+        for name in _own_or_pool(workspace_id, keys.sequence_counts, keys.all_pool_sequence_counts):
             for sequence, count in (await self.redis.hgetall(name)).items():
                 merged[sequence] = merged.get(sequence, 0) + int(count)
         return merged
@@ -173,15 +175,10 @@ class MemoryReader:
         """Sequence (JSON) -> sum of its successful tasks' goal vectors, for those memory
         has one of (the shared pool's summed over partitions): its direction is the
         sequence's centroid."""
-        names = (
-            keys.all_pool_sequence_vectors()
-            if workspace_id == keys.SHARED_POOL_WORKSPACE
-            else [keys.sequence_vectors(workspace_id)]
-        )
         if not sequences:
             return {}
         sums: dict[str, np.ndarray] = {}
-        for name in names:
+        for name in _own_or_pool(workspace_id, keys.sequence_vectors, keys.all_pool_sequence_vectors):
             for sequence, blob in zip(sequences, await self.redis.hmget(name, list(sequences)), strict=True):
                 if blob:
                     vector = np.frombuffer(blob, dtype="<f8")

@@ -125,15 +125,16 @@ async def index_task(
         )
         # Counter and sum are not idempotent: on the handler's transaction they count once
         # per event.
-        counts = keys.pool_sequence_counts(workspace_id)
-        sums = keys.pool_sequence_vectors(workspace_id)
+        def queue(pipe: Pipeline) -> None:
+            pipe.hincrby(keys.pool_sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
+            add_sequence_vector(pipe, keys.pool_sequence_vectors(workspace_id), record.agent_sequence,
+                                embedded)
+
         if tx is not None:
-            tx.hincrby(counts, json.dumps(record.agent_sequence), 1)
-            add_sequence_vector(tx, sums, record.agent_sequence, embedded)
+            queue(tx)
         else:
             async with deps.redis.pipeline(transaction=True) as own:
-                own.hincrby(counts, json.dumps(record.agent_sequence), 1)
-                add_sequence_vector(own, sums, record.agent_sequence, embedded)
+                queue(own)
                 await own.execute()
     return embedded
 
