@@ -43,12 +43,12 @@ from faststream import FastStream  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 from redis.asyncio.client import Pipeline  # noqa: E402
 
-from shared import topology  # noqa: E402
-from shared.bus import ServiceBus, make_broker, publish  # noqa: E402
-from shared.bus_codec import DATA_FIELD  # noqa: E402
-from shared.events import Envelope, RoutingInfo, StageCleared, Workflow, new_envelope  # noqa: E402
-from shared.models import AgentContext  # noqa: E402
-from shared.redis_server import running_redis  # noqa: E402
+from raptorflow.redis_server import running_redis  # noqa: E402
+from shared.contract import topology  # noqa: E402
+from shared.contract.events import Envelope, RoutingInfo, StageCleared, Workflow, new_envelope  # noqa: E402
+from shared.contract.models import AgentContext  # noqa: E402
+from shared.messaging.bus import ServiceBus, make_broker, publish  # noqa: E402
+from shared.messaging.codec import DATA_FIELD  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 WORKSPACE = "floor"

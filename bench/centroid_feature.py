@@ -43,9 +43,9 @@ from fit_routing import (
 )
 from unseen_proxy import oos_proxy, unseen_intents_proxy
 
-from shared.keys import goal_hash
-from shared.recalibration import prior, sigmoid, update
-from shared.routing import FEATURE_NAMES, load_params
+from shared.contract.keys import goal_hash
+from shared.domain.recalibration import prior, sigmoid, update
+from shared.domain.routing import FEATURE_NAMES, load_params
 
 Row = dict[str, Any]
 Floats = npt.NDArray[np.float64]

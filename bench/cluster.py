@@ -29,11 +29,11 @@ import numpy as np
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from raptorflow.redis_server import RedisServer, running_cluster
 from raptorflow.stack import LocalStack, wait_for_task
-from shared import topology
-from shared.bus import publish
-from shared.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
-from shared.redis_server import RedisServer, running_cluster
+from shared.contract import topology
+from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
+from shared.messaging.bus import publish
 from shared.settings import Settings
 
 GOALS = [
@@ -72,7 +72,7 @@ class Result:
 
 @contextlib.contextmanager
 def layout(cluster: bool, partitions: int) -> Iterator[None]:
-    """Process-wide names follow the mode (shared.topology reads the environment)."""
+    """Process-wide names follow the mode (shared.contract.topology reads the environment)."""
     saved = {k: os.environ.get(k) for k in ("RAPTORFLOW_REDIS_CLUSTER", "RAPTORFLOW_STREAM_PARTITIONS")}
     os.environ["RAPTORFLOW_REDIS_CLUSTER"] = "true" if cluster else "false"
     os.environ["RAPTORFLOW_STREAM_PARTITIONS"] = str(partitions)

@@ -22,7 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.events import (
+from shared.app.facade import summarise_history, summarise_neighbours
+from shared.contract.events import (
     Envelope,
     Neighbour,
     RoutingInfo,
@@ -31,8 +32,7 @@ from shared.events import (
     envelope_class,
     new_envelope,
 )
-from shared.models import AgentContext
-from shared.orchestrator import summarise_history, summarise_neighbours
+from shared.contract.models import AgentContext
 from shared.settings import Settings
 
 GOAL = "Write a blog post about AI trends in healthcare for hospital CIOs, with sources"

@@ -1,4 +1,4 @@
-"""Benchmark the in-process MiniLM embedder (shared.embeddings.LocalMiniLM).
+"""Benchmark the in-process MiniLM embedder (shared.memory.embeddings.LocalMiniLM).
 
 Prints p50/p99 latency to embed ONE goal (uncached: LRU off, every goal distinct),
 batch throughput at batch 64, and a ratio against a baseline measured in the same run:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from shared.embeddings import LocalMiniLM
+    from shared.memory.embeddings import LocalMiniLM
 
     need = max(args.iterations, args.batch * args.batches) + 20
     goals = load_goals(args.data.resolve(), need)

@@ -1,4 +1,4 @@
-"""Fit the router's reuse calibration on the given dev data and write shared/routing_params.json.
+"""Fit the router's reuse calibration on the given dev data and write shared/domain/routing_params.json.
 
 Replays `clinc150/dev.jsonl` and `ultratool/dev.jsonl` the way `raptorflow eval
 routing` does (each row routed against the earlier rows, novel rows never
@@ -22,7 +22,7 @@ odds, with no special case for any example.
 
 The held-out figures are given three times: with the global calibrator alone
 (`..._heldout`) and with the workspace's online recalibration
-(`..._heldout_online`, `shared.recalibration` updated after each routed row
+(`..._heldout_online`, `shared.domain.recalibration` updated after each routed row
 with its label, as the memory service does after each task), and the same
 correction applied as routing_recalibration=cautious does (`..._heldout_cautious`:
 it may only lower the global confidence).
@@ -45,10 +45,9 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.embeddings import make_embedder
-from shared.events import Neighbour
-from shared.keys import goal_hash
-from shared.recalibration import (
+from shared.contract.events import Neighbour
+from shared.contract.keys import goal_hash
+from shared.domain.recalibration import (
     DEFAULT_CONFIG,
     RecalibrationConfig,
     RecalibrationMode,
@@ -56,7 +55,7 @@ from shared.recalibration import (
     routed_confidence,
     update,
 )
-from shared.routing import (
+from shared.domain.routing import (
     FEATURE_NAMES,
     PARAMS_PATH,
     RoutingParams,
@@ -64,6 +63,7 @@ from shared.routing import (
     centroid_cosines,
     load_params,
 )
+from shared.memory.embeddings import make_embedder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = {"clinc150": DATA / "clinc150" / "dev.jsonl", "ultratool": DATA / "ultratool" / "dev.jsonl"}

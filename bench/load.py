@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from shared.events import stream_for  # noqa: E402
-from shared.redis_server import RedisServer  # noqa: E402
+from raptorflow.redis_server import RedisServer  # noqa: E402
+from shared.contract.events import stream_for  # noqa: E402
 from tests.procs import ServiceProcess  # noqa: E402
 from tests.reliability import assert_exactly_once, finished, submit_batch  # noqa: E402
 

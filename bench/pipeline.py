@@ -228,8 +228,8 @@ class ZeroCostProvider:
         self.latency_s = latency_s
 
     async def complete(self, request: Any) -> Any:
-        from shared.events import Usage
-        from shared.llm import LLMReply
+        from shared.contract.events import Usage
+        from shared.domain.llm_port import LLMReply
 
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
@@ -297,7 +297,7 @@ def undo_optimisations() -> None:
     """Bench only: the consumer as it was before batch commits (2026-11-28): every stream
     read one message at a time, each in its own transaction, up to handler_concurrency in
     flight. (The earlier changes' before/after figures are in bench/RESULTS.md.)"""
-    import shared.bus as bus
+    import shared.messaging.bus as bus
 
     subscribe = bus.ServiceBus.on
 
@@ -309,10 +309,10 @@ def undo_optimisations() -> None:
 
 async def service_worker(names: list[str], mode: str) -> None:
     """Run services like `python -m services.X`, with the bench's provider/embedder."""
-    import shared.runtime as runtime
+    import shared.app.runtime as runtime
     from raptorflow.registry import STREAM_SERVICES
-    from shared.embeddings import make_embedder
-    from shared.offline_llm import OfflineProvider
+    from shared.llm.offline import OfflineProvider
+    from shared.memory.embeddings import make_embedder
     from shared.settings import get_settings
 
     totals = {"llm_s": 0.0, "embed_s": 0.0}
@@ -516,7 +516,7 @@ async def drive(
 
 
 async def pipeline_round(redis: aioredis.Redis, args: argparse.Namespace, n: int) -> Round:
-    from shared.events import TaskRequested, new_envelope
+    from shared.contract.events import TaskRequested, new_envelope
 
     async def submit(task_id: str, i: int) -> None:
         event = new_envelope(
@@ -711,9 +711,9 @@ async def preload_memory(redis: aioredis.Redis, n: int, seed: int = 7) -> float:
     random vectors take ~5x longer). Returns the seconds it took."""
     from services.memory.logic import index_attributes
     from services.memory.store import add_task_record
-    from shared.keys import goal_hash
-    from shared.memory_store import TaskRecord
-    from shared.vector_index import open_vector_index
+    from shared.contract.keys import goal_hash
+    from shared.memory.store import TaskRecord
+    from shared.memory.vector_index import open_vector_index
 
     started = time.perf_counter()
     index = await open_vector_index(redis)
@@ -747,7 +747,7 @@ async def preload_memory(redis: aioredis.Redis, n: int, seed: int = 7) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from shared.redis_server import RedisServer
+    from raptorflow.redis_server import RedisServer
 
     server = RedisServer().start()
     log = Path("/tmp") / f"raptorflow-bench-pipeline-{os.getpid()}.log"

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fit_routing import FILES, Matrix, embeddings, figures, load_rows, predict_online, replay
 
-from shared.keys import goal_hash
-from shared.recalibration import DEFAULT_MODE
-from shared.routing import load_params
+from shared.contract.keys import goal_hash
+from shared.domain.recalibration import DEFAULT_MODE
+from shared.domain.routing import load_params
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.bandit import BanditConfig, choose_agent, greedy_best_success_rate
-from shared.performance import AgentPerformance, record_outcome
+from shared.domain.bandit import BanditConfig, choose_agent, greedy_best_success_rate
+from shared.domain.performance import AgentPerformance, record_outcome
 
 FALLBACK = "writer_default"
 QUALITY_SD = 0.12

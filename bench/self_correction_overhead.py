@@ -1,7 +1,7 @@
 """Orchestration overhead of self-correction, LLM time excluded, against a raw Redis round trip.
 
 Usage: python bench/self_correction_overhead.py [--n 300] [--warmup 30] [--quick]
-       [--redis-url URL]   (default: start a private redis-server via shared.redis_server)
+       [--redis-url URL]   (default: start a private redis-server via raptorflow.redis_server)
 
 What is timed, all on the same Redis server in the same run:
 
@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis.asyncio import Redis
 
+from raptorflow.redis_server import RedisServer
 from raptorflow.stack import LocalStack
-from shared.bus import publish
-from shared.events import (
+from shared.contract.events import (
     RoutingInfo,
     StageCleared,
     StageCompleted,
@@ -54,9 +54,10 @@ from shared.events import (
     Workflow,
     new_envelope,
 )
-from shared.llm import LLMProvider, LLMReply, LLMRequest, OpenAIProvider
-from shared.models import SelfCorrectionConfig
-from shared.redis_server import RedisServer
+from shared.contract.models import SelfCorrectionConfig
+from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
+from shared.llm.openai_provider import OpenAIProvider
+from shared.messaging.bus import publish
 from shared.settings import Settings
 
 WORKSPACE = "bench-sc"

@@ -47,8 +47,8 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.redis_server import RedisServer
-from shared.vector_index import (
+from raptorflow.redis_server import RedisServer
+from shared.memory.vector_index import (
     ExactIndex,
     RedisVectorSetIndex,
     VectorHit,
@@ -159,7 +159,7 @@ def goal_embeddings(limit: int | None) -> Matrix:
     path = CACHE / f"goals-{digest}.npy"
     if path.exists():
         return np.load(path)
-    from shared.embeddings.minilm import LocalMiniLM
+    from shared.memory.embeddings.minilm import LocalMiniLM
 
     print(f"embedding {len(goals)} goals once (cached in {path}) ...", flush=True)
     model = LocalMiniLM(cache_size=0)

@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from raptorflow import cli_approvals, cli_dlq
 from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
-from shared.events import envelope_json_schema
+from shared.contract.events import envelope_json_schema
 from shared.settings import get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def _headers() -> dict[str, str]:
 def run() -> None:
     """Run every service and the gateway in one process (embedded Redis if REDIS_URL is unset)."""
     from raptorflow.stack import LocalStack
-    from shared.runtime import wait_for_stop_signal
+    from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
     settings = get_settings()

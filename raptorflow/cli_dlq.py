@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from shared import dead_letters
-from shared.bus import make_redis
+from shared.messaging import dead_letters
+from shared.messaging.bus import make_redis
 from shared.settings import Settings
 
 T = TypeVar("T")

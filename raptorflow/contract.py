@@ -16,16 +16,16 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from redis.asyncio import Redis
 
 from raptorflow.registry import STREAM_SERVICES
-from shared.catalog import load_catalog
-from shared.events import (
+from shared.app.runtime import Deps
+from shared.contract.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     envelope_class,
     envelope_json_schema,
     streams_for,
 )
-from shared.offline_llm import OfflineProvider
-from shared.runtime import Deps
+from shared.domain.catalog import load_catalog
+from shared.llm.offline import OfflineProvider
 from shared.settings import Settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

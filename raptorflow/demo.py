@@ -15,10 +15,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from raptorflow.stack import LocalStack, wait_for_status, wait_for_task
-from shared import approvals, dead_letters
-from shared.bus import publish
-from shared.events import TaskRequested, new_envelope, stream_for
-from shared.models import (
+from shared.app.facade import (
+    evaluate_checkpoint,
+    execute_with_self_correction,
+    route,
+    select_best_agent,
+)
+from shared.app.runtime import Deps
+from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.models import (
     AgentContext,
     CheckpointAction,
     CheckpointCondition,
@@ -26,14 +31,10 @@ from shared.models import (
     WorkflowCheckpoint,
     WorkflowCheckpoints,
 )
-from shared.orchestrator import (
-    evaluate_checkpoint,
-    execute_with_self_correction,
-    route,
-    select_best_agent,
-)
-from shared.runtime import Deps
+from shared.messaging import dead_letters
+from shared.messaging.bus import publish
 from shared.settings import Settings
+from shared.stores import approvals
 
 FIRST_GOAL = "Create a blog post about AI trends"
 SIMILAR_GOAL = "Write a blog about machine learning"

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from raptorflow.evaluation import dumps, load_rows, run_routing_eval
-from shared.recalibration import RECALIBRATION_MODES, RecalibrationMode
-from shared.redis_server import RedisServer
-from shared.runtime import build_deps
+from raptorflow.redis_server import RedisServer
+from shared.app.runtime import build_deps
+from shared.domain.recalibration import RECALIBRATION_MODES, RecalibrationMode
 from shared.settings import Settings
 
 eval_app = typer.Typer(help="Measure the system on labelled data.", no_args_is_help=True)

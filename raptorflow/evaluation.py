@@ -6,7 +6,7 @@ through the same write path as the memory service: each row is stored as a
 successful task and, unless `settings.routing_recalibration` is "off", its routing
 decision is labelled and folded into the workspace's calibration as the memory
 service does when a task ends. The router applies that correction as the setting
-says (`shared.recalibration.routed_confidence`), exactly as in production.
+says (`shared.domain.recalibration.routed_confidence`), exactly as in production.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from services.memory import calibration, store
-from shared import keys
-from shared.catalog import AgentCatalog, AgentSpec, TaskTypeSpec
-from shared.keys import goal_hash
-from shared.memory_store import TaskRecord
-from shared.orchestrator import route, workspace_calibration
-from shared.recalibration import outcome_of
-from shared.routing import RouteDecision
-from shared.runtime import Deps
+from shared.app.facade import route, workspace_calibration
+from shared.app.runtime import Deps
+from shared.contract import keys
+from shared.contract.keys import goal_hash
+from shared.domain.catalog import AgentCatalog, AgentSpec, TaskTypeSpec
+from shared.domain.recalibration import outcome_of
+from shared.domain.routing import RouteDecision
+from shared.memory.store import TaskRecord
 
 EVAL_QUALITY = 1.0  # a labelled row is a task that succeeded; the data has no quality score
 PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)

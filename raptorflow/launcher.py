@@ -17,6 +17,6 @@ def main(name: str) -> None:
         asyncio.run(serve(settings))
         return
     from raptorflow.registry import STREAM_SERVICES
-    from shared.runtime import run_services
+    from shared.app.runtime import run_services
 
     asyncio.run(run_services([STREAM_SERVICES[name]], settings))

@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from shared.log_context import ContextFilter
+from shared.observability.log_context import ContextFilter
 
 _CONTEXT_FIELDS = ("service", "event_type", "correlation_id", "workspace_id", "stream", "reason",
                    "error")

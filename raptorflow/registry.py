@@ -10,7 +10,7 @@ from services.memory.app import build as build_memory
 from services.notifier.app import build as build_notifier
 from services.router.app import build as build_router
 from services.selector.app import build as build_selector
-from shared.runtime import Deps, Service
+from shared.app.runtime import Deps, Service
 
 STREAM_SERVICES: dict[str, Callable[[Deps], Service]] = {
     "router": build_router,

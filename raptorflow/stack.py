@@ -12,11 +12,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from raptorflow.redis_server import RedisServer
 from raptorflow.registry import STREAM_SERVICES
-from shared import keys, telemetry
-from shared.llm import LLMProvider
-from shared.redis_server import RedisServer
-from shared.runtime import Deps, Service, build_deps
+from shared.app.runtime import Deps, Service, build_deps
+from shared.contract import keys
+from shared.domain.llm_port import LLMProvider
+from shared.observability import telemetry
 from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.stack")

@@ -1,0 +1,6 @@
+"""Code the services share, one subpackage per layer (see docs/architecture.md).
+
+contract < domain < adapters (memory, llm, stores, messaging, observability) < app;
+`settings` is the one configuration model, read once at start-up and passed down.
+Import-linter contracts in pyproject.toml keep the order.
+"""

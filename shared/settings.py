@@ -9,7 +9,7 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.recalibration import DEFAULT_MODE, RecalibrationMode
+from shared.domain.recalibration import DEFAULT_MODE, RecalibrationMode
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

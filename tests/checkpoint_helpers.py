@@ -8,16 +8,17 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared import approvals, keys
-from shared.bus import publish
-from shared.events import TaskRequested, new_envelope, stream_for
-from shared.models import (
+from shared.contract import keys
+from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.models import (
     AgentContext,
     CheckpointCondition,
     TimeoutOutcome,
     WorkflowCheckpoint,
     WorkflowCheckpoints,
 )
+from shared.messaging.bus import publish
+from shared.stores import approvals
 from tests.helpers import eventually
 
 SEQUENCE = ["research", "content"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from shared.redis_server import RedisServer
+from raptorflow.redis_server import RedisServer
 
 
 def _docker_available() -> bool:

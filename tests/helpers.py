@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from shared.events import EVENT_TYPES, streams_for
-from shared.redis_server import free_port
+from raptorflow.redis_server import free_port
+from shared.contract.events import EVENT_TYPES, streams_for
 from shared.settings import Settings
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from shared.events import (
+from shared.contract.events import (
     ApprovalNeeded,
     Payload,
     SequenceChosen,

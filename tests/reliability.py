@@ -17,10 +17,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared import keys
-from shared.bus import publish
-from shared.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
-from shared.models import AgentContext
+from shared.contract import keys
+from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
+from shared.contract.models import AgentContext
+from shared.messaging.bus import publish
 from tests.helpers import eventually
 
 SEQUENCE = ["research", "content"]

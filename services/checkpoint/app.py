@@ -16,8 +16,9 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.checkpoint import logic
-from shared import approvals, audit, keys
-from shared.events import (
+from shared.app.runtime import Deps, Service, every, new_service
+from shared.contract import keys
+from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
     Envelope,
@@ -26,8 +27,8 @@ from shared.events import (
     StageOutcome,
     Workflow,
 )
-from shared.models import CheckpointCondition, WorkflowCheckpoints
-from shared.runtime import Deps, Service, every, new_service
+from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
+from shared.stores import approvals, audit
 
 SERVICE = "checkpoint"
 SWEEP_INTERVAL_S = 1.0

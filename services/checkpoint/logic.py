@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from shared.checkpoints import StageNames, applicable_checkpoints, evaluate_checkpoint
-from shared.events import (
+from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
     Payload,
@@ -19,7 +18,7 @@ from shared.events import (
     TaskFailed,
     Workflow,
 )
-from shared.models import (
+from shared.contract.models import (
     AgentContext,
     CheckpointCondition,
     CheckpointEvaluation,
@@ -27,6 +26,7 @@ from shared.models import (
     WorkflowCheckpoint,
     WorkflowCheckpoints,
 )
+from shared.domain.checkpoints import StageNames, applicable_checkpoints, evaluate_checkpoint
 
 _APPROVAL_NS = uuid.UUID("a4c3f0de-7d7b-4c2a-9c71-3f7e0b8e5a22")
 

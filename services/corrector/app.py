@@ -16,12 +16,12 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.corrector import logic
-from shared.critique import CritiqueParseError
-from shared.events import Envelope, StageCleared
-from shared.llm import LLMError
-from shared.models import SelfCorrectionConfig
-from shared.runtime import Deps, Service, new_service
-from shared.self_correction import BudgetExhausted, IterationRecord, SelfCorrector
+from shared.app.runtime import Deps, Service, new_service
+from shared.contract.events import Envelope, StageCleared
+from shared.contract.models import SelfCorrectionConfig
+from shared.domain.critique import CritiqueParseError
+from shared.domain.llm_port import LLMError
+from shared.domain.self_correction import BudgetExhausted, IterationRecord, SelfCorrector
 
 SERVICE = "corrector"
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from shared.catalog import AgentCatalog
-from shared.events import (
+from shared.contract.events import (
     CritiqueDone,
     StageCleared,
     StageCompleted,
@@ -11,8 +10,9 @@ from shared.events import (
     Usage,
     Workflow,
 )
-from shared.models import AgentContext, SelfCorrectionConfig
-from shared.self_correction import IterationRecord, SelfCorrectionResult
+from shared.contract.models import AgentContext, SelfCorrectionConfig
+from shared.domain.catalog import AgentCatalog
+from shared.domain.self_correction import IterationRecord, SelfCorrectionResult
 
 
 def threshold_for(

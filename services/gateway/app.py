@@ -24,20 +24,21 @@ from services.gateway.schemas import (
     TaskStatus,
     TaskSubmission,
 )
-from shared import approvals, keys
-from shared.bus import publish
-from shared.critique import CritiqueParseError
-from shared.events import Envelope, new_envelope
-from shared.llm import LLMError
-from shared.models import AgentContext, WorkflowCheckpoints
-from shared.orchestrator import (
+from shared.app.facade import (
     execute_with_self_correction,
     quality_threshold,
     route_with_context,
 )
-from shared.runtime import Deps, build_deps
-from shared.self_correction import BudgetExhausted, IterationRecord
+from shared.app.runtime import Deps, build_deps
+from shared.contract import keys
+from shared.contract.events import Envelope, new_envelope
+from shared.contract.models import AgentContext, WorkflowCheckpoints
+from shared.domain.critique import CritiqueParseError
+from shared.domain.llm_port import LLMError
+from shared.domain.self_correction import BudgetExhausted, IterationRecord
+from shared.messaging.bus import publish
 from shared.settings import Settings
+from shared.stores import approvals
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 WorkspaceQuery = Query(pattern=WORKSPACE_PATTERN)

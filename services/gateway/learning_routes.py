@@ -12,11 +12,12 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.auth import KeyRing, authorize
-from shared import experiment_store, keys
-from shared.bus import publish
-from shared.events import FeedbackGiven, new_envelope
-from shared.experiments import Experiment, ExperimentReport, ExperimentSpec, NoEvidence
-from shared.runtime import Deps
+from shared.app.runtime import Deps
+from shared.contract import keys
+from shared.contract.events import FeedbackGiven, new_envelope
+from shared.domain.experiments import Experiment, ExperimentReport, ExperimentSpec, NoEvidence
+from shared.messaging.bus import publish
+from shared.stores import experiment_store
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from services.gateway.schemas import TaskSubmission
-from shared import approvals
-from shared.events import Envelope, TaskRequested, new_envelope
-from shared.models import AgentContext
+from shared.contract.events import Envelope, TaskRequested, new_envelope
+from shared.contract.models import AgentContext
+from shared.stores import approvals
 
 
 def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskRequested]:

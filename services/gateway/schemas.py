@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import (
+from shared.contract.models import (
     BudgetConstraints,
     QualityThresholds,
     SelfCorrectionConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from services.gateway.app import create_app
-from shared.runtime import Deps
+from shared.app.runtime import Deps
 from shared.settings import Settings
 
 

@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.auth import KEY_COOKIE, KeyRing, decider, presented_key
-from shared import approvals
-from shared.runtime import Deps
+from shared.app.runtime import Deps
+from shared.stores import approvals
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 ACTIONS: dict[str, approvals.Decision] = {

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
 from services.gateway.auth import KeyRing, authorize
-from shared import audit, webhooks
-from shared.runtime import Deps
+from shared.app.runtime import Deps
+from shared.stores import audit, webhooks
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 

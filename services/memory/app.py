@@ -10,9 +10,9 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.memory import calibration, learning, logic, store
-from shared import keys, telemetry
-from shared.bandit import BanditConfig
-from shared.events import (
+from shared.app.runtime import Deps, Service, new_service
+from shared.contract import keys
+from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
     CritiqueDone,
@@ -24,9 +24,10 @@ from shared.events import (
     TaskRequested,
     Workflow,
 )
-from shared.memory_store import TaskRecord
-from shared.recalibration import outcome_of
-from shared.runtime import Deps, Service, new_service
+from shared.domain.bandit import BanditConfig
+from shared.domain.recalibration import outcome_of
+from shared.memory.store import TaskRecord
+from shared.observability import telemetry
 
 SERVICE = "memory"
 NOTHING: Sequence[Envelope[Any]] = ()

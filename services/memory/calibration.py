@@ -1,4 +1,4 @@
-"""The write side of a workspace's routing calibration (the math is in shared.recalibration).
+"""The write side of a workspace's routing calibration (the math is in shared.domain.recalibration).
 
 The memory service calls `record_outcome` when a task ends; `raptorflow eval
 routing` calls it when it stores a replayed row, so both learn the same way.
@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from services.memory.store import update_once
-from shared import keys
-from shared.recalibration import (
+from shared.contract import keys
+from shared.domain.recalibration import (
     DEFAULT_CONFIG,
     CalibrationOutcome,
     RecalibrationConfig,

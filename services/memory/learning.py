@@ -1,6 +1,6 @@
 """The memory service's writes for learning: A/B arm outcomes, promotion, user feedback.
 
-I/O only; the decisions live in `shared.experiments` and `shared.feedback`.
+I/O only; the decisions live in `shared.domain.experiments` and `services.memory.feedback`.
 Arm counters are queued on the handler's transaction, which also marks the
 event processed, so each outcome counts exactly once. Agent ratings change
 performance hashes outside that transaction (WATCH, like stage outcomes) with a
@@ -19,16 +19,16 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from services.memory import store
+from services.memory.feedback import rated_agents, rated_record
 from services.memory.logic import index_attributes
-from shared import keys
-from shared.bandit import BanditConfig
-from shared.bus import ServiceBus
-from shared.catalog import AgentCatalog
-from shared.events import Envelope, ExperimentConcluded, FeedbackGiven, Workflow
-from shared.feedback import rated_agents, rated_record
-from shared.memory_store import TaskRecord
-from shared.performance import apply_feedback
-from shared.runtime import Deps
+from shared.app.runtime import Deps
+from shared.contract import keys
+from shared.contract.events import Envelope, ExperimentConcluded, FeedbackGiven, Workflow
+from shared.domain.bandit import BanditConfig
+from shared.domain.catalog import AgentCatalog
+from shared.domain.performance import apply_feedback
+from shared.memory.store import TaskRecord
+from shared.messaging.bus import ServiceBus
 
 log = logging.getLogger("raptorflow.memory.learning")
 NOTHING: Sequence[Envelope[Any]] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.events import (
+from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
     CritiqueDone,
@@ -15,9 +15,9 @@ from shared.events import (
     TaskFailed,
     TaskRequested,
 )
-from shared.keys import goal_hash
-from shared.memory_store import TaskRecord
-from shared.models import SelfCorrectionConfig
+from shared.contract.keys import goal_hash
+from shared.contract.models import SelfCorrectionConfig
+from shared.memory.store import TaskRecord
 
 
 def record_of_completion(done: TaskCompleted, now: float) -> TaskRecord | None:

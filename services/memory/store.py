@@ -13,13 +13,19 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.memory.logic import index_attributes
-from shared import keys, shared_learning
-from shared.bandit import BanditConfig
-from shared.embeddings.base import Vectors as Vector
-from shared.events import StageOutcome
-from shared.memory_store import TaskRecord
-from shared.performance import AgentPerformance, from_redis_hash, record_outcome, to_redis_hash
-from shared.runtime import Deps
+from shared.app.runtime import Deps
+from shared.contract import keys
+from shared.contract.events import StageOutcome
+from shared.domain.bandit import BanditConfig
+from shared.domain.performance import (
+    AgentPerformance,
+    from_redis_hash,
+    record_outcome,
+    to_redis_hash,
+)
+from shared.memory import shared_pool as shared_learning
+from shared.memory.embeddings.base import Vectors as Vector
+from shared.memory.store import TaskRecord
 
 VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
 

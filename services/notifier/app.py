@@ -19,9 +19,10 @@ import httpx
 from redis.asyncio.client import Pipeline
 
 from services.notifier import logic
-from shared import keys, webhooks
-from shared.events import ApprovalNeeded, Envelope
-from shared.runtime import Deps, Service, every, new_service
+from shared.app.runtime import Deps, Service, every, new_service
+from shared.contract import keys
+from shared.contract.events import ApprovalNeeded, Envelope
+from shared.stores import webhooks
 
 SERVICE = "notifier"
 LEASE_S = 30.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from shared.events import ApprovalNeeded, Envelope
+from shared.contract.events import ApprovalNeeded, Envelope
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF_S = 0.5

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.catalog import AgentCatalog
-from shared.events import RoutingInfo, SequenceChosen, TaskFailed, TaskRequested, Workflow
-from shared.routing import RouteDecision
+from shared.contract.events import RoutingInfo, SequenceChosen, TaskFailed, TaskRequested, Workflow
+from shared.domain.catalog import AgentCatalog
+from shared.domain.routing import RouteDecision
 
 
 class InvalidRequestedSequence(ValueError):

@@ -9,9 +9,9 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.selector import logic
-from shared.bandit import BanditConfig
-from shared.events import Envelope, SequenceChosen, StageAdvanced
-from shared.runtime import Deps, Service, new_service
+from shared.app.runtime import Deps, Service, new_service
+from shared.contract.events import Envelope, SequenceChosen, StageAdvanced
+from shared.domain.bandit import BanditConfig
 
 SERVICE = "selector"
 

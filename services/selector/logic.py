@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from shared.bandit import BanditConfig, SelectionDecision, choose_agent
-from shared.catalog import AgentCatalog
-from shared.events import SelectionInfo, StageAssigned, Workflow
-from shared.performance import AgentPerformance
+from shared.contract.events import SelectionInfo, StageAssigned, Workflow
+from shared.domain.bandit import BanditConfig, SelectionDecision, choose_agent
+from shared.domain.catalog import AgentCatalog
+from shared.domain.performance import AgentPerformance
 
 
 def task_type_of(planned_agent: str, catalog: AgentCatalog) -> str:

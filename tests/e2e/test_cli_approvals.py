@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from raptorflow.cli import app
 from raptorflow.stack import LocalStack
-from shared import webhooks
+from shared.stores import webhooks
 from tests.checkpoint_helpers import events_of, gate, submit, wait_pending, wait_status
 from tests.helpers import eventually, settings_for
 

@@ -16,17 +16,18 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
-from raptorflow.stack import LocalStack, wait_for_task
-from shared import dead_letters, keys, topology
-from shared.bus import publish
-from shared.bus_codec import DATA_FIELD
-from shared.events import TaskRequested, new_envelope, streams_for
-from shared.redis_server import (
+from raptorflow.redis_server import (
     RedisCluster,
     RedisClusterUnavailable,
     running_cluster,
     running_redis,
 )
+from raptorflow.stack import LocalStack, wait_for_task
+from shared.contract import keys, topology
+from shared.contract.events import TaskRequested, new_envelope, streams_for
+from shared.messaging import dead_letters
+from shared.messaging.bus import publish
+from shared.messaging.codec import DATA_FIELD
 from tests.checkpoint_helpers import gate
 from tests.helpers import eventually, settings_for
 from tests.reliability import assert_exactly_once, wait_drained

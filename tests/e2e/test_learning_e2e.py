@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from raptorflow.cli import app as cli_app
 from raptorflow.stack import LocalStack, wait_for_task
-from shared import keys
-from shared.bus import publish
-from shared.events import TaskRequested, new_envelope
-from shared.experiments import Experiment, assign_arm
-from shared.orchestrator import route, select_best_agent
-from shared.runtime import Deps
+from shared.app.facade import route, select_best_agent
+from shared.app.runtime import Deps
+from shared.contract import keys
+from shared.contract.events import TaskRequested, new_envelope
+from shared.domain.experiments import Experiment, assign_arm
+from shared.messaging.bus import publish
 from tests.helpers import eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

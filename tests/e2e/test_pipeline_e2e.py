@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from raptorflow.stack import LocalStack
-from shared import keys
+from shared.contract import keys
 from tests.helpers import events_of_task, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

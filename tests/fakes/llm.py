@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from shared.events import Usage
-from shared.llm import LLMReply, LLMRequest
+from shared.contract.events import Usage
+from shared.domain.llm_port import LLMReply, LLMRequest
 
 
 def critique_json(scores: dict[str, float], issues: list[str] | None = None) -> str:

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from shared.bus import make_redis
-from shared.events import (
+from raptorflow.redis_server import RedisServer
+from shared.contract.events import (
     SequenceChosen,
     StageAssigned,
     StageCleared,
@@ -22,7 +22,7 @@ from shared.events import (
     TaskCompleted,
     TaskRequested,
 )
-from shared.redis_server import RedisServer
+from shared.messaging.bus import make_redis
 from tests.helpers import settings_for
 from tests.procs import ProcessGroup, service_processes
 from tests.reliability import (

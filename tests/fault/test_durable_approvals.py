@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from services.gateway.app import create_app
-from shared import approvals, keys
-from shared.models import TimeoutOutcome
-from shared.runtime import build_deps
+from shared.app.runtime import build_deps
+from shared.contract import keys
+from shared.contract.models import TimeoutOutcome
+from shared.stores import approvals
 from tests.checkpoint_helpers import (
     events_of,
     gate,

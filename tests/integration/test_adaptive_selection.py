@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from raptorflow.stack import LocalStack
 from services.memory import store
-from shared.bandit import BanditConfig
-from shared.bus import publish
-from shared.events import (
+from shared.app.facade import build_context, select_best_agent
+from shared.app.runtime import Deps, build_deps
+from shared.contract.events import (
     Envelope,
     RoutingInfo,
     StageOutcome,
@@ -24,9 +24,9 @@ from shared.events import (
     Workflow,
     new_envelope,
 )
-from shared.models import AgentContext
-from shared.orchestrator import build_context, select_best_agent
-from shared.runtime import Deps, build_deps
+from shared.contract.models import AgentContext
+from shared.domain.bandit import BanditConfig
+from shared.messaging.bus import publish
 from shared.settings import Settings
 from tests.helpers import eventually, settings_for
 

@@ -18,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from raptorflow.redis_server import RedisServer
 from services.gateway.app import create_app
-from shared.redis_server import RedisServer
 from tests.helpers import settings_for
 
 pytestmark = [pytest.mark.slow]

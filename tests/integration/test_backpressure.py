@@ -13,8 +13,8 @@ import asyncio
 import pytest
 from faststream import FastStream
 
-from shared.bus import ServiceBus, make_broker, publish
-from shared.events import FeedbackGiven, new_envelope
+from shared.contract.events import FeedbackGiven, new_envelope
+from shared.messaging.bus import ServiceBus, make_broker, publish
 from tests.helpers import settings_for
 
 pytestmark = pytest.mark.slow

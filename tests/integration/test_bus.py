@@ -6,9 +6,9 @@ import json
 
 from faststream import FastStream
 
-from shared.bus import ServiceBus, make_broker, publish
-from shared.bus_codec import DATA_FIELD
-from shared.events import DEAD_LETTER_STREAM, FeedbackGiven, TaskRequested, new_envelope
+from shared.contract.events import DEAD_LETTER_STREAM, FeedbackGiven, TaskRequested, new_envelope
+from shared.messaging.bus import ServiceBus, make_broker, publish
+from shared.messaging.codec import DATA_FIELD
 from tests.helpers import eventually, settings_for
 
 STREAM = FeedbackGiven.stream()

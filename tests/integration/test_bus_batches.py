@@ -8,8 +8,8 @@ import random
 
 from faststream import FastStream
 
-from shared.bus import ServiceBus, make_broker, publish
-from shared.events import FeedbackGiven, new_envelope
+from shared.contract.events import FeedbackGiven, new_envelope
+from shared.messaging.bus import ServiceBus, make_broker, publish
 from tests.helpers import eventually, settings_for
 
 STREAM = FeedbackGiven.stream()

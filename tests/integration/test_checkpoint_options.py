@@ -10,9 +10,9 @@ import pytest
 
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
-from shared import approvals, audit
-from shared.catalog import BUNDLED_CATALOG
-from shared.models import CheckpointCondition, TimeoutOutcome
+from shared.contract.models import CheckpointCondition, TimeoutOutcome
+from shared.domain.catalog import BUNDLED_CATALOG
+from shared.stores import approvals, audit
 from tests.checkpoint_helpers import (
     events_of,
     gate,

@@ -18,13 +18,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from raptorflow.redis_server import running_redis
 from raptorflow.stack import LocalStack, wait_for_task
 from services.gateway.app import create_app
-from shared import keys
-from shared.bus import publish
-from shared.catalog import load_catalog
-from shared.critique import CritiqueParseError
-from shared.events import (
+from shared.app.runtime import build_deps
+from shared.contract import keys
+from shared.contract.events import (
     DEAD_LETTER_STREAM,
     CritiqueDone,
     TaskRequested,
@@ -32,11 +31,13 @@ from shared.events import (
     new_envelope,
     stream_for,
 )
-from shared.llm import LLMError, OpenAIProvider, cost_usd
-from shared.models import AgentContext, SelfCorrectionConfig
-from shared.redis_server import running_redis
-from shared.runtime import build_deps
-from shared.self_correction import BudgetExhausted, SelfCorrectionResult, SelfCorrector
+from shared.contract.models import AgentContext, SelfCorrectionConfig
+from shared.domain.catalog import load_catalog
+from shared.domain.critique import CritiqueParseError
+from shared.domain.llm_port import LLMError
+from shared.domain.self_correction import BudgetExhausted, SelfCorrectionResult, SelfCorrector
+from shared.llm.openai_provider import OpenAIProvider, cost_usd
+from shared.messaging.bus import publish
 from shared.settings import Settings
 from tests.fakes.openai_script import COMPLETION_TOKENS, PROMPT_TOKENS, PurposeScript
 from tests.fakes.openai_server import ScriptedOpenAIServer, delay, error, malformed

@@ -10,10 +10,10 @@ from faststream import FastStream
 from typer.testing import CliRunner
 
 from raptorflow.cli import app
-from shared import dead_letters
-from shared.bus import ServiceBus, make_broker, publish
-from shared.bus_codec import DATA_FIELD
-from shared.events import FeedbackGiven, new_envelope
+from shared.contract.events import FeedbackGiven, new_envelope
+from shared.messaging import dead_letters
+from shared.messaging.bus import ServiceBus, make_broker, publish
+from shared.messaging.codec import DATA_FIELD
 from tests.helpers import eventually, settings_for
 
 

@@ -7,9 +7,7 @@ import uuid
 from redis.asyncio import Redis
 
 from raptorflow.stack import LocalStack
-from shared import experiment_store
-from shared.bus import publish
-from shared.events import (
+from shared.contract.events import (
     Envelope,
     RoutingInfo,
     StageOutcome,
@@ -17,7 +15,9 @@ from shared.events import (
     Workflow,
     new_envelope,
 )
-from shared.experiments import Arm, Experiment, ExperimentSpec
+from shared.domain.experiments import Arm, Experiment, ExperimentSpec
+from shared.messaging.bus import publish
+from shared.stores import experiment_store
 from tests.helpers import eventually, settings_for
 
 

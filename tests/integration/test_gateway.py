@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from services.gateway.app import create_app
-from shared import approvals
-from shared.bus import publish
-from shared.events import ApprovalNeeded, RoutingInfo, Workflow, new_envelope
-from shared.models import CheckpointCondition, CheckpointEvaluation
-from shared.runtime import build_deps
+from shared.app.runtime import build_deps
+from shared.contract.events import ApprovalNeeded, RoutingInfo, Workflow, new_envelope
+from shared.contract.models import CheckpointCondition, CheckpointEvaluation
+from shared.messaging.bus import publish
+from shared.stores import approvals
 from tests.helpers import settings_for
 
 

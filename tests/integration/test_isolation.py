@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from raptorflow.cli import app as cli_app
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
-from shared import approvals, experiment_store, keys, webhooks
+from shared.contract import keys
+from shared.stores import approvals, experiment_store, webhooks
 from tests.checkpoint_helpers import gate, wait_pending, wait_status
 from tests.helpers import settings_for
 

@@ -9,15 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from raptorflow.cli import app
+from raptorflow.redis_server import RedisServer
 from services.memory import logic, store
 from services.memory.app import _routing_outcome
-from shared import keys
-from shared.events import Neighbour, RoutingInfo, SequenceChosen, Workflow
-from shared.keys import goal_hash
-from shared.memory_store import TaskRecord
-from shared.orchestrator import recall, route
-from shared.redis_server import RedisServer
-from shared.runtime import Deps, build_deps
+from shared.app.facade import recall, route
+from shared.app.runtime import Deps, build_deps
+from shared.contract import keys
+from shared.contract.events import Neighbour, RoutingInfo, SequenceChosen, Workflow
+from shared.contract.keys import goal_hash
+from shared.memory.store import TaskRecord
 from tests.helpers import settings_for
 
 BLOG = "Create a blog post about AI trends"

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import yaml
 
+from raptorflow.redis_server import free_port
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.bus import publish
-from shared.events import TaskRequested, new_envelope
-from shared.redis_server import free_port
+from shared.contract.events import TaskRequested, new_envelope
+from shared.messaging.bus import publish
 from tests.helpers import eventually, settings_for
 
 pytestmark = [pytest.mark.slow]

@@ -9,12 +9,12 @@ from redis.asyncio import Redis
 from raptorflow.stack import LocalStack
 from services.memory import calibration
 from services.router.logic import workflow_for
-from shared.bus import publish
-from shared.events import Envelope, TaskCompleted, TaskRequested, new_envelope
-from shared.orchestrator import route, workspace_calibration
-from shared.recalibration import outcome_of
-from shared.routing import RouteDecision
-from shared.runtime import build_deps
+from shared.app.facade import route, workspace_calibration
+from shared.app.runtime import build_deps
+from shared.contract.events import Envelope, TaskCompleted, TaskRequested, new_envelope
+from shared.domain.recalibration import outcome_of
+from shared.domain.routing import RouteDecision
+from shared.messaging.bus import publish
 from tests.helpers import eventually, settings_for
 from tests.integration.test_memory_routing import BLOG, remember
 

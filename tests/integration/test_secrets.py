@@ -22,9 +22,9 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from raptorflow.logs import JsonFormatter
+from raptorflow.redis_server import RedisServer, free_port
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.log_context import ContextFilter
-from shared.redis_server import RedisServer, free_port
+from shared.observability.log_context import ContextFilter
 from tests.checkpoint_helpers import submit
 from tests.fakes.openai_script import PurposeScript
 from tests.fakes.openai_server import ScriptedOpenAIServer, error

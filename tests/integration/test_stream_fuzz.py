@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.bus_codec import DATA_FIELD, decode_envelope
-from shared.events import DEAD_LETTER_STREAM, TaskRequested, new_envelope, stream_for
-from shared.models import AgentContext
+from shared.contract.events import DEAD_LETTER_STREAM, TaskRequested, new_envelope, stream_for
+from shared.contract.models import AgentContext
+from shared.messaging.codec import DATA_FIELD, decode_envelope
 from tests.checkpoint_helpers import submit
 from tests.helpers import eventually, settings_for
 

@@ -9,12 +9,12 @@ import pytest
 from faststream import FastStream
 from prometheus_client import REGISTRY
 
-from shared import telemetry, tracing
-from shared.bus import ServiceBus, make_broker, publish
-from shared.bus_codec import DATA_FIELD
-from shared.events import FeedbackGiven, TaskRequested, new_envelope
-from shared.log_context import ContextFilter
-from shared.redis_server import free_port
+from raptorflow.redis_server import free_port
+from shared.contract.events import FeedbackGiven, TaskRequested, new_envelope
+from shared.messaging.bus import ServiceBus, make_broker, publish
+from shared.messaging.codec import DATA_FIELD
+from shared.observability import telemetry, tracing
+from shared.observability.log_context import ContextFilter
 from tests.helpers import eventually, settings_for
 
 

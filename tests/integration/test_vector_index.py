@@ -1,4 +1,4 @@
-"""Behavioural tests for shared.vector_index against real Redis servers.
+"""Behavioural tests for shared.memory.vector_index against real Redis servers.
 
 Every behaviour runs against each back end: vector sets on Redis 8, the exact
 index on Redis 8 and on Redis 7. Each module starts its own servers, and every
@@ -18,8 +18,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from shared.redis_server import RedisServer
-from shared.vector_index import (
+from raptorflow.redis_server import RedisServer
+from shared.memory.vector_index import (
     ExactIndex,
     RedisVectorSetIndex,
     VectorIndex,

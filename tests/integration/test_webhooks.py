@@ -15,7 +15,7 @@ import pytest
 
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
-from shared import webhooks
+from shared.stores import webhooks
 from tests.checkpoint_helpers import gate, submit, wait_pending
 from tests.helpers import eventually, settings_for
 

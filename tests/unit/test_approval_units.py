@@ -8,7 +8,7 @@ from fastapi import HTTPException
 
 from services.gateway.auth import KeyRing, decider
 from services.notifier import logic as notifier
-from shared import webhooks
+from shared.stores import webhooks
 
 
 def test_keyring_keeps_old_syntax_and_maps_keys_to_users():

@@ -1,4 +1,4 @@
-"""Unit tests for shared.bandit: fallback, Thompson sampling, swaps, feedback, greedy rule."""
+"""Unit tests for shared.domain.bandit: fallback, Thompson sampling, swaps, feedback, greedy rule."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from collections import Counter
 
 import pytest
 
-from shared.bandit import (
+from shared.domain.bandit import (
     BanditConfig,
     SelectionDecision,
     choose_agent,
     greedy_best_success_rate,
     posterior_mean,
 )
-from shared.performance import AgentPerformance, apply_feedback, record_outcome
+from shared.domain.performance import AgentPerformance, apply_feedback, record_outcome
 
 CONFIG = BanditConfig()
 CATALOG = ["default", "pro", "fast"]

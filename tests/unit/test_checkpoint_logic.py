@@ -1,15 +1,15 @@
 from datetime import UTC, datetime, timedelta
 
 from services.checkpoint import logic
-from shared.checkpoints import evaluate_checkpoint
-from shared.events import ApprovalResolved, RoutingInfo, StageOutcome, Workflow
-from shared.models import (
+from shared.contract.events import ApprovalResolved, RoutingInfo, StageOutcome, Workflow
+from shared.contract.models import (
     AgentContext,
     CheckpointCondition,
     TimeoutOutcome,
     WorkflowCheckpoint,
     WorkflowCheckpoints,
 )
+from shared.domain.checkpoints import evaluate_checkpoint
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CTX = AgentContext(workspace_id="w", user_id="bob")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis.crc import key_slot
 
-from shared.cluster_client import queued_slot, stream_read_keys
+from shared.messaging.cluster_client import queued_slot, stream_read_keys
 
 
 def test_stream_read_keys_are_the_first_half_after_streams() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from raptorflow import contract
-from shared.events import EVENT_TYPES
+from shared.contract.events import EVENT_TYPES
 
 
 def test_checked_in_contract_docs_are_up_to_date():
@@ -38,7 +38,7 @@ def test_readme_upstream_example_publishes_a_valid_envelope():
     import uuid
     from pathlib import Path
 
-    from shared.events import TaskRequested, envelope_class
+    from shared.contract.events import TaskRequested, envelope_class
 
     readme = (Path(contract.DOCS).parent / "README.md").read_text()
     section = readme.split("## Publishing events from upstream systems", 1)[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-from shared import telemetry
-from shared.bus import make_broker
+from shared.messaging.bus import make_broker
+from shared.observability import telemetry
 from shared.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -1,4 +1,4 @@
-"""shared.embeddings: NumPy MiniLM must reproduce sentence-transformers, and the OpenAI
+"""shared.memory.embeddings: NumPy MiniLM must reproduce sentence-transformers, and the OpenAI
 backend must speak the real wire format.
 
 Why: intent routing and memory search compare these vectors against ones stored
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.embeddings import (
+from shared.memory.embeddings import (
     Embedder,
     LocalMiniLM,
     ModelNotInstalledError,

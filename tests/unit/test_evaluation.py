@@ -3,10 +3,10 @@
 import pytest
 
 from raptorflow.evaluation import RowResult, expected_calibration_error, pr_curve, summarise
-from shared.events import Neighbour
-from shared.routing import RoutingParams, best_reuse
+from shared.contract.events import Neighbour
+from shared.domain.routing import RoutingParams, best_reuse
+from shared.memory.shared_pool import merge_pooled, opted_in, pool_item_id
 from shared.settings import Settings
-from shared.shared_learning import merge_pooled, opted_in, pool_item_id
 
 
 def row(reused, correct, conf, reusable=True, novel=False, ms=1.0):

@@ -1,8 +1,6 @@
 import json
 
-from shared.bus import retry_backoff_s
-from shared.bus_codec import decode_envelope
-from shared.events import (
+from shared.contract.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     SequenceChosen,
@@ -10,6 +8,8 @@ from shared.events import (
     envelope_json_schema,
     new_envelope,
 )
+from shared.messaging.bus import retry_backoff_s
+from shared.messaging.codec import decode_envelope
 
 
 def test_the_four_known_events_exist():
@@ -77,7 +77,7 @@ def test_sequence_chosen_stream_name():
 
 
 def test_dead_letter_needs_real_failures_or_far_too_many_deliveries():
-    from shared.bus import should_dead_letter
+    from shared.messaging.bus import should_dead_letter
 
     assert should_dead_letter(failures=5, deliveries=6, max_deliveries=5)
     assert not should_dead_letter(failures=0, deliveries=6, max_deliveries=5)

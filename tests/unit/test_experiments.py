@@ -1,4 +1,4 @@
-"""Unit tests for shared.experiments and shared.feedback: assignment, statistics, rating folding."""
+"""Unit tests for shared.domain.experiments and services.memory.feedback: assignment, statistics, rating folding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from shared.experiments import (
+from services.memory.feedback import folded_quality, folded_success, rated_agents, rated_record
+from shared.domain.experiments import (
     ArmStats,
     Experiment,
     ExperimentSpec,
@@ -20,8 +21,7 @@ from shared.experiments import (
     report,
     two_proportion_z,
 )
-from shared.feedback import folded_quality, folded_success, rated_agents, rated_record
-from shared.memory_store import TaskRecord
+from shared.memory.store import TaskRecord
 
 
 def _experiment(split_a: float = 0.5, **kw: object) -> Experiment:

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.models import (
+from shared.contract.models import (
     AgentContext,
     CheckpointAction,
     CheckpointCondition,

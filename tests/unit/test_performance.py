@@ -1,4 +1,4 @@
-"""Unit tests for shared.performance: aggregates, lazy discounting, storage, feedback."""
+"""Unit tests for shared.domain.performance: aggregates, lazy discounting, storage, feedback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from shared.performance import (
+from shared.domain.performance import (
     AgentPerformance,
     apply_feedback,
     effective_evidence,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from shared.queued_writes import QueuedWrites
+from shared.messaging.queued_writes import QueuedWrites
 
 
 def test_replay_queues_the_same_commands_in_order():

@@ -1,4 +1,4 @@
-"""The per-workspace online recalibration math (shared.recalibration), without Redis."""
+"""The per-workspace online recalibration math (shared.domain.recalibration), without Redis."""
 
 import math
 import random
@@ -7,8 +7,8 @@ import pytest
 import typer
 
 from raptorflow.eval_cli import recalibration_mode
-from shared.events import Neighbour
-from shared.recalibration import (
+from shared.contract.events import Neighbour
+from shared.domain.recalibration import (
     DEFAULT_MODE,
     RECALIBRATION_MODES,
     RecalibrationConfig,
@@ -20,7 +20,7 @@ from shared.recalibration import (
     sigmoid,
     update,
 )
-from shared.routing import best_reuse, load_params
+from shared.domain.routing import best_reuse, load_params
 from shared.settings import Settings
 
 NO_FORGETTING = RecalibrationConfig(prior_precision=1.0, forgetting=1.0)

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from shared.catalog import load_catalog
-from shared.events import Neighbour
-from shared.routing import (
+from shared.contract.events import Neighbour
+from shared.domain.catalog import load_catalog
+from shared.domain.routing import (
     PlanError,
     RoutingParams,
     best_reuse,

@@ -2,12 +2,12 @@
 
 import pytest
 
-from shared.catalog import load_catalog
-from shared.critique import CritiqueParseError
-from shared.events import Usage
-from shared.models import AgentContext, SelfCorrectionConfig
-from shared.offline_llm import OfflineProvider
-from shared.self_correction import BudgetExhausted, SelfCorrector
+from shared.contract.events import Usage
+from shared.contract.models import AgentContext, SelfCorrectionConfig
+from shared.domain.catalog import load_catalog
+from shared.domain.critique import CritiqueParseError
+from shared.domain.self_correction import BudgetExhausted, SelfCorrector
+from shared.llm.offline import OfflineProvider
 from tests.fakes.llm import ScriptedProvider, critique_json
 
 ASPECTS = ["clarity", "persuasiveness"]

@@ -11,9 +11,7 @@ from services.gateway.schemas import TaskSubmission
 from services.memory import logic as memory
 from services.router import logic as router
 from services.selector import logic as selector
-from shared.bandit import BanditConfig
-from shared.catalog import load_catalog
-from shared.events import (
+from shared.contract.events import (
     RoutingInfo,
     StageOutcome,
     TaskCompleted,
@@ -21,9 +19,11 @@ from shared.events import (
     TaskRequested,
     Workflow,
 )
-from shared.models import AgentContext, SelfCorrectionConfig
-from shared.performance import AgentPerformance
-from shared.routing import RouteDecision
+from shared.contract.models import AgentContext, SelfCorrectionConfig
+from shared.domain.bandit import BanditConfig
+from shared.domain.catalog import load_catalog
+from shared.domain.performance import AgentPerformance
+from shared.domain.routing import RouteDecision
 
 CATALOG = load_catalog()
 
@@ -152,7 +152,7 @@ def test_memory_records_successes_and_failures_by_store_failures():
 
 
 def test_memory_critique_fields_are_the_seeds():
-    from shared.events import CritiqueDone
+    from shared.contract.events import CritiqueDone
 
     critique = CritiqueDone(
         task_id="t",

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from redis.crc import key_slot
 
-from shared import keys, topology
-from shared.events import (
+from shared.contract import keys, topology
+from shared.contract.events import (
     DEAD_LETTER_STREAM,
     TaskRequested,
     dead_letter_stream_for,
@@ -16,7 +16,7 @@ from shared.events import (
     stream_for,
     streams_for,
 )
-from shared.topology import Topology
+from shared.contract.topology import Topology
 
 
 @pytest.fixture

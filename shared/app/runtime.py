@@ -1,0 +1,147 @@
+"""The composition root: builds the real dependencies once and runs services.
+
+Services receive everything they use through `Deps`; tests build their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import FastStream
+from redis.asyncio import Redis
+
+from shared.domain.catalog import AgentCatalog, load_catalog
+from shared.domain.llm_port import LLMProvider
+from shared.llm.factory import make_provider
+from shared.memory.embeddings import make_embedder
+from shared.memory.embeddings.base import Embedder
+from shared.memory.store import MemoryReader
+from shared.memory.vector_index import VectorIndex, open_vector_index
+from shared.messaging.bus import ServiceBus, make_broker, make_redis
+from shared.observability import telemetry
+from shared.settings import Settings
+
+log = logging.getLogger("raptorflow.runtime")
+
+STOP_TIMEOUT_S = 5.0
+
+BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class Deps:
+    """Everything a service may use; built once per process."""
+
+    settings: Settings
+    redis: Redis
+    catalog: AgentCatalog
+    provider: LLMProvider
+    embedder: Embedder
+    index: VectorIndex
+    memory: MemoryReader
+
+    async def close(self) -> None:
+        closer = getattr(self.provider, "close", None)
+        if closer is not None:
+            await closer()
+        await self.redis.aclose()
+
+
+async def build_deps(settings: Settings, *, provider: LLMProvider | None = None) -> Deps:
+    redis = make_redis(settings)
+    embedder = make_embedder(
+        settings.embeddings,
+        model=settings.embeddings_model if settings.embeddings == "openai" else None,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+    )
+    index = await open_vector_index(redis)
+    return Deps(
+        settings=settings,
+        redis=redis,
+        catalog=load_catalog(settings.catalog_path),
+        provider=telemetry.MeteredProvider(provider or make_provider(settings)),
+        embedder=embedder,
+        index=index,
+        memory=MemoryReader(redis, embedder, index),
+    )
+
+
+async def every(interval_s: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `job` forever, every `interval_s`; a failure is logged and tried again next time."""
+    while True:
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; retrying", what)
+        await asyncio.sleep(interval_s)
+
+
+@dataclass
+class Service:
+    """One service: its FastStream app, its bus, and its background loops."""
+
+    name: str
+    app: FastStream
+    bus: ServiceBus
+    background: list[BackgroundTask] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.bus.ensure_groups()
+        await self.app.start()
+        self._tasks = [
+            asyncio.create_task(job(), name=f"{self.name}-bg") for job in self.background
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the background loops, waiting a bounded time: redis-py can swallow a
+        cancellation that lands inside a command, and a stop must never hang on that."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("background task did not stop in time", extra={"service": self.name})
+                task.cancel()
+        await self.app.stop()
+
+
+def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:
+    broker = make_broker(deps.settings, service=name)
+    bus = ServiceBus(name, broker, deps.redis, deps.settings)
+    service = Service(name=name, app=FastStream(broker, logger=None), bus=bus)
+    service.background.append(lambda: telemetry.watch_streams(deps.redis, bus.streams, name))
+    return service, bus
+
+
+async def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_services(builders: list[Callable[[Deps], Service]], settings: Settings) -> None:
+    """Run services in this process until a stop signal (the `python -m services.X` path)."""
+    deps = await build_deps(settings)
+    telemetry.serve_metrics(settings.metrics_port)
+    services = [build(deps) for build in builders]
+    for service in services:
+        await service.start()
+        log.info("service started", extra={"service": service.name})
+    try:
+        await wait_for_stop_signal()
+    finally:
+        for service in services:
+            await service.stop()
+        await deps.close()

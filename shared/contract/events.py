@@ -1,0 +1,482 @@
+"""The event contract: one versioned envelope and a typed payload per event.
+
+Events are named in the past tense. The plan and the current stage travel in
+the payload (`Workflow`), so no service needs to look up workflow state.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from shared.contract import topology
+from shared.contract.models import (
+    AgentContext,
+    CheckpointCondition,
+    CheckpointEvaluation,
+    SelfCorrectionConfig,
+    UserId,
+    WorkflowCheckpoints,
+    WorkspaceId,
+)
+
+SCHEMA_VERSION = 1
+STREAM_PREFIX = "rf:stream:"
+DEAD_LETTER_STREAM = f"{STREAM_PREFIX}dead-letter"
+_EVENT_NAMESPACE = uuid.UUID("6f1f6d3e-8c1e-4a3e-9f55-6b0e6e1f0a01")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Payload(BaseModel):
+    """Base of every event payload; the class name is the event type."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_type: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.event_type = cls.__name__
+
+    @classmethod
+    def stream(cls, workspace_id: str | None = None) -> str:
+        return stream_for(cls.event_type, workspace_id)
+
+    @classmethod
+    def streams(cls) -> list[str]:
+        return streams_for(cls.event_type)
+
+
+def stream_for(event_type: str, workspace_id: str | None = None) -> str:
+    """One stream per event type, or per type and partition (the workspace's) when the
+    deployment splits streams (shared.contract.topology); `rf:stream:<type>` on one Redis."""
+    layout = topology.current()
+    if not layout.partitioned:
+        return f"{STREAM_PREFIX}{event_type}"
+    if workspace_id is None:
+        raise ValueError(f"streams are partitioned: which workspace's {event_type} stream?")
+    return f"{STREAM_PREFIX}{event_type}{layout.workspace_suffix(workspace_id)}"
+
+
+def streams_for(event_type: str) -> list[str]:
+    """Every partition's stream of an event type: what a service subscribes to."""
+    return [f"{STREAM_PREFIX}{event_type}{s}" for s in topology.current().suffixes()]
+
+
+def dead_letter_stream_for(source_stream: str) -> str:
+    """The dead-letter stream of a source stream's partition (same cluster slot, so the
+    XADD and the source's XACK commit together)."""
+    for suffix in topology.current().suffixes():
+        if suffix and source_stream.endswith(suffix):
+            return f"{DEAD_LETTER_STREAM}{suffix}"
+    return f"{DEAD_LETTER_STREAM}{topology.current().suffix(0)}"
+
+
+def dead_letter_streams() -> list[str]:
+    return [f"{DEAD_LETTER_STREAM}{s}" for s in topology.current().suffixes()]
+
+
+class Usage(BaseModel):
+    """LLM usage, counted from the API's usage fields."""
+
+    api_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            api_calls=self.api_calls + other.api_calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 8),
+        )
+
+
+class RoutingInfo(BaseModel):
+    source: Literal["memory", "planner", "requested", "experiment"] = Field(
+        description="memory: a proven sequence reused; planner: newly planned; requested: given; "
+        "experiment: an A/B test's arm (experiment_id, experiment_arm)."
+    )
+    confidence: float = Field(ge=0, le=1, description="Probability the reused sequence is right.")
+    matched_goal_hash: str | None = None
+    provider: str = Field(default="offline", description="LLM provider used for planning.")
+    experiment_id: str | None = Field(default=None, description="Set when source is experiment.")
+    experiment_arm: Literal["A", "B"] | None = None
+    candidate_sequence: list[str] | None = Field(
+        default=None, description="Memory's best candidate, reused or not; the outcome says whether "
+        "it was right, which corrects the workspace's routing calibration.")
+    candidate_logit: float | None = Field(
+        default=None, description="The candidate's logit under the global calibrator, before the "
+        "workspace's correction.")
+
+
+class StageOutcome(BaseModel):
+    """The summary of one finished stage, kept in the workflow."""
+
+    stage_index: int
+    agent: str
+    task_type: str
+    quality: float
+    threshold_met: bool
+    iterations: int
+    provider: str
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+
+
+class Workflow(BaseModel):
+    """The plan and the progress of one task; travels in every payload after routing."""
+
+    task_id: str
+    goal: str = Field(max_length=4000)
+    inputs: dict[str, Any] = Field(default_factory=dict, description="Extra request inputs.")
+    agent_sequence: list[str] = Field(min_length=1, description="The planned agents, in order.")
+    stage_index: int = Field(default=0, ge=0)
+    revision: int = Field(default=0, ge=0, description="Reviewer-requested reruns of this stage.")
+    assigned_agents: list[str] = Field(
+        default_factory=list, description="Agents actually selected for stages so far."
+    )
+    outcomes: list[StageOutcome] = Field(default_factory=list)
+    last_output: str | None = Field(default=None, description="Output of the previous stage.")
+    usage: Usage = Field(default_factory=Usage, description="Task-wide LLM usage so far.")
+    routing: RoutingInfo
+    self_correction: SelfCorrectionConfig | None = None
+    checkpoints: WorkflowCheckpoints | None = Field(
+        default=None, description="Per-task override of the workspace's checkpoints."
+    )
+    started_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def current_agent(self) -> str:
+        return self.agent_sequence[self.stage_index]
+
+    @property
+    def is_last_stage(self) -> bool:
+        return self.stage_index >= len(self.agent_sequence) - 1
+
+
+# --- payloads, in the order of the flow -------------------------------------
+
+
+class TaskRequested(Payload):
+    """A user or an upstream system asks for a goal to be done."""
+
+    goal: str = Field(
+        min_length=1, max_length=4000, examples=["Create a blog post about AI trends"]
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict, examples=[{"topic": "AI in healthcare"}])
+    agent_sequence: list[str] | None = Field(
+        default=None, description="Skip routing and run exactly these agents."
+    )
+    self_correction: SelfCorrectionConfig | None = None
+    checkpoints: WorkflowCheckpoints | None = Field(
+        default=None, description="Override the workspace's checkpoints for this task."
+    )
+
+
+class Neighbour(BaseModel):
+    goal_hash: str
+    similarity: float
+    quality: float
+    success: bool
+    agent_sequence: list[str]
+
+
+class SequenceChosen(Payload):
+    """The router decided which agents run, from memory or from the planner."""
+
+    workflow: Workflow
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    reason: str = ""
+
+
+class SelectionInfo(BaseModel):
+    planned_agent: str
+    reason: str
+    fallback: str
+    explored: bool = False
+    posterior_means: dict[str, float] = Field(default_factory=dict)
+
+
+class StageAssigned(Payload):
+    """The selector picked the agent for the current stage."""
+
+    workflow: Workflow
+    agent: str
+    task_type: str
+    selection: SelectionInfo
+
+
+class StageCleared(Payload):
+    """Checkpoints before execution passed; the corrector may run the stage."""
+
+    workflow: Workflow
+    agent: str
+    task_type: str
+    revision_comments: list[str] = Field(
+        default_factory=list, description="A reviewer's requested changes, used as critique."
+    )
+    previous_output: str | None = Field(default=None, description="Draft the reviewer saw.")
+
+
+class CritiqueDone(Payload):
+    """One critique of one iteration of the self-correction loop."""
+
+    task_id: str
+    stage_index: int
+    agent: str
+    iteration: int = Field(ge=1)
+    content_id: str
+    score: float = Field(ge=0, le=1)
+    aspect_scores: dict[str, float]
+    issues: list[str]
+    critique: str
+    threshold: float
+    provider: str
+
+
+class SelfCorrectionMetadata(BaseModel):
+    """Exactly the seed's four fields, plus ours after them."""
+
+    iterations: int
+    final_quality_score: float
+    threshold_met: bool
+    attempts: int
+    iteration_scores: list[float] = Field(default_factory=list)
+    aspect_scores: dict[str, float] = Field(default_factory=dict)
+    best_iteration: int = 1
+    stop_reason: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    duration_s: float = 0.0
+
+
+class StageCompleted(Payload):
+    """The corrector finished a stage (best attempt kept)."""
+
+    workflow: Workflow
+    agent: str
+    task_type: str
+    output: str
+    quality: float
+    threshold_met: bool
+    budget_exhausted: bool = False
+    provider: str
+    self_correction_metadata: SelfCorrectionMetadata
+
+
+class StageAdvanced(Payload):
+    """The workflow moves to its next stage (stage_index already advanced)."""
+
+    workflow: Workflow
+
+
+class ApprovalNeeded(Payload):
+    """A checkpoint paused the workflow for a human."""
+
+    approval_id: str
+    checkpoint: str
+    condition: CheckpointCondition
+    evaluation: CheckpointEvaluation
+    workflow: Workflow
+    agent: str
+    task_type: str
+    stage_output: str | None = None
+    stage_outcome: StageOutcome | None = Field(
+        default=None, description="AFTER_STAGE: the finished stage under review."
+    )
+    deadline: datetime
+
+
+class ApprovalResolved(Payload):
+    """A human (or the timeout) decided on an approval."""
+
+    approval_id: str
+    decision: Literal["approved", "rejected", "changes_requested"]
+    decided_by: str
+    decided_at: datetime = Field(default_factory=utcnow)
+    reason: str = ""
+    comments: list[str] = Field(default_factory=list)
+    expired: bool = False
+
+
+class TaskCompleted(Payload):
+    """Every stage ran; success means every stage met its threshold."""
+
+    workflow: Workflow
+    success: bool
+    quality: float
+    final_output: str
+    execution_time_s: float
+
+
+class TaskFailed(Payload):
+    """The task ended without completing (rejected, budget, error)."""
+
+    workflow: Workflow | None = None
+    goal: str = ""
+    reason: Literal["rejected", "budget_exhausted", "error", "invalid_plan", "expired"]
+    error: str
+    execution_time_s: float = 0.0
+
+
+class FeedbackGiven(Payload):
+    """A user rated a task's result."""
+
+    task_id: str
+    rating: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=2000)
+
+
+class ExperimentConcluded(Payload):
+    """An A/B test of sequences was stopped with promotion: memory stores the winner's route."""
+
+    experiment_id: str
+    winner: Literal["A", "B"]
+    agent_sequence: list[str] = Field(min_length=1)
+    mean_quality: float = Field(ge=0, le=1)
+
+
+EVENT_TYPES: dict[str, type[Payload]] = {
+    cls.event_type: cls
+    for cls in (
+        TaskRequested,
+        SequenceChosen,
+        StageAssigned,
+        StageCleared,
+        CritiqueDone,
+        StageCompleted,
+        StageAdvanced,
+        ApprovalNeeded,
+        ApprovalResolved,
+        TaskCompleted,
+        TaskFailed,
+        FeedbackGiven,
+        ExperimentConcluded,
+    )
+}
+
+P = TypeVar("P", bound=Payload)
+Q = TypeVar("Q", bound=Payload)
+
+
+class Envelope(BaseModel, Generic[P]):
+    """What travels on every stream. Upstream systems may publish TaskRequested."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: str = Field(description="The payload's event type, e.g. TaskRequested.")
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Envelope schema version.")
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: str = Field(min_length=1, max_length=100, description="The task id.")
+    causation_id: str | None = Field(default=None, description="The event that caused this one.")
+    workspace_id: WorkspaceId
+    user_id: UserId | None = None
+    context: AgentContext
+    payload: P
+    trace_context: dict[str, str] | None = Field(
+        default=None,
+        # Left out when absent, so without tracing the JSON is exactly what consumers of
+        # version 1 always read (a field rule: a model serializer would take pydantic's
+        # encoding off its fast path for every event).
+        exclude_if=lambda value: value is None,
+        description="Optional W3C trace context (traceparent, tracestate) of the publisher.",
+        examples=[{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}],
+    )
+
+    @field_validator("schema_version")
+    @classmethod
+    def _supported_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported schema_version {value}; this build reads {SCHEMA_VERSION}"
+            )
+        return value
+
+    def follow(self, payload: Q, *, key: str = "") -> Envelope[Q]:
+        """The next event in the chain; its id is derived so a redelivery yields the same id."""
+        event_type = type(payload).event_type
+        return envelope_class(type(payload))(
+            event_id=str(uuid.uuid5(_EVENT_NAMESPACE, f"{self.event_id}/{event_type}/{key}")),
+            type=event_type,
+            correlation_id=self.correlation_id,
+            causation_id=self.event_id,
+            workspace_id=self.workspace_id,
+            user_id=self.user_id,
+            context=self.context,
+            payload=payload,
+        )
+
+    @property
+    def stream(self) -> str:
+        return stream_for(self.type, self.workspace_id)
+
+
+def envelope_class(payload_type: type[P]) -> type[Envelope[P]]:
+    """The parametrised envelope model for one payload type."""
+    return _envelope_classes(payload_type)
+
+
+@functools.cache
+def _envelope_classes(payload_type: type[Payload]) -> type[Envelope[Any]]:
+    """pydantic caches `Envelope[X]` too, but its lookup (generic keys, typing introspection)
+    cost ~4% of a delivery in the bus-floor profile; this is one dict lookup."""
+    return Envelope[payload_type]  # type: ignore[valid-type]
+
+
+def new_envelope(
+    payload: P,
+    *,
+    workspace_id: str,
+    context: AgentContext | None = None,
+    user_id: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_id: str | None = None,
+) -> Envelope[P]:
+    """The first event of a chain (or one started by a person, like a decision)."""
+    task_id = correlation_id or str(uuid.uuid4())
+    ctx = context or AgentContext(
+        workspace_id=workspace_id, correlation_id=task_id, user_id=user_id
+    )
+    return envelope_class(type(payload))(
+        event_id=event_id or str(uuid.uuid4()),
+        type=type(payload).event_type,
+        correlation_id=task_id,
+        causation_id=causation_id,
+        workspace_id=workspace_id,
+        user_id=user_id,
+        context=ctx,
+        payload=payload,
+    )
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    """JSON Schema of the envelope for every event type (a oneOf), for upstream publishers."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()
+    ]
+    refs, schema = models_json_schema(models, ref_template="#/$defs/{model}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "RaptorFlow event envelope",
+        "description": (
+            f"Schema version {SCHEMA_VERSION}. Publish on stream '{STREAM_PREFIX}<type>' as "
+            f"the single field '__data__' holding this JSON; 'type' names the payload."
+        ),
+        "oneOf": [refs[model] for model in models],
+        "$defs": schema["$defs"],
+    }

@@ -1,0 +1,188 @@
+"""Every Redis key the system uses, in one place; all workspace data is scoped by workspace.
+
+The seed's memory keys keep the seed's exact shape; ours use `memory:` for what
+the memory service owns and `rf:ws:{workspace}:` for operational state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from shared.contract import topology
+
+TASK_HISTORY_TTL_S = 30 * 24 * 3600
+CRITIQUE_TTL_S = 7 * 24 * 3600
+SHARED_POOL_WORKSPACE = "__shared_pool__"  # the opt-in cross-workspace pool (shared_learning)
+
+
+def _ws(workspace_id: str) -> str:
+    """The workspace segment, hash-tagged by partition when the deployment uses a cluster."""
+    return topology.current().scoped(workspace_id)
+
+
+def goal_hash(goal: str) -> str:
+    """Stable id of a goal: normalised whitespace and case, sha256, 16 hex chars."""
+    normalised = " ".join(goal.lower().split())
+    return hashlib.sha256(normalised.encode()).hexdigest()[:16]
+
+
+def task_history(workspace_id: str, goal_hash_value: str) -> str:
+    return f"memory:task_history:{_ws(workspace_id)}:{goal_hash_value}"
+
+
+def task_history_index(workspace_id: str) -> str:
+    """Sorted set of goal hashes by last store time (recent history, no SCAN)."""
+    return f"memory:task_history_index:{_ws(workspace_id)}"
+
+
+def critique(workspace_id: str, content_id: str) -> str:
+    return f"memory:critique:{_ws(workspace_id)}:{content_id}"
+
+
+def routing_decision(workspace_id: str, task_id: str) -> str:
+    return f"memory:routing:{_ws(workspace_id)}:{task_id}"
+
+
+def agent_performance(workspace_id: str, task_type: str, agent: str) -> str:
+    return f"memory:perf:{_ws(workspace_id)}:{task_type}:{agent}"
+
+
+def performance_index(workspace_id: str) -> str:
+    """Set of `task_type:agent` pairs that have aggregates in this workspace."""
+    return f"memory:perf_index:{_ws(workspace_id)}"
+
+
+def performance_step(workspace_id: str, task_type: str) -> str:
+    """Outcomes seen for a task type: the clock of the bandit's discounting."""
+    return f"memory:perf_step:{_ws(workspace_id)}:{task_type}"
+
+
+def vector_set(workspace_id: str) -> str:
+    return f"memory:vset:{_ws(workspace_id)}"
+
+
+def task_view(workspace_id: str, task_id: str) -> str:
+    """The task's status and stage outputs, for GET /tasks/{id}."""
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}"
+
+
+def task_stages(workspace_id: str, task_id: str) -> str:
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:stages"
+
+
+def processed(workspace_id: str, service: str, event_id: str) -> str:
+    """Marker that a service already applied an event (idempotency)."""
+    return f"rf:ws:{_ws(workspace_id)}:processed:{service}:{event_id}"
+
+
+def checkpoints_config(workspace_id: str) -> str:
+    return f"rf:ws:{_ws(workspace_id)}:checkpoints"
+
+
+def approval(workspace_id: str, approval_id: str) -> str:
+    return f"rf:ws:{_ws(workspace_id)}:approval:{approval_id}"
+
+
+def approvals_pending(workspace_id: str) -> str:
+    return f"rf:ws:{_ws(workspace_id)}:approvals:pending"
+
+
+def approval_deadlines(workspace_id: str) -> str:
+    """Sorted set of `workspace|approval_id` by deadline, one per partition (the workspace's,
+    so it is written in the same transaction as the approval), so one sweep finds all."""
+    return f"rf:approvals:deadlines{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_approval_deadlines() -> list[str]:
+    return [f"rf:approvals:deadlines{s}" for s in topology.current().suffixes()]
+
+
+def handler_error(service: str, stream: str, message_id: str) -> str:
+    """Failure count of one message; names its stream, so it shares the stream's cluster slot
+    (the first `{...}` in a key decides the slot, and a partitioned stream carries `{pK}`)."""
+    return f"rf:errors:{service}:{stream}:{message_id}"
+
+
+def sequence_counts(workspace_id: str) -> str:
+    """Hash: agent sequence (JSON) -> successful tasks that used it (a calibration feature)."""
+    return f"memory:sequences:{_ws(workspace_id)}"
+
+
+def pool_sequence_counts(contributor_workspace_id: str) -> str:
+    """The shared pool's sequence counts, kept in each contributor's partition: the count
+    commits in the contributor's own transaction (one cluster slot); readers add up all."""
+    suffix = topology.current().workspace_suffix(contributor_workspace_id)
+    return f"memory:sequences:{SHARED_POOL_WORKSPACE}{suffix}"
+
+
+def all_pool_sequence_counts() -> list[str]:
+    return [f"memory:sequences:{SHARED_POOL_WORKSPACE}{s}" for s in topology.current().suffixes()]
+
+
+def sequence_vectors(workspace_id: str) -> str:
+    """Hash: agent sequence (JSON) -> sum of its successful tasks' goal vectors (float64
+    bytes), so the router can compare a request with each sequence's centroid."""
+    return f"memory:sequence_vectors:{_ws(workspace_id)}"
+
+
+def pool_sequence_vectors(contributor_workspace_id: str) -> str:
+    """The shared pool's vector sums, per contributor partition like its counts."""
+    suffix = topology.current().workspace_suffix(contributor_workspace_id)
+    return f"memory:sequence_vectors:{SHARED_POOL_WORKSPACE}{suffix}"
+
+
+def all_pool_sequence_vectors() -> list[str]:
+    return [f"memory:sequence_vectors:{SHARED_POOL_WORKSPACE}{s}" for s in topology.current().suffixes()]
+
+
+def audit(workspace_id: str) -> str:
+    """Stream of every checkpoint evaluation and decision in the workspace (capped)."""
+    return f"rf:ws:{_ws(workspace_id)}:audit"
+
+
+def webhooks_config(workspace_id: str) -> str:
+    return f"rf:ws:{_ws(workspace_id)}:webhooks"
+
+
+def webhook_delivery(workspace_id: str, approval_id: str) -> str:
+    """Hash: the signed body and, per target n, `n:url`, `n:attempts`, `n:last_status`..."""
+    return f"rf:ws:{_ws(workspace_id)}:webhook:{approval_id}"
+
+
+def webhook_outbox(workspace_id: str) -> str:
+    """Sorted set of `workspace|approval_id|target` by next attempt time, one per partition."""
+    return f"rf:webhooks:outbox{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_webhook_outboxes() -> list[str]:
+    return [f"rf:webhooks:outbox{s}" for s in topology.current().suffixes()]
+
+
+def experiment(workspace_id: str, experiment_id: str) -> str:
+    """JSON config of one A/B test of sequences (written by the gateway/CLI)."""
+    return f"memory:experiment:{_ws(workspace_id)}:{experiment_id}"
+
+
+def experiments_index(workspace_id: str) -> str:
+    """Sorted set of experiment ids by creation time."""
+    return f"memory:experiments:{_ws(workspace_id)}"
+
+
+def experiments_running(workspace_id: str) -> str:
+    """Set of running experiment ids: what the router checks on every request."""
+    return f"memory:experiments_running:{_ws(workspace_id)}"
+
+
+def experiment_arm(workspace_id: str, experiment_id: str, arm: str) -> str:
+    """Hash of one arm's counters (assigned, tasks, successes, quality sums); memory writes."""
+    return f"memory:experiment:{_ws(workspace_id)}:{experiment_id}:arm:{arm}"
+
+
+def experiment_goals(workspace_id: str, experiment_id: str) -> str:
+    """Hash goal_hash -> goal of the experiment's finished tasks (what promotion relabels)."""
+    return f"memory:experiment:{_ws(workspace_id)}:{experiment_id}:goals"
+
+
+def routing_calibration(workspace_id: str) -> str:
+    """Hash: the workspace's online correction of the router's confidence (shared.domain.recalibration)."""
+    return f"memory:routing_calibration:{_ws(workspace_id)}"

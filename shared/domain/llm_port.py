@@ -1,0 +1,46 @@
+"""The LLM as the domain sees it: one request, one reply, behind a Protocol.
+
+Domain logic (routing's planner, self-correction) calls an `LLMProvider`; the adapters in
+`shared.llm` implement it (the official OpenAI client, the labelled offline provider).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from shared.contract.events import Usage
+
+Purpose = Literal["generate", "critique", "revise", "plan"]
+OFFLINE = "offline"
+
+
+class LLMRequest(BaseModel):
+    """One chat call. `facts` carries the structured inputs a deterministic provider needs."""
+
+    purpose: Purpose
+    system: str
+    user: str
+    json_schema: dict[str, Any] | None = Field(default=None, description="Ask for this JSON.")
+    schema_name: str = "answer"
+    facts: dict[str, Any] = Field(default_factory=dict)
+    max_tokens: int = 1200
+
+
+class LLMReply(BaseModel):
+    text: str
+    usage: Usage
+    provider: str
+    model: str
+
+
+class LLMError(RuntimeError):
+    """The LLM could not answer after the client's retries."""
+
+
+class LLMProvider(Protocol):
+    name: str
+    model: str
+
+    async def complete(self, request: LLMRequest) -> LLMReply: ...

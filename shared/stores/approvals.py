@@ -1,0 +1,245 @@
+"""Durable approvals: one hash per approval, deadlines in a sorted set.
+
+A decision (by a person or by the timeout) moves an approval out of `pending`
+and publishes `ApprovalResolved` in the same Redis transaction, so it happens
+exactly once however many gateways or checkpoint replicas race for it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from shared.contract import keys
+from shared.contract.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
+from shared.messaging.bus import add_publish
+from shared.observability.telemetry import observe_approval_decided
+from shared.stores import audit
+
+APPROVAL_TTL_S = 30 * 24 * 3600
+Decision = Literal["approved", "rejected", "changes_requested"]
+
+
+class ApprovalConflict(Exception):
+    """The approval is no longer pending (already decided or expired)."""
+
+    def __init__(self, approval_id: str, status: str):
+        super().__init__(f"approval {approval_id} is already {status}")
+        self.status = status
+
+
+class ApprovalNotFound(KeyError):
+    pass
+
+
+class ApprovalRecord(BaseModel):
+    approval_id: str
+    workspace_id: str
+    status: str
+    deadline: float
+    created_at: float
+    needed: Envelope[ApprovalNeeded]
+    decided_by: str | None = None
+    decided_at: float | None = None
+    reason: str = ""
+    escalated: bool = False
+
+    @property
+    def deadline_iso(self) -> str:
+        return datetime.fromtimestamp(self.deadline, UTC).isoformat()
+
+
+def _deadline_member(workspace_id: str, approval_id: str) -> str:
+    return f"{workspace_id}|{approval_id}"
+
+
+def parse_deadline_member(member: bytes | str) -> tuple[str, str]:
+    text = member.decode() if isinstance(member, bytes) else member
+    workspace_id, approval_id = text.split("|", 1)
+    return workspace_id, approval_id
+
+
+def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> None:
+    """Queue the writes that create a pending approval (inside a handler's transaction)."""
+    p = needed.payload
+    key = keys.approval(needed.workspace_id, p.approval_id)
+    deadline = p.deadline.timestamp()
+    tx.hset(
+        key,
+        mapping={
+            "approval_id": p.approval_id,
+            "workspace_id": needed.workspace_id,
+            "status": "pending",
+            "deadline": str(deadline),
+            "created_at": str(now),
+            "needed": needed.model_dump_json(),
+        },
+    )
+    tx.expire(key, APPROVAL_TTL_S)
+    tx.zadd(
+        keys.approval_deadlines(needed.workspace_id),
+        {_deadline_member(needed.workspace_id, p.approval_id): deadline}
+    )
+    tx.sadd(keys.approvals_pending(needed.workspace_id), p.approval_id)
+
+
+def _record(raw: dict[bytes, bytes]) -> ApprovalRecord:
+    data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    data["needed"] = Envelope[ApprovalNeeded].model_validate_json(data["needed"])
+    data["escalated"] = data.get("escalated") == "1"
+    return ApprovalRecord.model_validate(data)
+
+
+async def _watched(redis: Redis, tx: Pipeline, key: str, approval_id: str) -> ApprovalRecord:
+    """WATCH an approval and read it, so a concurrent change aborts the caller's EXEC.
+
+    Read on the client, not on the watching pipeline: a cluster pipeline cannot run
+    commands between WATCH and MULTI, and a read after WATCH on any connection is as
+    safe (a change after WATCH aborts the EXEC; one before it is seen by the read)."""
+    await tx.watch(key)
+    raw = await redis.hgetall(key)
+    if not raw:
+        raise ApprovalNotFound(approval_id)
+    return _record(raw)
+
+
+async def get_approval(redis: Redis, workspace_id: str, approval_id: str) -> ApprovalRecord:
+    raw = await redis.hgetall(keys.approval(workspace_id, approval_id))
+    if not raw:
+        raise ApprovalNotFound(approval_id)
+    return _record(raw)
+
+
+async def list_pending(redis: Redis, workspace_id: str) -> list[ApprovalRecord]:
+    ids = sorted(m.decode() for m in await redis.smembers(keys.approvals_pending(workspace_id)))
+    records = []
+    for approval_id in ids:
+        try:
+            records.append(await get_approval(redis, workspace_id, approval_id))
+        except ApprovalNotFound:
+            continue
+    return sorted(records, key=lambda r: r.deadline)
+
+
+async def decide(
+    redis: Redis,
+    workspace_id: str,
+    approval_id: str,
+    *,
+    decision: Decision,
+    decided_by: str,
+    reason: str = "",
+    comments: list[str] | None = None,
+    expired: bool = False,
+    maxlen: int = 100_000,
+) -> Envelope[ApprovalResolved]:
+    """Atomically decide a pending approval and publish ApprovalResolved (exactly once)."""
+    key = keys.approval(workspace_id, approval_id)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                record = await _watched(redis, tx, key, approval_id)
+                if record.status != "pending":
+                    raise ApprovalConflict(approval_id, record.status)
+                now = datetime.now(UTC)
+                if expired and record.deadline > now.timestamp():
+                    # another replica escalated it after this one saw it due
+                    raise ApprovalConflict(approval_id, "escalated")
+                needed = record.needed
+                resolved = new_envelope(
+                    ApprovalResolved(
+                        approval_id=approval_id,
+                        decision=decision,
+                        decided_by=decided_by,
+                        decided_at=now,
+                        reason=reason,
+                        comments=comments or [],
+                        expired=expired,
+                    ),
+                    workspace_id=workspace_id,
+                    context=needed.context,
+                    user_id=needed.user_id,
+                    correlation_id=needed.correlation_id,
+                    causation_id=needed.event_id,
+                )
+                tx.multi()
+                tx.hset(
+                    key,
+                    mapping={
+                        "status": "expired" if expired else decision,
+                        "decided_by": decided_by,
+                        "decided_at": str(now.timestamp()),
+                        "reason": reason,
+                    },
+                )
+                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
+                tx.srem(keys.approvals_pending(workspace_id), approval_id)
+                add_publish(tx, resolved, maxlen)
+                audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
+                await tx.execute()
+                observe_approval_decided(decision, expired, now.timestamp() - record.created_at)
+                return resolved
+            except WatchError:
+                continue
+
+
+async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: float) -> bool:
+    """Give a timed-out approval one more period (once, across racing replicas)."""
+    key = keys.approval(workspace_id, approval_id)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                record = await _watched(redis, tx, key, approval_id)
+                if record.escalated or record.status != "pending":
+                    return False
+                deadline = datetime.now(UTC).timestamp() + extend_s
+                member = _deadline_member(workspace_id, approval_id)
+                tx.multi()
+                tx.hset(key, mapping={"escalated": "1", "deadline": str(deadline)})
+                tx.zadd(keys.approval_deadlines(workspace_id), {member: deadline})
+                audit.add_entry(
+                    tx,
+                    workspace_id,
+                    audit.AuditEntry(
+                        kind="escalation",
+                        task_id=record.needed.payload.workflow.task_id,
+                        checkpoint=record.needed.payload.checkpoint,
+                        data={"approval_id": approval_id, "new_deadline": deadline},
+                    ),
+                )
+                await tx.execute()
+                return True
+            except WatchError:
+                continue
+
+
+def decision_entry(needed: ApprovalNeeded, resolved: ApprovalResolved) -> audit.AuditEntry:
+    """The audit entry of a decision: who, when, what, and why."""
+    return audit.AuditEntry(
+        kind="decision",
+        task_id=needed.workflow.task_id,
+        checkpoint=needed.checkpoint,
+        at=resolved.decided_at,
+        data={
+            "approval_id": resolved.approval_id,
+            "decision": resolved.decision,
+            "decided_by": resolved.decided_by,
+            "reason": resolved.reason,
+            "comments": resolved.comments,
+            "expired": resolved.expired,
+        },
+    )
+
+
+async def due_approvals(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
+    """Overdue approvals of every partition (one sorted set per partition)."""
+    due: list[tuple[str, str]] = []
+    for deadlines in keys.all_approval_deadlines():
+        members = await redis.zrangebyscore(deadlines, "-inf", now, start=0, num=limit)
+        due += [parse_deadline_member(m) for m in members]
+    return due
