@@ -13,6 +13,7 @@ from shared.app.facade import context_inputs, context_with, route
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, TaskRequested
 from shared.domain.llm_port import LLMError
+from shared.domain.patterns import PatternError
 from shared.domain.routing import PlanError, RouteDecision
 from shared.stores.experiment_store import experiment_route
 
@@ -48,6 +49,8 @@ async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision |
         )
     except (logic.InvalidRequestedSequence, PlanError, LLMError) as exc:
         return str(exc)
+    except PatternError as exc:  # a stored experiment from before today's pattern rules
+        return f"a stored experiment cannot run: {exc}; stop it or create it again"
 
 
 def build(deps: Deps) -> Service:

@@ -6,7 +6,9 @@ outcomes, and the report is computed here from those counters.
 
 Matching is a case-insensitive regular expression searched in the goal: it is
 deterministic, cheap on the router's hot path, and says exactly which goals are
-in the test (an embedding threshold would silently drift with the model).
+in the test (an embedding threshold would silently drift with the model). The
+pattern is a tenant's, so it runs on RE2 in linear time with a bounded program
+(`shared.domain.patterns`); callers on an event loop run `first_match` in a thread.
 Assignment hashes (experiment id, task id), so a redelivered request lands in
 the same arm and the split holds in expectation without any shared counter.
 Significance is the exact Beta-posterior probability that one arm's success
@@ -18,15 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.domain import patterns
+
 Arm = Literal["A", "B"]
 SIGNIFICANCE_LEVEL = 0.95
 """A leader is called significant when P(it is better) reaches this."""
+MAX_RUNNING = 20
+"""Running experiments per workspace: every task's goal is matched against each."""
 
 
 class ExperimentSpec(BaseModel):
@@ -37,8 +41,11 @@ class ExperimentSpec(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     goal_pattern: str = Field(
         min_length=1,
-        max_length=500,
-        description="Case-insensitive regex searched in the goal; matching tasks join the test.",
+        max_length=patterns.MAX_PATTERN_LENGTH,
+        description="Case-insensitive RE2 regular expression searched in the goal; matching "
+        "tasks join the test. RE2 syntax (no backreferences or lookaround), at most "
+        f"{patterns.MAX_PATTERN_LENGTH} characters and {patterns.MAX_PROGRAM_SIZE} compiled "
+        "instructions.",
         examples=["launch (email|newsletter)"],
     )
     arm_a: list[str] = Field(min_length=1, max_length=8, description="Agent sequence of arm A.")
@@ -51,10 +58,9 @@ class ExperimentSpec(BaseModel):
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:
-            re.compile(value, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
+            return patterns.check_pattern(value)
+        except patterns.PatternError as exc:
+            raise ValueError(f"goal_pattern: {exc}") from exc
 
     @model_validator(mode="after")
     def _different_arms(self) -> ExperimentSpec:
@@ -64,9 +70,18 @@ class ExperimentSpec(BaseModel):
 
 
 class Experiment(ExperimentSpec):
-    """A stored experiment: the spec plus its identity and lifecycle."""
+    """A stored experiment: the spec plus its identity and lifecycle.
+
+    Its pattern was checked when it was created; a stored one that today's rules refuse
+    (written by an older version) still loads, so it can be listed and stopped, and
+    `matches` raises PatternError for it, which fails the task that met it visibly."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("goal_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return value
 
     experiment_id: str
     workspace_id: str
@@ -80,14 +95,9 @@ class Experiment(ExperimentSpec):
         return self.arm_a if arm == "A" else self.arm_b
 
 
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
 def matches(experiment: ExperimentSpec, goal: str) -> bool:
-    """Whether a goal belongs to the experiment's kind of goal."""
-    return _compiled(experiment.goal_pattern).search(goal) is not None
+    """Whether a goal belongs to the experiment's kind of goal (linear time, RE2)."""
+    return patterns.search(experiment.goal_pattern, goal)
 
 
 def first_match(experiments: list[Experiment], goal: str) -> Experiment | None:
@@ -96,7 +106,15 @@ def first_match(experiments: list[Experiment], goal: str) -> Experiment | None:
         (e for e in experiments if e.status == "running"),
         key=lambda e: (e.created_at, e.experiment_id),
     )
-    return next((e for e in running if matches(e, goal)), None)
+    for experiment in running:
+        try:
+            if matches(experiment, goal):
+                return experiment
+        except patterns.PatternError as exc:
+            raise patterns.PatternError(
+                f"experiment {experiment.experiment_id} ({experiment.name!r}): goal_pattern {exc}"
+            ) from exc
+    return None
 
 
 def bucket(experiment_id: str, task_id: str) -> float:

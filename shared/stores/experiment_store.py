@@ -9,6 +9,7 @@ memory service, not the gateway, writes the winner into routing memory.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -20,6 +21,7 @@ from shared.app.runtime import Deps
 from shared.contract import keys
 from shared.contract.events import Envelope, ExperimentConcluded, new_envelope
 from shared.domain.experiments import (
+    MAX_RUNNING,
     Arm,
     ArmStats,
     Experiment,
@@ -43,7 +45,14 @@ class ExperimentConflict(RuntimeError):
 
 
 async def create(redis: Redis, workspace_id: str, spec: ExperimentSpec) -> Experiment:
-    """Store a new running experiment; it applies to the next matching request."""
+    """Store a new running experiment; it applies to the next matching request.
+
+    At most MAX_RUNNING run at once (ExperimentConflict): the router matches every
+    task's goal against each running pattern."""
+    if await redis.scard(keys.experiments_running(workspace_id)) >= MAX_RUNNING:
+        raise ExperimentConflict(
+            f"{MAX_RUNNING} experiments are already running in this workspace; stop one first"
+        )
     experiment = Experiment(
         **spec.model_dump(),
         experiment_id=uuid.uuid4().hex[:12],
@@ -172,13 +181,18 @@ def _conclusion(
 async def experiment_route(
     deps: Deps, goal: str, workspace_id: str, task_id: str
 ) -> RouteDecision | None:
-    """The arm's sequence when a running experiment matches the goal, else None.
+    """The arm's sequence when a running experiment matches the goal, else None
+    (PatternError when a stored pattern cannot run: the caller fails the task with it).
 
     Confidence is the arm's posterior mean success rate so far (Beta(1, 1) prior):
     an experiment deliberately runs a sequence it is not yet sure of. Neighbours
     are still recalled so the task's context carries its past successes.
     """
-    experiment = first_match(await running(deps.redis, workspace_id), goal)
+    candidates = await running(deps.redis, workspace_id)
+    if not candidates:
+        return None
+    # RE2 is linear and releases the GIL: in a thread, a match never stalls the event loop.
+    experiment = await asyncio.to_thread(first_match, candidates, goal)
     if experiment is None:
         return None
     arm = assign_arm(experiment, task_id)

@@ -84,7 +84,10 @@ async def create_experiment(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"arm_a/arm_b: unknown agents {', '.join(sorted(set(unknown)))}",
         )
-    return await experiment_store.create(d.redis, workspace_id, body)
+    try:
+        return await experiment_store.create(d.redis, workspace_id, body)
+    except experiment_store.ExperimentConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
 
 
 @router.get("/workspaces/{workspace_id}/experiments", response_model=list[ExperimentReport])

@@ -1,0 +1,87 @@
+"""A tenant's regular expression runs in linear time, bounded, and off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from shared.domain import patterns
+from shared.domain.experiments import Experiment, ExperimentSpec, first_match
+
+CATASTROPHIC = ["(a+)+$", "(a|aa)*b", "(x+x+)+y", "((((a*)*)*)*)*$", "(\\w+\\s?)*$", "(.*a){12}"]
+
+
+def spec(pattern: str) -> ExperimentSpec:
+    return ExperimentSpec(name="x", goal_pattern=pattern, arm_a=["content"], arm_b=["research"])
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_backtracking_bombs_match_a_long_goal_in_linear_time(pattern: str) -> None:
+    goal = "a" * 3999 + "!"
+    started = time.perf_counter()
+    patterns.search(spec(pattern).goal_pattern, goal)
+    assert time.perf_counter() - started < 0.05
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("(unclosed", "regular expression"),
+        ("(a)\\1", "regular expression"),  # a backreference: not linear, RE2 refuses it
+        ("(?=a)b", "regular expression"),  # lookahead likewise
+        (".{0,1000}" * 5 + "z", "too complex"),  # linear but 45,000 instructions
+        ("a{0,990}z", "too complex"),
+        ("a" * (patterns.MAX_PATTERN_LENGTH + 1), "256"),
+        ("\ud800", "unicode"),
+    ],
+)
+def test_patterns_that_cannot_run_cheaply_are_refused_with_the_reason(pattern: str, why: str):
+    with pytest.raises(ValidationError, match=why):
+        spec(pattern)
+
+
+def test_the_largest_allowed_programs_stay_fast_on_the_longest_goal() -> None:
+    goal = "a" * 3999 + "!"
+    for pattern in ["a{0,250}z", "(a|aa){0,120}b", "(?:a?){100}a{100}", "[a-z]{1,30}[a-z]{1,30}q"]:
+        patterns.check_pattern(pattern)
+        started = time.perf_counter()
+        patterns.search(pattern, goal)
+        assert time.perf_counter() - started < 0.05, pattern
+
+
+def test_matching_tolerates_text_that_is_not_valid_unicode() -> None:
+    assert patterns.search("launch", "\ud800 launch")
+    assert not patterns.search("launch", "\ud800")
+
+
+def test_a_stored_pattern_from_older_rules_still_loads_and_fails_only_when_matched() -> None:
+    stored = Experiment.model_validate(
+        {
+            "name": "old", "goal_pattern": "(a)\\1", "arm_a": ["content"], "arm_b": ["research"],
+            "experiment_id": "e1", "workspace_id": "ws",
+        }
+    )
+    with pytest.raises(patterns.PatternError, match="e1"):
+        first_match([stored], "aa")
+
+
+async def test_a_match_in_a_thread_leaves_the_event_loop_free() -> None:
+    """RE2 releases the GIL: the loop keeps ticking while a worker thread matches."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    ticker = asyncio.create_task(tick())
+    text = "a" * 2_000_000
+    started = time.perf_counter()
+    await asyncio.to_thread(patterns.search, "[a-z]{1,30}[a-z]{1,30}q", text)
+    elapsed = time.perf_counter() - started
+    ticker.cancel()
+    assert ticks >= elapsed / 0.001 * 0.3, (ticks, elapsed)
