@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated key=workspace pairs (workspace '*' for all); gateway auth.",
     )
+    egress_allow: str = Field(
+        default="",
+        description="Comma-separated host names, IP addresses or CIDR networks that calls to "
+        "tenant-given URLs (webhooks) may reach although they are not public (loopback, private, "
+        "link-local...); empty = the public internet only. E.g. 'hooks.internal,10.1.0.0/16'.",
+    )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     metrics_port: int = Field(default=0, ge=0, description="0 disables the /metrics listener.")

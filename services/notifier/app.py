@@ -5,6 +5,10 @@ webhook never delays gating. The handler only records the delivery and queues
 it in a durable outbox (a sorted set by next attempt time); a background loop
 leases due entries, POSTs them, and records every attempt, so a crash loses
 no notification and a retry survives a restart.
+
+The URLs are tenants': every POST goes through the outbound-address guard
+(`shared.egress`), a refused one fails at once, and the record a tenant reads says
+only "refused by policy" or "delivery failed" (the network's error goes to the log).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, Envelope
+from shared.egress import guard
 from shared.stores import webhooks
 
 SERVICE = "notifier"
 LEASE_S = 30.0
 HTTP_TIMEOUT_S = 10.0
+ATTEMPT_TIMEOUT_S = 20.0  # the whole attempt: a receiver trickling headers cannot hold it longer
 BATCH = 20
 
 log = logging.getLogger("raptorflow.notifier")
@@ -43,7 +49,11 @@ return due
 async def on_approval_needed(
     event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
-    config = await webhooks.load_config(deps.redis, event.workspace_id)
+    try:
+        config = await webhooks.load_config(deps.redis, event.workspace_id)
+    except webhooks.ConfigUnreadable as exc:  # no URL to send to; the approval still waits
+        log.warning("webhooks not sent", extra={"service": SERVICE, "error": str(exc)})
+        return ()
     if config is None or not config.urls:
         return ()
     webhooks.add_delivery(
@@ -77,7 +87,10 @@ async def deliver_one(
     body, url, attempts_raw = await deps.redis.hmget(
         key, ["body", f"{target}:url", f"{target}:attempts"]
     )
-    config = await webhooks.load_config(deps.redis, workspace_id)
+    try:
+        config = await webhooks.load_config(deps.redis, workspace_id)
+    except webhooks.ConfigUnreadable:
+        config = None
     if body is None or url is None or config is None:
         await deps.redis.zrem(keys.webhook_outbox(workspace_id), member)
         return "failed"
@@ -91,12 +104,21 @@ async def deliver_one(
     }
     status_code: int | None = None
     error = ""
+    refused = False
     try:
-        response = await client.post(url.decode(), content=body, headers=headers)
-        status_code = response.status_code
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
-    verdict = logic.verdict(status_code, attempts)
+        async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+            # Streamed and never read: a receiver's body cannot fill our memory.
+            async with client.stream("POST", url.decode(), content=body, headers=headers) as response:
+                status_code = response.status_code
+    except (httpx.HTTPError, TimeoutError) as exc:
+        refused = isinstance(exc, guard.EgressRefused)
+        error = guard.tenant_message(exc)
+        log.warning(
+            "webhook attempt failed",
+            extra={"service": SERVICE, "workspace_id": workspace_id,
+                   "error": f"{type(exc).__name__}: {exc}"[:500]},
+        )
+    verdict = "failed" if refused else logic.verdict(status_code, attempts)
     now = time.time()
     fields: dict[str, str] = {
         f"{target}:attempts": str(attempts),
@@ -136,7 +158,8 @@ async def dispatch_once(deps: Deps, client: httpx.AsyncClient) -> int:
 
 async def dispatch_forever(deps: Deps) -> None:
     interval = max(deps.settings.poll_interval_ms / 1000, 0.05)
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+    policy = guard.policy_for(deps.settings.egress_allow)
+    async with guard.guarded_client(policy, timeout=HTTP_TIMEOUT_S) as client:
         await every(interval, lambda: dispatch_once(deps, client), "webhook dispatch")
 
 

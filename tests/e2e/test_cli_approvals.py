@@ -22,7 +22,10 @@ DONE = {"completed", "failed"}
 @pytest.fixture
 async def cli(redis_url, workspace) -> AsyncIterator:
     """Run a CLI command in a thread (it blocks on HTTP) while the gateway serves in this loop."""
-    settings = settings_for(redis_url, api_keys=f"k-alice={workspace}:alice")
+    # The webhook URLs below are on 127.0.0.1: the operator allow-list lets them through.
+    settings = settings_for(
+        redis_url, api_keys=f"k-alice={workspace}:alice", egress_allow="127.0.0.1"
+    )
     async with LocalStack(settings, with_gateway=True, start_redis=False) as stack:
         env = {"RAPTORFLOW_GATEWAY_URL": stack.gateway_url, "RAPTORFLOW_API_KEY": "k-alice"}
 

@@ -178,7 +178,9 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
     ws_a, ws_b = f"wsa-{uuid.uuid4().hex[:8]}", f"wsb-{uuid.uuid4().hex[:8]}"
     marker = f"zebra{uuid.uuid4().hex[:12]}"
     settings = settings_for(
-        redis_url, api_keys=f"{KEY_A}={ws_a}:alice,{KEY_B}={ws_b}:bob,{KEY_ALL}=*"
+        redis_url,
+        api_keys=f"{KEY_A}={ws_a}:alice,{KEY_B}={ws_b}:bob,{KEY_ALL}=*",
+        egress_allow="127.0.0.1",  # B's webhook URL is on 127.0.0.1
     )
     async with LocalStack(settings, with_gateway=True, start_redis=False) as stack:
         assert stack.deps is not None

@@ -66,7 +66,8 @@ async def test_approval_needed_is_delivered_signed_and_retried_after_a_500(
     redis_url, redis, workspace, receiver, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    settings = settings_for(redis_url)
+    # The receiver listens on 127.0.0.1, which the guard refuses unless the operator allows it.
+    settings = settings_for(redis_url, egress_allow="127.0.0.1")
     async with LocalStack(settings, start_redis=False) as stack:
         app = create_app(stack.settings, stack.deps)
         app.state.deps = stack.deps

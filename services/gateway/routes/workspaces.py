@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -11,6 +12,7 @@ from services.gateway.access import WorkspacePath, WorkspaceQuery, allow, get_de
 from shared.app.runtime import Deps
 from shared.contract import keys
 from shared.contract.models import WorkflowCheckpoints
+from shared.egress import guard
 from shared.stores import audit, webhooks
 
 
@@ -33,8 +35,14 @@ class WebhooksView(BaseModel):
     secret: str | None = Field(
         default=None, description="Only when the server generated it: shown this once."
     )
+    error: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Only when the stored configuration does not load (PUT a new one).",
+    )
 
 
+log = logging.getLogger("raptorflow.gateway")
 router = APIRouter(tags=["workspaces"])
 
 
@@ -45,8 +53,21 @@ async def put_webhooks(
     workspace_id: str = WorkspacePath,
 ) -> WebhooksView:
     allow(request, workspace_id)
-    redis = get_deps(request).redis
-    current = await webhooks.load_config(redis, workspace_id)
+    d = get_deps(request)
+    policy = guard.policy_for(d.settings.egress_allow)
+    for n, url in enumerate(body.urls):
+        try:
+            await policy.check_url(str(url))
+        except guard.EgressRefused as exc:
+            log.info("webhook URL refused", extra={"workspace_id": workspace_id, "error": str(exc)})
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"urls[{n}]: {guard.REFUSED}"
+            ) from exc
+    redis = d.redis
+    try:
+        current = await webhooks.load_config(redis, workspace_id)
+    except webhooks.ConfigUnreadable:
+        current = None  # replaced below: this is how an unreadable one is fixed
     generated = None
     if body.secret is not None:
         secret = body.secret
@@ -67,7 +88,10 @@ async def put_webhooks(
 @router.get("/workspaces/{workspace_id}/webhooks", response_model=WebhooksView)
 async def get_webhooks(request: Request, workspace_id: str = WorkspacePath) -> WebhooksView:
     allow(request, workspace_id)
-    config = await webhooks.load_config(get_deps(request).redis, workspace_id)
+    try:
+        config = await webhooks.load_config(get_deps(request).redis, workspace_id)
+    except webhooks.ConfigUnreadable as exc:
+        return WebhooksView(workspace_id=workspace_id, urls=[], secret_set=True, error=str(exc))
     return WebhooksView(
         workspace_id=workspace_id,
         urls=[str(u) for u in config.urls] if config else [],
