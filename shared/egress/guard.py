@@ -171,6 +171,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: EgressPolicy, **transport: Any):
         self.policy = policy
+        # No kept-alive connections: the pool is keyed by address, so a connection opened
+        # (and certificate-checked) for one name would be reused for another on that address.
+        transport.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
         self._inner = httpx.AsyncHTTPTransport(trust_env=False, **transport)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
