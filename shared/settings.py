@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         "tenant-given URLs (webhooks) may reach although they are not public (loopback, private, "
         "link-local...); empty = the public internet only. E.g. 'hooks.internal,10.1.0.0/16'.",
     )
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest request body the gateway reads (413 above)."
+    )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     metrics_port: int = Field(default=0, ge=0, description="0 disables the /metrics listener.")

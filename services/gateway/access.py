@@ -6,14 +6,22 @@ Both live on `app.state` (set by `create_app`), so each router is a plain module
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Path, Query, Request
 
 from services.gateway.auth import KeyRing, authorize
 from shared.app.runtime import Deps
+from shared.contract.models import ID_PATTERN
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 WorkspaceQuery = Query(pattern=WORKSPACE_PATTERN)
 WorkspacePath = Path(pattern=WORKSPACE_PATTERN)
+
+
+def IdPath() -> Any:
+    """A task, approval or experiment id in the path (one parameter object per use)."""
+    return Path(pattern=ID_PATTERN, description="A task, approval or experiment id.")
 
 
 def get_deps(request: Request) -> Deps:

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.gateway.auth import KeyRing
+from services.gateway.limits import add_edge_guards
 from services.gateway.metrics import add_metrics_route
 from services.gateway.routes import (
     approvals,
@@ -52,4 +53,5 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router)
     add_metrics_route(app)
+    add_edge_guards(app, settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from services.gateway.schemas import TaskSubmission
 from shared.contract.events import Envelope, TaskRequested, new_envelope
 from shared.contract.models import AgentContext
+from shared.messaging.codec import decode_envelope
 from shared.stores import approvals
 
 
@@ -35,6 +36,14 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
         user_id=body.user_id,
         correlation_id=task_id,
     )
+
+
+def undecodable(event: Envelope[TaskRequested]) -> str | None:
+    """Why the services could not decode this event (None: they can). The edge and the
+    services share their models, so this should never answer; it is the check that an
+    accepted task is one the services can process, whatever a later change loosens."""
+    _, reason = decode_envelope(event.model_dump_json().encode(), TaskRequested)
+    return reason or None
 
 
 def approval_summary(record: approvals.ApprovalRecord) -> dict[str, Any]:

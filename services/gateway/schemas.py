@@ -1,4 +1,8 @@
-"""HTTP request and response bodies (validated: a bad body gets 422 naming the field)."""
+"""HTTP request and response bodies (validated: a bad body gets 422 naming the field).
+
+Request fields use the contract's own types (`shared.contract.models`), the ones the
+services decode with, so what the gateway accepts the services can process.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contract.models import (
+    MAX_LIST_ITEMS,
+    AgentName,
+    AgentSequence,
     BudgetConstraints,
+    Goal,
+    JsonObject,
+    Label,
     QualityThresholds,
     SelfCorrectionConfig,
+    Text,
     UserId,
     WorkflowCheckpoints,
     WorkspaceId,
@@ -19,7 +30,7 @@ from shared.contract.models import (
 class OrchestrateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = Field(min_length=1, max_length=4000, examples=["Create a blog post about AI"])
+    goal: Goal = Field(examples=["Create a blog post about AI"])
     workspace_id: WorkspaceId
     user_id: UserId | None = None
 
@@ -39,12 +50,12 @@ class OrchestrateResponse(BaseModel):
 class SelfCorrectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent_name: str = Field(min_length=1, examples=["content"])
-    payload: dict[str, Any] = Field(examples=[{"goal": "Generate blog post", "topic": "AI"}])
+    agent_name: AgentName
+    payload: JsonObject = Field(examples=[{"goal": "Generate blog post", "topic": "AI"}])
     workspace_id: WorkspaceId
     user_id: UserId | None = None
     config: SelfCorrectionConfig | None = None
-    brand_voice: dict[str, Any] = Field(default_factory=dict)
+    brand_voice: JsonObject = Field(default_factory=dict)
     quality_thresholds: QualityThresholds = Field(default_factory=dict)
     budget_constraints: BudgetConstraints = Field(default_factory=dict)
 
@@ -52,16 +63,14 @@ class SelfCorrectRequest(BaseModel):
 class TaskSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = Field(
-        min_length=1, max_length=4000, examples=["Create a blog post about AI trends"]
-    )
+    goal: Goal = Field(examples=["Create a blog post about AI trends"])
     workspace_id: WorkspaceId
     user_id: UserId | None = None
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    agent_sequence: list[str] | None = None
-    brand_voice: dict[str, Any] = Field(default_factory=dict)
-    target_icps: list[str] = Field(default_factory=list)
-    user_preferences: dict[str, Any] = Field(default_factory=dict)
+    inputs: JsonObject = Field(default_factory=dict)
+    agent_sequence: AgentSequence | None = None
+    brand_voice: JsonObject = Field(default_factory=dict)
+    target_icps: list[Label] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    user_preferences: JsonObject = Field(default_factory=dict)
     quality_thresholds: QualityThresholds = Field(default_factory=dict)
     budget_constraints: BudgetConstraints = Field(default_factory=dict)
     self_correction: SelfCorrectionConfig | None = None
@@ -91,5 +100,5 @@ class DecisionRequest(BaseModel):
     decided_by: UserId | None = Field(
         default=None, description="Required unless the API key names its user (then it must match)."
     )
-    reason: str = Field(default="", max_length=2000)
-    comments: list[str] = Field(default_factory=list, max_length=20)
+    reason: Text = ""
+    comments: list[Text] = Field(default_factory=list, max_length=20)

@@ -9,22 +9,30 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.contract import topology
 from shared.contract.models import (
+    MAX_GOAL_CHARS,
     AgentContext,
+    AgentSequence,
     CheckpointCondition,
     CheckpointEvaluation,
+    ContractModel,
+    Goal,
+    Id,
+    JsonObject,
     SelfCorrectionConfig,
+    Text,
     UserId,
     WorkflowCheckpoints,
     WorkspaceId,
@@ -40,7 +48,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Payload(BaseModel):
+class Payload(ContractModel):
     """Base of every event payload; the class name is the event type."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,7 +96,7 @@ def dead_letter_streams() -> list[str]:
     return [f"{DEAD_LETTER_STREAM}{s}" for s in topology.current().suffixes()]
 
 
-class Usage(BaseModel):
+class Usage(ContractModel):
     """LLM usage, counted from the API's usage fields."""
 
     api_calls: int = 0
@@ -105,7 +113,7 @@ class Usage(BaseModel):
         )
 
 
-class RoutingInfo(BaseModel):
+class RoutingInfo(ContractModel):
     source: Literal["memory", "planner", "requested", "experiment"] = Field(
         description="memory: a proven sequence reused; planner: newly planned; requested: given; "
         "experiment: an A/B test's arm (experiment_id, experiment_arm)."
@@ -123,7 +131,7 @@ class RoutingInfo(BaseModel):
         "workspace's correction.")
 
 
-class StageOutcome(BaseModel):
+class StageOutcome(ContractModel):
     """The summary of one finished stage, kept in the workflow."""
 
     stage_index: int
@@ -137,12 +145,12 @@ class StageOutcome(BaseModel):
     duration_s: float = 0.0
 
 
-class Workflow(BaseModel):
+class Workflow(ContractModel):
     """The plan and the progress of one task; travels in every payload after routing."""
 
     task_id: str
-    goal: str = Field(max_length=4000)
-    inputs: dict[str, Any] = Field(default_factory=dict, description="Extra request inputs.")
+    goal: str = Field(max_length=MAX_GOAL_CHARS)
+    inputs: JsonObject = Field(default_factory=dict, description="Extra request inputs.")
     agent_sequence: list[str] = Field(min_length=1, description="The planned agents, in order.")
     stage_index: int = Field(default=0, ge=0)
     revision: int = Field(default=0, ge=0, description="Reviewer-requested reruns of this stage.")
@@ -174,11 +182,9 @@ class Workflow(BaseModel):
 class TaskRequested(Payload):
     """A user or an upstream system asks for a goal to be done."""
 
-    goal: str = Field(
-        min_length=1, max_length=4000, examples=["Create a blog post about AI trends"]
-    )
-    inputs: dict[str, Any] = Field(default_factory=dict, examples=[{"topic": "AI in healthcare"}])
-    agent_sequence: list[str] | None = Field(
+    goal: Goal = Field(examples=["Create a blog post about AI trends"])
+    inputs: JsonObject = Field(default_factory=dict, examples=[{"topic": "AI in healthcare"}])
+    agent_sequence: AgentSequence | None = Field(
         default=None, description="Skip routing and run exactly these agents."
     )
     self_correction: SelfCorrectionConfig | None = None
@@ -187,7 +193,7 @@ class TaskRequested(Payload):
     )
 
 
-class Neighbour(BaseModel):
+class Neighbour(ContractModel):
     goal_hash: str
     similarity: float
     quality: float
@@ -203,7 +209,7 @@ class SequenceChosen(Payload):
     reason: str = ""
 
 
-class SelectionInfo(BaseModel):
+class SelectionInfo(ContractModel):
     planned_agent: str
     reason: str
     fallback: str
@@ -248,7 +254,7 @@ class CritiqueDone(Payload):
     provider: str
 
 
-class SelfCorrectionMetadata(BaseModel):
+class SelfCorrectionMetadata(ContractModel):
     """Exactly the seed's four fields, plus ours after them."""
 
     iterations: int
@@ -307,8 +313,8 @@ class ApprovalResolved(Payload):
     decision: Literal["approved", "rejected", "changes_requested"]
     decided_by: str
     decided_at: datetime = Field(default_factory=utcnow)
-    reason: str = ""
-    comments: list[str] = Field(default_factory=list)
+    reason: Text = ""
+    comments: list[Text] = Field(default_factory=list, max_length=20)
     expired: bool = False
 
 
@@ -335,7 +341,7 @@ class TaskFailed(Payload):
 class FeedbackGiven(Payload):
     """A user rated a task's result."""
 
-    task_id: str
+    task_id: Id
     rating: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=2000)
 
@@ -372,27 +378,30 @@ P = TypeVar("P", bound=Payload)
 Q = TypeVar("Q", bound=Payload)
 
 
-class Envelope(BaseModel, Generic[P]):
+class Envelope(ContractModel, Generic[P]):
     """What travels on every stream. Upstream systems may publish TaskRequested."""
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    type: str = Field(description="The payload's event type, e.g. TaskRequested.")
+    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=100)
+    type: str = Field(max_length=64, description="The payload's event type, e.g. TaskRequested.")
     schema_version: int = Field(default=SCHEMA_VERSION, description="Envelope schema version.")
     occurred_at: datetime = Field(default_factory=utcnow)
-    correlation_id: str = Field(min_length=1, max_length=100, description="The task id.")
-    causation_id: str | None = Field(default=None, description="The event that caused this one.")
+    correlation_id: Id = Field(description="The task id.")
+    causation_id: str | None = Field(
+        default=None, max_length=100, description="The event that caused this one."
+    )
     workspace_id: WorkspaceId
     user_id: UserId | None = None
     context: AgentContext
     payload: P
-    trace_context: dict[str, str] | None = Field(
+    trace_context: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
         default=None,
         # Left out when absent, so without tracing the JSON is exactly what consumers of
         # version 1 always read (a field rule: a model serializer would take pydantic's
         # encoding off its fast path for every event).
         exclude_if=lambda value: value is None,
+        max_length=8,
         description="Optional W3C trace context (traceparent, tracestate) of the publisher.",
         examples=[{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}],
     )
@@ -405,6 +414,17 @@ class Envelope(BaseModel, Generic[P]):
                 f"unsupported schema_version {value}; this build reads {SCHEMA_VERSION}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_workspace(self) -> Envelope[P]:
+        """The workspace that scopes the keys is the envelope's; a context naming another
+        would carry that workspace's data into this one's task (dead-lettered instead)."""
+        if self.context.workspace_id != self.workspace_id:
+            raise ValueError(
+                f"context.workspace_id {self.context.workspace_id!r} differs from the "
+                f"envelope's workspace_id {self.workspace_id!r}"
+            )
+        return self
 
     def follow(self, payload: Q, *, key: str = "") -> Envelope[Q]:
         """The next event in the chain; its id is derived so a redelivery yields the same id."""

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.contract.models import AgentName, ContractModel
 from shared.domain import patterns
 
 Arm = Literal["A", "B"]
@@ -33,7 +34,7 @@ MAX_RUNNING = 20
 """Running experiments per workspace: every task's goal is matched against each."""
 
 
-class ExperimentSpec(BaseModel):
+class ExperimentSpec(ContractModel):
     """What a user asks for when creating an experiment."""
 
     model_config = ConfigDict(extra="forbid")
@@ -48,8 +49,12 @@ class ExperimentSpec(BaseModel):
         "instructions.",
         examples=["launch (email|newsletter)"],
     )
-    arm_a: list[str] = Field(min_length=1, max_length=8, description="Agent sequence of arm A.")
-    arm_b: list[str] = Field(min_length=1, max_length=8, description="Agent sequence of arm B.")
+    arm_a: list[AgentName] = Field(
+        min_length=1, max_length=8, description="Agent sequence of arm A."
+    )
+    arm_b: list[AgentName] = Field(
+        min_length=1, max_length=8, description="Agent sequence of arm B."
+    )
     split_a: float = Field(
         default=0.5, gt=0.0, lt=1.0, description="Share of matching tasks routed to arm A."
     )

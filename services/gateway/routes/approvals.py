@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from services.gateway import logic
-from services.gateway.access import WorkspaceQuery, allow, get_deps
+from services.gateway.access import IdPath, WorkspaceQuery, allow, get_deps
 from services.gateway.auth import decider
 from services.gateway.schemas import DecisionRequest
 from shared.app.runtime import Deps
@@ -26,8 +26,8 @@ async def list_approvals(
 
 @router.get("/approvals/{approval_id}")
 async def get_approval(
-    approval_id: str,
     request: Request,
+    approval_id: str = IdPath(),
     workspace_id: str = WorkspaceQuery,
     d: Deps = Depends(get_deps),
 ) -> dict[str, Any]:
@@ -41,7 +41,10 @@ async def get_approval(
 
 @router.post("/approvals/{approval_id}/decision")
 async def decide(
-    approval_id: str, body: DecisionRequest, request: Request, d: Deps = Depends(get_deps)
+    body: DecisionRequest,
+    request: Request,
+    approval_id: str = IdPath(),
+    d: Deps = Depends(get_deps),
 ) -> dict[str, Any]:
     decided_by = decider(allow(request, body.workspace_id), body.decided_by)
     if body.decision == "changes_requested" and not body.comments:

@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.access import WORKSPACE_PATTERN, WorkspacePath, allow, get_deps
+from services.gateway.access import WORKSPACE_PATTERN, IdPath, WorkspacePath, allow, get_deps
 from shared.contract import keys
 from shared.contract.events import FeedbackGiven, new_envelope
 from shared.domain.experiments import Experiment, ExperimentReport, ExperimentSpec, NoEvidence
@@ -50,7 +50,9 @@ router = APIRouter(tags=["experiments"])
     response_model=FeedbackAccepted,
     status_code=status.HTTP_202_ACCEPTED,
 )
-async def give_feedback(task_id: str, body: FeedbackRequest, request: Request) -> FeedbackAccepted:
+async def give_feedback(
+    body: FeedbackRequest, request: Request, task_id: str = IdPath()
+) -> FeedbackAccepted:
     user = allow(request, body.workspace_id)
     d = get_deps(request)
     if not await d.redis.exists(keys.task_view(body.workspace_id, task_id)):
@@ -107,7 +109,7 @@ async def list_experiments(
     "/workspaces/{workspace_id}/experiments/{experiment_id}", response_model=ExperimentReport
 )
 async def show_experiment(
-    experiment_id: str, request: Request, workspace_id: str = WorkspacePath
+    request: Request, experiment_id: str = IdPath(), workspace_id: str = WorkspacePath
 ) -> ExperimentReport:
     allow(request, workspace_id)
     try:
@@ -123,7 +125,10 @@ async def show_experiment(
     response_model=ExperimentReport,
 )
 async def stop_experiment(
-    experiment_id: str, body: StopRequest, request: Request, workspace_id: str = WorkspacePath
+    body: StopRequest,
+    request: Request,
+    experiment_id: str = IdPath(),
+    workspace_id: str = WorkspacePath,
 ) -> ExperimentReport:
     allow(request, workspace_id)
     d = get_deps(request)

@@ -17,7 +17,7 @@ from services.gateway.schemas import (
 from shared.app.facade import execute_with_self_correction, quality_threshold, route_with_context
 from shared.app.runtime import Deps
 from shared.contract.events import Envelope, new_envelope
-from shared.contract.models import AgentContext
+from shared.contract.models import MAX_GOAL_CHARS, AgentContext
 from shared.domain.critique import CritiqueParseError
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, IterationRecord
@@ -57,9 +57,15 @@ def _checked_context(body: SelfCorrectRequest, d: Deps) -> AgentContext:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"agent_name: unknown agent {body.agent_name!r}",
         )
-    if not (body.payload.get("goal") or body.payload.get("topic")):
+    goal = body.payload.get("goal") or body.payload.get("topic")
+    if not goal:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail="payload.goal: field required"
+        )
+    if not isinstance(goal, str) or len(goal) > MAX_GOAL_CHARS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"payload.goal: a string of at most {MAX_GOAL_CHARS} characters",
         )
     return AgentContext(
         workspace_id=body.workspace_id,

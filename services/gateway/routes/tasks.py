@@ -6,9 +6,11 @@ import json
 import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from services.gateway import logic
-from services.gateway.access import WorkspaceQuery, allow, get_deps
+from services.gateway.access import IdPath, WorkspaceQuery, allow, get_deps
 from services.gateway.schemas import TaskAccepted, TaskStatus, TaskSubmission
 from shared.app.runtime import Deps
 from shared.contract import keys
@@ -22,15 +24,21 @@ async def submit_task(
     body: TaskSubmission, request: Request, d: Deps = Depends(get_deps)
 ) -> TaskAccepted:
     allow(request, body.workspace_id)
-    event = logic.task_requested(body, task_id=str(uuid.uuid4()))
+    try:
+        event = logic.task_requested(body, task_id=str(uuid.uuid4()))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    problem = logic.undecodable(event)
+    if problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problem)
     await publish(d.redis, [event], d.settings.stream_maxlen)
     return TaskAccepted(task_id=event.correlation_id, workspace_id=body.workspace_id)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskStatus)
 async def task_status(
-    task_id: str,
     request: Request,
+    task_id: str = IdPath(),
     workspace_id: str = WorkspaceQuery,
     d: Deps = Depends(get_deps),
 ) -> TaskStatus:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
-from services.gateway.access import WorkspacePath, WorkspaceQuery, allow, get_deps
+from services.gateway.access import IdPath, WorkspacePath, WorkspaceQuery, allow, get_deps
 from shared.app.runtime import Deps
 from shared.contract import keys
 from shared.contract.models import WorkflowCheckpoints
@@ -101,7 +101,7 @@ async def get_webhooks(request: Request, workspace_id: str = WorkspacePath) -> W
 
 @router.get("/approvals/{approval_id}/deliveries")
 async def get_deliveries(
-    approval_id: str, request: Request, workspace_id: str = WorkspaceQuery
+    request: Request, approval_id: str = IdPath(), workspace_id: str = WorkspaceQuery
 ) -> list[webhooks.TargetStatus]:
     allow(request, workspace_id)
     return await webhooks.delivery_status(get_deps(request).redis, workspace_id, approval_id)
@@ -109,7 +109,7 @@ async def get_deliveries(
 
 @router.get("/tasks/{task_id}/audit")
 async def get_audit(
-    task_id: str, request: Request, workspace_id: str = WorkspaceQuery
+    request: Request, task_id: str = IdPath(), workspace_id: str = WorkspaceQuery
 ) -> list[dict[str, Any]]:
     allow(request, workspace_id)
     entries = await audit.list_for_task(get_deps(request).redis, workspace_id, task_id)
