@@ -25,10 +25,12 @@ from shared.contract.events import (
     StageAssigned,
     StageCompleted,
     StageOutcome,
+    TaskFailed,
     Workflow,
 )
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
-from shared.stores import approvals, audit
+from shared.domain.checkpoints import effective_checkpoints
+from shared.stores import approvals, audit, checkpoints
 
 SERVICE = "checkpoint"
 SWEEP_INTERVAL_S = 1.0
@@ -40,11 +42,19 @@ log = logging.getLogger("raptorflow.checkpoint")
 async def load_config(
     deps: Deps, workspace_id: str, workflow: Workflow
 ) -> WorkflowCheckpoints | None:
-    """The task's override, else the workspace's stored configuration."""
-    if workflow.checkpoints is not None:
+    """The gates the task runs under: the workspace's, plus the task's own (which replace
+    them only when the task may: `effective_checkpoints`). ConfigUnreadable when the
+    workspace's stored configuration does not load."""
+    if workflow.replace_checkpoints and workflow.checkpoints is not None:
         return workflow.checkpoints
-    raw = await deps.redis.get(keys.checkpoints_config(workspace_id))
-    return WorkflowCheckpoints.model_validate_json(raw) if raw else None
+    stored = await checkpoints.load_config(deps.redis, workspace_id)
+    replace = stored is not None and stored.allow_task_overrides
+    return effective_checkpoints(stored, workflow.checkpoints, replace=replace)
+
+
+def unreadable_config(workflow: Workflow, exc: checkpoints.ConfigUnreadable) -> TaskFailed:
+    """A stored configuration that no longer loads fails the task at once, saying why."""
+    return TaskFailed(workflow=workflow, reason="error", error=str(exc))
 
 
 async def agent_success_rate(
@@ -141,7 +151,12 @@ async def on_stage_assigned(
 ) -> Sequence[Envelope[Any]]:
     workflow = event.payload.workflow
     previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
-    needed = await _gate(deps, tx, event, CheckpointCondition.BEFORE_EXECUTION, previous_quality)
+    try:
+        needed = await _gate(
+            deps, tx, event, CheckpointCondition.BEFORE_EXECUTION, previous_quality
+        )
+    except checkpoints.ConfigUnreadable as exc:
+        return [event.follow(unreadable_config(workflow, exc))]
     return [needed or event.follow(logic.cleared(event.payload))]
 
 
@@ -150,15 +165,18 @@ async def on_stage_completed(
 ) -> Sequence[Envelope[Any]]:
     completed = event.payload
     outcome = logic.stage_outcome(completed)
-    needed = await _gate(
-        deps,
-        tx,
-        event,
-        CheckpointCondition.AFTER_STAGE,
-        completed.quality,
-        output=completed.output,
-        outcome=outcome,
-    )
+    try:
+        needed = await _gate(
+            deps,
+            tx,
+            event,
+            CheckpointCondition.AFTER_STAGE,
+            completed.quality,
+            output=completed.output,
+            outcome=outcome,
+        )
+    except checkpoints.ConfigUnreadable as exc:
+        return [event.follow(unreadable_config(completed.workflow, exc))]
     if needed is not None:
         return [needed]
     finished = logic.finish_stage(completed.workflow, outcome, completed.output, datetime.now(UTC))
@@ -185,7 +203,10 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
                 keys.approval_deadlines(workspace_id), f"{workspace_id}|{approval_id}"
             )
             continue
-        config = await load_config(deps, workspace_id, record.needed.payload.workflow)
+        try:
+            config = await load_config(deps, workspace_id, record.needed.payload.workflow)
+        except checkpoints.ConfigUnreadable:
+            config = None  # the gate's own outcome is unknown: the default, reject
         checkpoint = config.find(record.needed.payload.checkpoint) if config else None
         outcome = checkpoint.on_timeout if checkpoint else logic.TimeoutOutcome.REJECT
         decision = logic.timeout_decision(outcome, record.escalated)

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Path, Query, Request
 
-from services.gateway.auth import KeyRing, authorize
+from services.gateway.auth import KeyRing, authorize, presented_key
 from shared.app.runtime import Deps
 from shared.contract.models import ID_PATTERN
 
@@ -37,3 +37,9 @@ def key_ring(request: Request) -> KeyRing:
 def allow(request: Request, workspace_id: str) -> str | None:
     """401 without a valid key, 403 outside the key's workspaces; else the key's user."""
     return authorize(request, key_ring(request), workspace_id)
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the request's key is an admin key (opens every workspace); never without keys."""
+    ring = key_ring(request)
+    return ring.enabled and ring.is_admin(presented_key(request))

@@ -52,6 +52,11 @@ class KeyRing:
                 return grant
         return None
 
+    def is_admin(self, presented: str | None) -> bool:
+        """Whether the key opens every workspace (`key=*`): an operator's key."""
+        grant = self._grant(presented) if presented else None
+        return grant is not None and WILDCARD in grant
+
     def workspaces_for(self, presented: str) -> frozenset[str] | None:
         grant = self._grant(presented)
         return None if grant is None else frozenset(grant)

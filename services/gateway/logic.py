@@ -11,7 +11,9 @@ from shared.messaging.codec import decode_envelope
 from shared.stores import approvals
 
 
-def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskRequested]:
+def task_requested(
+    body: TaskSubmission, *, task_id: str, replace_checkpoints: bool = False
+) -> Envelope[TaskRequested]:
     """The TaskRequested a submission becomes, with the caller's context."""
     context = AgentContext(
         workspace_id=body.workspace_id,
@@ -30,6 +32,7 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
             agent_sequence=body.agent_sequence,
             self_correction=body.self_correction,
             checkpoints=body.checkpoints,
+            replace_checkpoints=replace_checkpoints,
         ),
         workspace_id=body.workspace_id,
         context=context,

@@ -27,7 +27,7 @@ from shared.memory import shared_pool as shared_learning
 from shared.memory.embeddings.base import Vectors as Vector
 from shared.memory.store import TaskRecord
 
-VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
+VIEW_TTL_S = keys.TASK_VIEW_TTL_S
 
 T = TypeVar("T")
 Plan = Callable[[], Awaitable[Callable[[Pipeline], T]]]

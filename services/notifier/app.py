@@ -170,5 +170,6 @@ def build(deps: Deps) -> Service:
         return await on_approval_needed(event, tx, deps=deps)
 
     bus.on(ApprovalNeeded, needed)
+    bus.dead_letters_end_tasks = False  # a lost notification leaves the approval waiting
     service.background.append(lambda: dispatch_forever(deps))
     return service

@@ -46,6 +46,7 @@ def workflow_for(task_id: str, request: TaskRequested, decision: RouteDecision) 
         usage=decision.usage,
         self_correction=request.self_correction,
         checkpoints=request.checkpoints,
+        replace_checkpoints=request.replace_checkpoints,
     )
 
 

@@ -163,7 +163,10 @@ class Workflow(ContractModel):
     routing: RoutingInfo
     self_correction: SelfCorrectionConfig | None = None
     checkpoints: WorkflowCheckpoints | None = Field(
-        default=None, description="Per-task override of the workspace's checkpoints."
+        default=None, description="The task's own checkpoints, added to the workspace's."
+    )
+    replace_checkpoints: bool = Field(
+        default=False, description="The task's checkpoints replace the workspace's (see TaskRequested)."
     )
     started_at: datetime = Field(default_factory=utcnow)
 
@@ -189,7 +192,15 @@ class TaskRequested(Payload):
     )
     self_correction: SelfCorrectionConfig | None = None
     checkpoints: WorkflowCheckpoints | None = Field(
-        default=None, description="Override the workspace's checkpoints for this task."
+        default=None,
+        description="Gates of this task, added to the workspace's; a version of a workspace "
+        "gate counts only when it is at least as strict.",
+    )
+    replace_checkpoints: bool = Field(
+        default=False,
+        description="The task's checkpoints replace the workspace's (may remove or weaken "
+        "gates). The gateway sets it only for an admin key or a workspace with "
+        "allow_task_overrides; an upstream publisher that sets it is trusted as an operator.",
     )
 
 
@@ -424,6 +435,13 @@ class Envelope(ContractModel, Generic[P]):
                 f"context.workspace_id {self.context.workspace_id!r} differs from the "
                 f"envelope's workspace_id {self.workspace_id!r}"
             )
+        workflow = getattr(self.payload, "workflow", None)
+        for gates in (getattr(self.payload, "checkpoints", None), getattr(workflow, "checkpoints", None)):
+            if gates is not None and gates.workspace_id != self.workspace_id:
+                raise ValueError(
+                    f"checkpoints.workspace_id {gates.workspace_id!r} differs from the "
+                    f"envelope's workspace_id {self.workspace_id!r}"
+                )
         return self
 
     def follow(self, payload: Q, *, key: str = "") -> Envelope[Q]:

@@ -11,6 +11,7 @@ import hashlib
 from shared.contract import topology
 
 TASK_HISTORY_TTL_S = 30 * 24 * 3600
+TASK_VIEW_TTL_S = TASK_HISTORY_TTL_S
 CRITIQUE_TTL_S = 7 * 24 * 3600
 SHARED_POOL_WORKSPACE = "__shared_pool__"  # the opt-in cross-workspace pool (shared_learning)
 

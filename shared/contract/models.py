@@ -311,6 +311,12 @@ class WorkflowCheckpoints(ContractModel):
     enabled: bool = True
     auto_approve_for_users: list[UserId] = Field(default_factory=list, max_length=100)
     default_timeout: TimeoutSeconds = Field(default=3600, description="Seconds (at most 30 days).")
+    allow_task_overrides: bool = Field(
+        default=False,
+        description="Ours. As a workspace's configuration: a task's own checkpoints may replace "
+        "these (remove or weaken gates). Off: a task may only add gates, unless its key is an "
+        "admin key.",
+    )
 
     def find(self, name: str) -> WorkflowCheckpoint | None:
         return next((c for c in self.checkpoints if c.name == name), None)

@@ -11,6 +11,7 @@ from shared.contract.models import (
     CheckpointCondition,
     CheckpointEvaluation,
     RuleResult,
+    TimeoutOutcome,
     WorkflowCheckpoint,
     WorkflowCheckpoints,
 )
@@ -109,3 +110,91 @@ def evaluate_checkpoint(
         rules=rules,
         timeout_seconds=timeout,
     )
+
+
+# --- a workspace's gates are policy: a task may add to them, not remove or weaken them ----
+
+_TIMEOUT_STRICTNESS = {TimeoutOutcome.APPROVE: 0, TimeoutOutcome.ESCALATE: 1, TimeoutOutcome.REJECT: 2}
+
+
+def _timeout_of(checkpoint: WorkflowCheckpoint, config: WorkflowCheckpoints) -> int:
+    return checkpoint.timeout_seconds or config.default_timeout
+
+
+def at_least_as_strict(
+    task: WorkflowCheckpoint,
+    task_config: WorkflowCheckpoints,
+    workspace: WorkflowCheckpoint,
+    workspace_config: WorkflowCheckpoints,
+) -> bool:
+    """Whether a task's version of a workspace gate lets through no more than the gate does:
+    the same place; no rules at all (a human always decides), or every rule of the gate kept
+    at the same or a higher threshold (a gate without rules admits no version with rules);
+    and a timeout outcome that approves no sooner."""
+    if task.condition != workspace.condition:
+        return False
+    if task.condition_params.get("stage") != workspace.condition_params.get("stage"):
+        return False
+    if task.auto_approve_if:  # without rules, a human always decides: the strictest
+        if not workspace.auto_approve_if:
+            return False
+        for rule, threshold in workspace.auto_approve_if.items():
+            if task.auto_approve_if.get(rule, -1.0) < threshold:
+                return False
+    if _TIMEOUT_STRICTNESS[task.on_timeout] < _TIMEOUT_STRICTNESS[workspace.on_timeout]:
+        return False
+    return not (
+        task.on_timeout == TimeoutOutcome.APPROVE
+        and _timeout_of(task, task_config) < _timeout_of(workspace, workspace_config)
+    )
+
+
+def weakenings(
+    workspace: WorkflowCheckpoints | None, task: WorkflowCheckpoints | None
+) -> list[str]:
+    """What a task's checkpoints would remove or weaken of the workspace's (empty: they only
+    add gates). Leaving a workspace gate out removes nothing: it still applies."""
+    if workspace is None or task is None or not workspace.enabled or not workspace.checkpoints:
+        return []
+    found = []
+    if not task.enabled:
+        found.append("enabled: false would switch off the workspace's checkpoints")
+    for gate in workspace.checkpoints:
+        mine = task.find(gate.name)
+        if mine is not None and not at_least_as_strict(mine, task, gate, workspace):
+            found.append(f"checkpoints: {gate.name!r} is weaker than the workspace's")
+    extra_users = sorted(set(task.auto_approve_for_users) - set(workspace.auto_approve_for_users))
+    if extra_users:
+        found.append(
+            f"auto_approve_for_users: {', '.join(extra_users)} are not auto-approved by the workspace"
+        )
+    return found
+
+
+def effective_checkpoints(
+    workspace: WorkflowCheckpoints | None,
+    task: WorkflowCheckpoints | None,
+    *,
+    replace: bool = False,
+) -> WorkflowCheckpoints | None:
+    """The gates a task runs under. Without `replace` (an admin key, or the workspace's
+    `allow_task_overrides`), the workspace's gates all stay as they are, unless the task's
+    version of one is at least as strict, and the task's other gates are added, each keeping
+    the task's default timeout; the workspace's auto-approved users and timeouts hold."""
+    if task is None:
+        return workspace
+    if replace or workspace is None or not workspace.enabled or not workspace.checkpoints:
+        return task
+    kept = []
+    for gate in workspace.checkpoints:
+        mine = task.find(gate.name)
+        stricter = mine is not None and task.enabled and at_least_as_strict(mine, task, gate, workspace)
+        kept.append(mine.model_copy(update={"timeout_seconds": _timeout_of(mine, task)})
+                    if stricter and mine is not None else gate)
+    names = {gate.name for gate in workspace.checkpoints}
+    added = [
+        gate.model_copy(update={"timeout_seconds": _timeout_of(gate, task)})
+        for gate in task.checkpoints
+        if task.enabled and gate.name not in names
+    ]
+    return workspace.model_copy(update={"checkpoints": [*kept, *added]})

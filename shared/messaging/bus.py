@@ -28,8 +28,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from shared.contract import keys, topology
-from shared.contract.events import Envelope, Payload, dead_letter_stream_for, utcnow
-from shared.messaging import cluster_client
+from shared.contract.events import Envelope, Payload
+from shared.messaging import cluster_client, dead_letters
 from shared.messaging.codec import (
     DATA_FIELD,
     EnvelopeFormat,
@@ -48,7 +48,6 @@ P = TypeVar("P", bound=Payload)
 Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
 
 MAX_RETRY_BACKOFF_S = 30.0
-DEAD_LETTER_MAXLEN = 100_000
 HEARTBEAT_DELAY_S = 0.2  # handlers faster than this never start a heartbeat task
 
 log = logging.getLogger("raptorflow.bus")
@@ -155,6 +154,9 @@ class ServiceBus:
         self.dead_lettered = 0
         self.streams: list[str] = []
         self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}
+        # A message this service cannot process ends its task as failed (an accepted task
+        # is never lost); a service off the task's path (the notifier) turns this off.
+        self.dead_letters_end_tasks = True
 
     async def ensure_groups(self) -> None:
         """Create this service's groups at the start of each stream before reading.
@@ -576,25 +578,17 @@ class ServiceBus:
             "message dead-lettered",
             extra={"service": self.service, "stream": stream, "reason": reason},
         )
-        async with self.redis.pipeline(transaction=True) as tx:
-            tx.xadd(
-                dead_letter_stream_for(stream),
-                {
-                    "stream": stream,
-                    "message_id": message_id,
-                    "service": self.service,
-                    "reason": reason,
-                    "error": error[:4000],
-                    "delivery_count": str(deliveries),
-                    "failed_at": utcnow().isoformat(),
-                    DATA_FIELD: body[:1_000_000],
-                },
-                maxlen=DEAD_LETTER_MAXLEN,
-                approximate=True,
-            )
-            tx.xack(stream, self.service, message_id)
-            tx.delete(keys.handler_error(self.service, stream, message_id))
-            await tx.execute()
+        await dead_letters.write(
+            self.redis,
+            stream=stream,
+            group=self.service,
+            message_id=message_id,
+            body=body,
+            error=error,
+            reason=reason,
+            deliveries=deliveries,
+            ends_task=self.dead_letters_end_tasks,
+        )
 
 
 def should_dead_letter(failures: int, deliveries: int, max_deliveries: int) -> bool:

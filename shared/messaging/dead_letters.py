@@ -1,25 +1,190 @@
-"""The dead-letter stream, read and managed: list, show, replay, purge.
+"""The dead-letter stream: written (`write`), read and managed (list, show, replay, purge).
 
 The bus writes an entry when a message is malformed or keeps failing; an operator
 fixes the cause and replays it. Replay re-publishes the original `__data__` to its
 stream and removes the entry in one transaction, so a crash never both keeps and
 replays a letter. A replayed event whose effects had already committed is ignored
 by the processed markers, so replaying too much is harmless.
+
+An accepted task is never lost: when the letter is a task's event, the same script
+that writes it ends the task's view as `failed` (`failure_reason: dead_lettered`, the
+letter's id and the service), unless the task had already ended; GET /tasks/{id}
+shows it. The view is created when the letter is the TaskRequested itself, so a task
+the memory service never saw still answers.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.contract.events import DEAD_LETTER_STREAM, STREAM_PREFIX, dead_letter_streams
+from shared.contract import keys
+from shared.contract.events import (
+    DEAD_LETTER_STREAM,
+    STREAM_PREFIX,
+    dead_letter_stream_for,
+    dead_letter_streams,
+    stream_for,
+    utcnow,
+)
+from shared.contract.models import ID_PATTERN, MAX_GOAL_CHARS
 
 DATA_FIELD = "__data__"
 # Only our own event streams may be replayed into: a forged entry must not write elsewhere.
 REPLAYABLE_PREFIX = STREAM_PREFIX
+DEAD_LETTER_MAXLEN = 100_000
+MAX_LETTER_BYTES = 1_000_000
+FAILURE_REASON = "dead_lettered"
+_WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_TASK_ID = re.compile(ID_PATTERN)
+
+# The view's update, shared by both scripts below: a task that already ended keeps its
+# status (and its reason); any other becomes failed. The letter is named either way.
+# a = {ttl, create, service, error, goal, now}
+_FAIL_VIEW = """
+local function fail_view(view, letter_id, a)
+  if redis.call('EXISTS', view) == 0 and a[2] ~= '1' then return end
+  local current = redis.call('HGET', view, 'status')
+  local ended = {completed = true, failed = true, rejected = true}
+  if not (current and ended[current]) then
+    redis.call('HSET', view, 'status', 'failed', 'failure_reason', 'dead_lettered',
+               'error', a[4], 'updated_at', a[6])
+  end
+  redis.call('HSET', view, 'dead_letter_id', letter_id, 'dead_letter_service', a[3])
+  if #a[5] > 0 and not redis.call('HGET', view, 'goal') then
+    redis.call('HSET', view, 'goal', a[5])
+  end
+  if not redis.call('HGET', view, 'created_at') then
+    redis.call('HSET', view, 'created_at', a[6])
+  end
+  redis.call('EXPIRE', view, a[1])
+end
+"""
+
+# KEYS: dead-letter stream, source stream, handler-error key[, task view]
+# ARGV: maxlen, group, message id, field count, fields..., then the view's six arguments
+_WRITE = _FAIL_VIEW + """
+local n = tonumber(ARGV[4])
+local fields = {}
+for i = 5, 4 + n do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('DEL', KEYS[3])
+if KEYS[4] then
+  local a = {}
+  for i = 5 + n, #ARGV do a[#a + 1] = ARGV[i] end
+  fail_view(KEYS[4], id, a)
+end
+return id
+"""
+
+# KEYS: task view; ARGV: letter id, then the view's six arguments
+_FAIL_ONLY = _FAIL_VIEW + """
+local a = {}
+for i = 2, #ARGV do a[#a + 1] = ARGV[i] end
+fail_view(KEYS[1], ARGV[1], a)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TaskOfLetter:
+    """The task a dead-lettered message belongs to, as far as its JSON says."""
+
+    workspace_id: str
+    task_id: str
+    event_type: str
+    goal: str
+
+
+def task_of(body: bytes) -> TaskOfLetter | None:
+    """The workspace, task, type and goal a message names (None: it names no task we can
+    scope safely: unreadable JSON, or ids that are not ids)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    workspace, task, kind = data.get("workspace_id"), data.get("correlation_id"), data.get("type")
+    if not (isinstance(workspace, str) and _WORKSPACE.match(workspace)):
+        return None
+    if not (isinstance(task, str) and _TASK_ID.match(task)):
+        return None
+    payload = data.get("payload")
+    goal = payload.get("goal") if isinstance(payload, dict) else None
+    return TaskOfLetter(
+        workspace_id=workspace,
+        task_id=task,
+        event_type=kind if isinstance(kind, str) else "",
+        goal=_utf8(goal[:MAX_GOAL_CHARS]) if isinstance(goal, str) else "",
+    )
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+async def write(
+    redis: Redis,
+    *,
+    stream: str,
+    group: str,
+    message_id: str,
+    body: bytes,
+    error: str,
+    reason: str,
+    deliveries: int,
+    ends_task: bool = True,
+) -> str:
+    """Move a message to its partition's dead-letter stream (XADD, XACK, clear its failure
+    count) and, when `ends_task`, fail the task it belongs to: in the same script when the
+    task's view shares the stream's partition (one cluster slot), else right after.
+    Answers the letter's id."""
+    dlq = dead_letter_stream_for(stream)
+    fields: list[str | bytes] = []
+    for name, value in (
+        ("stream", stream),
+        ("message_id", message_id),
+        ("service", group),
+        ("reason", reason),
+        ("error", error[:4000]),
+        ("delivery_count", str(deliveries)),
+        ("failed_at", utcnow().isoformat()),
+        (DATA_FIELD, body[:MAX_LETTER_BYTES]),
+    ):
+        fields += [name, value]
+    task = task_of(body) if ends_task else None
+    script_keys = [dlq, stream, keys.handler_error(group, stream, message_id)]
+    args: list[str | bytes] = [str(DEAD_LETTER_MAXLEN), group, message_id, str(len(fields)), *fields]
+    if task is None:
+        return _entry_id(await redis.eval(_WRITE, len(script_keys), *script_keys, *args))
+    view = keys.task_view(task.workspace_id, task.task_id)
+    first_line = (error.strip().splitlines() or [""])[0][:300]
+    view_args = [
+        str(keys.TASK_VIEW_TTL_S),
+        "1" if task.event_type == "TaskRequested" else "0",
+        group,
+        _utf8(f"dead-lettered by {group} ({reason}): {first_line}"),
+        task.goal,
+        str(time.time()),
+    ]
+    if dlq == dead_letter_stream_for(stream_for("TaskRequested", task.workspace_id)):
+        return _entry_id(
+            await redis.eval(_WRITE, len(script_keys) + 1, *script_keys, view, *args, *view_args)
+        )
+    letter_id = _entry_id(await redis.eval(_WRITE, len(script_keys), *script_keys, *args))
+    await redis.eval(_FAIL_ONLY, 1, view, letter_id, *view_args)
+    return letter_id
+
+
+def _entry_id(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ import json
 import secrets
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from shared.contract import keys
+from shared.stores.stored import ConfigUnreadable as ConfigUnreadable  # callers catch it here
+from shared.stores.stored import load
 
 SIGNATURE_HEADER = "X-RaptorFlow-Signature"
 EVENT_HEADER = "X-RaptorFlow-Event"
@@ -78,23 +80,16 @@ def verify_signature(
     return hmac.compare_digest(expected, given)
 
 
-class ConfigUnreadable(ValueError):
-    """The stored configuration does not load (written by hand, or under older rules)."""
-
-
 async def load_config(redis: Redis, workspace_id: str) -> WebhookConfig | None:
     """The workspace's configuration (None: none set); ConfigUnreadable when it is stored
     but does not load, so the caller can say so instead of failing."""
-    raw = await redis.get(keys.webhooks_config(workspace_id))
-    if not raw:
-        return None
-    try:
-        return WebhookConfig.model_validate_json(raw)
-    except ValidationError as exc:
-        raise ConfigUnreadable(
-            f"the stored webhook configuration does not load ({exc.error_count()} errors); "
-            "PUT /workspaces/{id}/webhooks replaces it"
-        ) from exc
+    return await load(
+        redis,
+        keys.webhooks_config(workspace_id),
+        WebhookConfig,
+        "webhook configuration",
+        f"PUT /workspaces/{workspace_id}/webhooks replaces it",
+    )
 
 
 async def save_config(redis: Redis, workspace_id: str, config: WebhookConfig) -> None:

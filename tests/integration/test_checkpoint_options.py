@@ -143,9 +143,12 @@ async def test_timeout_defaults_to_default_timeout(stack, redis, workspace):
     assert 1230 < pending.deadline - pending.created_at <= 1234.5
 
 
-async def test_workspace_config_set_via_api_applies_and_task_override_wins(
+async def test_workspace_config_set_via_api_applies_and_a_task_cannot_switch_it_off(
     stack, api, redis, workspace
 ):
+    """The workspace's gates are policy (issue 17): a task's `enabled: false` neither
+    passes the gateway (403 for a tenant's key) nor, published upstream, lifts the gate;
+    once the workspace opts in to per-task overrides, it does."""
     headers = {"X-API-Key": "k-team"}
     body = gate(workspace, "research").model_dump(mode="json")
     put = await api.put(f"/workspaces/{workspace}/checkpoints", json=body, headers=headers)
@@ -156,7 +159,25 @@ async def test_workspace_config_set_via_api_applies_and_task_override_wins(
     gated = await submit(redis, workspace)
     (pending,) = await wait_pending(redis, workspace)
     assert pending.needed.payload.workflow.task_id == gated
-    free = await submit(redis, workspace, checkpoints=gate(workspace, "research", enabled=False))
+
+    off = gate(workspace, "research", enabled=False)
+    refused = await api.post(
+        "/tasks",
+        json={"goal": "No gates please", "workspace_id": workspace,
+              "checkpoints": off.model_dump(mode="json")},
+        headers=headers,
+    )  # fmt: skip
+    assert refused.status_code == 403, refused.text
+    assert "enabled" in refused.json()["detail"]
+
+    still_gated = await submit(redis, workspace, checkpoints=off)
+    await wait_pending(redis, workspace, count=2)
+    assert await task_status(redis, workspace, still_gated) == "awaiting_approval"
+
+    body["allow_task_overrides"] = True
+    put = await api.put(f"/workspaces/{workspace}/checkpoints", json=body, headers=headers)
+    assert put.status_code == 200, put.text
+    free = await submit(redis, workspace, checkpoints=off)
     assert await wait_status(redis, workspace, free, DONE) == "completed"
     assert await task_status(redis, workspace, gated) == "awaiting_approval"
 

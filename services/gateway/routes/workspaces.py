@@ -10,10 +10,9 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
 from services.gateway.access import IdPath, WorkspacePath, WorkspaceQuery, allow, get_deps
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.models import WorkflowCheckpoints
 from shared.egress import guard
-from shared.stores import audit, webhooks
+from shared.stores import audit, checkpoints, webhooks
 
 
 class WebhooksRequest(BaseModel):
@@ -128,7 +127,7 @@ async def put_checkpoints(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail="workspace_id: must match the path"
         )
-    await d.redis.set(keys.checkpoints_config(workspace_id), body.model_dump_json())
+    await checkpoints.save_config(d.redis, workspace_id, body)
     return body
 
 
@@ -137,7 +136,12 @@ async def get_checkpoints(
     request: Request, workspace_id: str = WorkspacePath, d: Deps = Depends(get_deps)
 ) -> WorkflowCheckpoints:
     allow(request, workspace_id)
-    raw = await d.redis.get(keys.checkpoints_config(workspace_id))
-    if not raw:
-        return WorkflowCheckpoints(workspace_id=workspace_id)
-    return WorkflowCheckpoints.model_validate_json(raw)
+    try:
+        stored = await checkpoints.load_config(d.redis, workspace_id)
+    except checkpoints.ConfigUnreadable as exc:
+        # Still readable, and a PUT replaces it; meanwhile the workspace's tasks fail saying so.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail={"error": str(exc), "stored": exc.raw[:4000].decode("utf-8", "replace")},
+        ) from exc
+    return stored or WorkflowCheckpoints(workspace_id=workspace_id)
