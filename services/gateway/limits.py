@@ -8,6 +8,8 @@
 - A 422 names the field and echoes at most a short, printable excerpt of the input
   (FastAPI's own handler echoed whole inputs, 10 MB included, and failed with a 500 on
   a lone surrogate it could not encode).
+- Redis refusing writes (out of memory, a read-only replica, loading, unreachable) is a
+  503 with Retry-After, which a client retries, not a 500, which it reports as a bug.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.contract.models import json_problem, printable
@@ -31,6 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+RETRY_AFTER_S = 2
 MAX_BODY_DEPTH = 24
 """A body's own levels (e.g. checkpoints[].condition_params) plus a free-form field's 16."""
 MAX_BODY_VALUES = 50_000
@@ -163,7 +167,44 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+_REFUSALS = frozenset(
+    {"OOM", "READONLY", "MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN",
+     "TRYAGAIN", "EXECABORT", "BUSY"}
+)  # fmt: skip
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether a Redis error means "not now" (full, read-only, loading, unreachable) rather
+    than a bug of ours."""
+    if isinstance(
+        exc,
+        redis_errors.ConnectionError
+        | redis_errors.TimeoutError
+        | redis_errors.ReadOnlyError
+        | redis_errors.OutOfMemoryError
+        | redis_errors.ExecAbortError
+        | redis_errors.ClusterDownError
+        | redis_errors.TryAgainError,
+    ):
+        return True
+    if isinstance(exc, redis_errors.ResponseError):
+        return str(exc).split(" ", 1)[0].upper() in _REFUSALS
+    return False
+
+
+async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After when Redis refuses writes; any other Redis error is a bug (500)."""
+    if not refuses_writes(exc):
+        raise exc
+    return JSONResponse(
+        {"detail": "storage is not accepting writes; retry later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 def add_edge_guards(app: FastAPI, max_body_bytes: int) -> None:
     app.add_middleware(BodyGuard, max_body_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(redis_errors.RedisError, redis_unavailable)

@@ -187,3 +187,8 @@ def experiment_goals(workspace_id: str, experiment_id: str) -> str:
 def routing_calibration(workspace_id: str) -> str:
     """Hash: the workspace's online correction of the router's confidence (shared.domain.recalibration)."""
     return f"memory:routing_calibration:{_ws(workspace_id)}"
+
+
+def readiness_probe(process: str) -> str:
+    """The key a gateway writes to tell whether Redis takes writes (expires in seconds)."""
+    return f"rf:ready:{process}"
