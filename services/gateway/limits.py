@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import reprlib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -37,7 +38,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RETRY_AFTER_S = 2
 MAX_BODY_DEPTH = 24
 """A body's own levels (e.g. checkpoints[].condition_params) plus a free-form field's 16."""
-MAX_BODY_VALUES = 50_000
+MAX_BODY_VALUES = 20_000
+OFF_LOOP_BYTES = 16 * 1024
+"""A body this large is checked in a worker thread: the event loop keeps its turns."""
 EXCERPT_CHARS = 100
 
 _excerpts = reprlib.Repr()
@@ -110,7 +113,11 @@ class BodyGuard:
                 break
         body = b"".join(chunks)
         if body and _is_json(headers.get(b"content-type", b"")):
-            problem = body_problem(body)
+            problem = (
+                await asyncio.to_thread(body_problem, body)
+                if len(body) > OFF_LOOP_BYTES
+                else body_problem(body)
+            )
             if problem is not None:
                 error = {"type": "json_invalid", "loc": ["body"], "msg": problem}
                 await _answer(send, 422, {"detail": [error]})

@@ -9,6 +9,7 @@ marker per (event, agent), so a redelivered feedback event changes nothing twice
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -80,7 +81,7 @@ async def promote_winner(
     goals = sorted((k.decode(), v.decode()) for k, v in raw.items())
     if not goals:
         return 0
-    vectors = deps.embedder.embed([goal for _, goal in goals])
+    vectors = await asyncio.to_thread(deps.embedder.embed, [goal for _, goal in goals])
     now = time.time()
     for (goal_hash, goal), vector in zip(goals, vectors, strict=True):
         record = TaskRecord(

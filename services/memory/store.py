@@ -119,7 +119,7 @@ async def index_task(
     A success of a workspace that opted in to shared learning also goes to the
     shared pool, as (vector, sequence, quality) under an anonymous id: never its goal.
     """
-    embedded = deps.embedder.embed_one(record.goal) if vector is None else vector
+    embedded = await deps.memory.embed_async(record.goal) if vector is None else vector
     await deps.index.add(workspace_id, record.goal_hash, embedded, index_attributes(record))
     if record.success and shared_learning.opted_in(deps.settings, workspace_id):
         item = shared_learning.pool_item_id(workspace_id, record.goal_hash)

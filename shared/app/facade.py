@@ -112,7 +112,7 @@ async def recall(deps: Deps, goal: str, workspace_id: str) -> Recalled:
     draws on the anonymised pool (sequences and vectors of others, never goals).
     """
     k = deps.settings.memory_neighbours
-    vector = deps.memory.embed(goal)
+    vector = await deps.memory.embed_async(goal)
     # Independent reads, concurrently: the route's latency is one round trip, not three.
     neighbours, counts = await asyncio.gather(
         deps.memory.similar_tasks(workspace_id, goal, k, vector=vector),

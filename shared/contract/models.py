@@ -57,6 +57,8 @@ def printable(text: str, limit: int = 40) -> str:
 def _string_problem(text: str, limit: int) -> str | None:
     if len(text) > limit:
         return f"longer than {limit} characters"
+    if text.isascii():
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -69,7 +71,48 @@ def json_problem(
 ) -> str | None:
     """Why a decoded JSON value is unfit to travel (None: it is fine): nesting, size,
     strings, non-finite or out-of-range numbers, lone surrogates, or a non-JSON type.
-    The answer names where, e.g. `a.b[3]: not a finite number`."""
+    The answer names where, e.g. `a.b[3]: not a finite number`. A fit value costs one
+    quick pass; only an unfit one is walked again to say where."""
+    if _fits(value, max_depth, max_values):
+        return None
+    return _explain(value, max_depth, max_values)
+
+
+def _fits(value: Any, max_depth: int, max_values: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        kind = type(item)
+        if kind is str:
+            if _string_problem(item, MAX_JSON_STRING_CHARS):
+                return False
+        elif kind is dict:
+            if depth > max_depth:
+                return False
+            for key, child in item.items():
+                if type(key) is not str or _string_problem(key, MAX_JSON_KEY_CHARS):
+                    return False
+                stack.append((child, depth + 1))
+        elif kind is list:
+            if depth > max_depth:
+                return False
+            stack.extend([(child, depth + 1) for child in item])
+        elif kind is int:
+            if not -JSON_INT_BOUND <= item < JSON_INT_BOUND:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif not (item is None or kind is bool):
+            return False
+        if seen > max_values:
+            return False
+    return True
+
+
+def _explain(value: Any, max_depth: int, max_values: int) -> str | None:
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     seen = 0
     while stack:

@@ -6,6 +6,7 @@ everything here reads, and every read is scoped to one workspace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -128,11 +129,17 @@ class MemoryReader:
     def embed(self, text: str) -> np.ndarray:
         return self.embedder.embed_one(text)
 
+    async def embed_async(self, text: str) -> np.ndarray:
+        """`embed` off the event loop: a local model computes for up to ~100 ms on a long
+        goal (numpy and the tokenizer release the GIL) and a remote one waits on the
+        network, either of which would stall every service and the gateway of the process."""
+        return await asyncio.to_thread(self.embedder.embed_one, text)
+
     async def similar_tasks(
         self, workspace_id: str, goal: str, k: int, *, vector: np.ndarray | None = None
     ) -> list[Neighbour]:
         """The k nearest successful past tasks of this workspace, most similar first."""
-        query = self.embed(goal) if vector is None else vector
+        query = await self.embed_async(goal) if vector is None else vector
         hits = await self.index.search(workspace_id, query, k, only_successful=True)
         return [
             Neighbour(

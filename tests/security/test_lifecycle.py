@@ -19,7 +19,6 @@ from shared.contract import keys
 from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext
 from shared.messaging import dead_letters
-from shared.messaging.bus import publish
 from tests.checkpoint_helpers import gate, wait_pending
 from tests.helpers import eventually, settings_for
 
