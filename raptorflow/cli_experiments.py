@@ -75,7 +75,7 @@ def print_report(report: dict[str, Any]) -> None:
 def create(
     name: str = typer.Argument(..., help="A name for the experiment."),
     workspace: str = WorkspaceOption,
-    pattern: str = typer.Option(..., "--pattern", "-p", help="Regex matched in goals (any case)."),
+    pattern: str = typer.Option(..., "--pattern", "-p", help="RE2 regular expression searched in goals (any case; no backreferences or lookaround)."),
     arm_a: str = typer.Option(..., "--arm-a", help="Sequence A, comma-separated agents."),
     arm_b: str = typer.Option(..., "--arm-b", help="Sequence B, comma-separated agents."),
     split: float = typer.Option(0.5, "--split", help="Share of matching tasks sent to arm A."),

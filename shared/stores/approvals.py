@@ -7,10 +7,11 @@ exactly once however many gateways or checkpoint replicas race for it.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -23,6 +24,7 @@ from shared.stores import audit
 
 APPROVAL_TTL_S = 30 * 24 * 3600
 Decision = Literal["approved", "rejected", "changes_requested"]
+log = logging.getLogger("raptorflow.approvals")
 
 
 class ApprovalConflict(Exception):
@@ -35,6 +37,11 @@ class ApprovalConflict(Exception):
 
 class ApprovalNotFound(KeyError):
     pass
+
+
+class ApprovalUnreadable(ApprovalNotFound):
+    """A stored approval that today's models refuse (written under an older version's
+    looser limits): treated as absent, and logged, rather than failing every listing."""
 
 
 class ApprovalRecord(BaseModel):
@@ -90,9 +97,14 @@ def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> No
 
 def _record(raw: dict[bytes, bytes]) -> ApprovalRecord:
     data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
-    data["needed"] = Envelope[ApprovalNeeded].model_validate_json(data["needed"])
-    data["escalated"] = data.get("escalated") == "1"
-    return ApprovalRecord.model_validate(data)
+    try:
+        data["needed"] = Envelope[ApprovalNeeded].model_validate_json(data.get("needed", ""))
+        data["escalated"] = data.get("escalated") == "1"
+        return ApprovalRecord.model_validate(data)
+    except ValidationError as exc:
+        approval_id = data.get("approval_id", "?")
+        log.warning("stored approval does not load", extra={"error": f"{approval_id}: {exc}"[:500]})
+        raise ApprovalUnreadable(approval_id) from exc
 
 
 async def _watched(redis: Redis, tx: Pipeline, key: str, approval_id: str) -> ApprovalRecord:
