@@ -435,8 +435,10 @@ class Envelope(ContractModel, Generic[P]):
                 f"context.workspace_id {self.context.workspace_id!r} differs from the "
                 f"envelope's workspace_id {self.workspace_id!r}"
             )
-        workflow = getattr(self.payload, "workflow", None)
-        for gates in (getattr(self.payload, "checkpoints", None), getattr(workflow, "checkpoints", None)):
+        # vars(): a missing attribute through pydantic's __getattr__ costs an exception.
+        fields = vars(self.payload)
+        workflow = fields.get("workflow")
+        for gates in (fields.get("checkpoints"), workflow.checkpoints if workflow else None):
             if gates is not None and gates.workspace_id != self.workspace_id:
                 raise ValueError(
                     f"checkpoints.workspace_id {gates.workspace_id!r} differs from the "

@@ -151,6 +151,8 @@ def _explain(value: Any, max_depth: int, max_values: int) -> str | None:
 
 
 def _bounded_json(value: Any) -> Any:
+    if not value:  # most events carry empty ones: no walk
+        return value
     problem = json_problem(value)
     if problem:
         raise ValueError(problem)
