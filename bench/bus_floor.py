@@ -137,7 +137,7 @@ async def run_bus(url: str, chains: Chains, in_flight: int, batched: bool) -> No
     await bus.ensure_groups()
     app = FastStream(broker, logger=None)
     await app.start()
-    await publish(redis, [sample_event(i) for i in range(in_flight)], settings.stream_maxlen)
+    await publish(redis, [sample_event(i) for i in range(in_flight)])
     await chains.done.wait()
     await app.stop()
     await redis.aclose()

@@ -137,7 +137,7 @@ async def run_mode(
             workspace = workspaces[n % len(workspaces)]
             event = new_envelope(TaskRequested(goal=GOALS[n % len(GOALS)]), workspace_id=workspace)
             started = time.perf_counter()
-            await publish(deps.redis, [event], settings.stream_maxlen)
+            await publish(deps.redis, [event])
             view = await wait_for_task(deps, workspace, event.correlation_id, timeout=120)
             assert view.get("status") == "completed", view
             return (time.perf_counter() - started) * 1e3

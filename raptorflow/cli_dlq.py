@@ -131,7 +131,7 @@ def replay_cmd(
         done, problems = [], []
         for letter in letters:
             try:
-                new_id = await dead_letters.replay(redis, letter, settings.stream_maxlen)
+                new_id = await dead_letters.replay(redis, letter)
             except dead_letters.NotReplayable as exc:
                 problems.append(str(exc))
                 continue

@@ -63,7 +63,7 @@ class Demo:
             context=context,
             user_id=context.user_id,
         )
-        await publish(self.deps.redis, [event], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [event])
         view = await wait_for_task(self.deps, self.workspace, event.correlation_id, timeout=60)
         view["task_id"] = event.correlation_id
         return view
@@ -211,7 +211,7 @@ class Demo:
             TaskRequested(goal="Plan a product launch strategy", checkpoints=gated),
             workspace_id=self.workspace,
         )
-        await publish(self.deps.redis, [task], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [task])
         waiting = await wait_for_status(
             self.deps, self.workspace, task.correlation_id, {"awaiting_approval"}, timeout=60
         )

@@ -97,7 +97,12 @@ class Settings(BaseSettings):
     )
     claim_min_idle_ms: int = Field(default=5000, ge=10)
     max_deliveries: int = Field(default=5, ge=1)
-    stream_maxlen: int = Field(default=100_000, ge=100)
+    stream_maxlen: int = Field(
+        default=100_000,
+        ge=100,
+        description="About how many entries a stream keeps; never trims what a group still needs.",
+    )
+    stream_trim_interval_s: float = Field(default=5.0, gt=0, le=3600)
     processed_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
     api_keys: SecretStr | None = Field(

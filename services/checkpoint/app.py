@@ -204,7 +204,6 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
                 decided_by=TIMEOUT_ACTOR,
                 reason="approval timed out",
                 expired=True,
-                maxlen=deps.settings.stream_maxlen,
             )
             fired += 1
         except approvals.ApprovalConflict:

@@ -114,22 +114,18 @@ def make_redis(settings: Settings) -> Redis:
     )
 
 
-def add_publish(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
+def add_publish(tx: Pipeline, event: Envelope[Any]) -> None:
     """Queue an XADD of an event, carrying the current trace context."""
-    queue_xadd(tx, tracing.inject(event), maxlen)
+    queue_xadd(tx, tracing.inject(event))
 
 
-def queue_xadd(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
-    """Queue an XADD of an event as it is (approximate MAXLEN keeps streams bounded)."""
-    tx.xadd(
-        event.stream,
-        {DATA_FIELD: event.model_dump_json()},
-        maxlen=maxlen,
-        approximate=True,
-    )
+def queue_xadd(tx: Pipeline, event: Envelope[Any]) -> None:
+    """Queue an XADD of an event as it is. It never trims: a trim by length alone could
+    drop entries a lagging group has not read; `trimming` trims what every group acked."""
+    tx.xadd(event.stream, {DATA_FIELD: event.model_dump_json()})
 
 
-async def publish(redis: Redis, events: Sequence[Envelope[Any]], maxlen: int) -> None:
+async def publish(redis: Redis, events: Sequence[Envelope[Any]]) -> None:
     """Publish events outside a handler (the gateway, the CLI, timeouts): one transaction
     per partition, since a cluster transaction must stay within one slot."""
     layout = topology.current()
@@ -139,7 +135,7 @@ async def publish(redis: Redis, events: Sequence[Envelope[Any]], maxlen: int) ->
     for group in by_partition.values():
         async with redis.pipeline(transaction=True) as tx:
             for event in group:
-                add_publish(tx, event, maxlen)
+                add_publish(tx, event)
             await tx.execute()
 
 
@@ -321,7 +317,7 @@ class ServiceBus:
                 tx.multi()
                 outputs = await handler(event, tx)
                 for output in outputs:
-                    add_publish(tx, output, self.settings.stream_maxlen)
+                    add_publish(tx, output)
                 tx.set(marker, b"1", ex=self.settings.processed_ttl_s)
                 tx.xack(stream, self.service, message_id)
                 if reclaimed:  # only a redelivery can have a failure on record
@@ -457,7 +453,7 @@ class ServiceBus:
         for delivery in handled:
             delivery.writes.replay(tx)
             for output in delivery.outputs:
-                queue_xadd(tx, output, self.settings.stream_maxlen)
+                queue_xadd(tx, output)
             tx.set(delivery.marker, b"1", ex=self.settings.processed_ttl_s)
         tx.xack(stream, self.service, *(d.message_id for d in [*handled, *duplicates]))
         try:

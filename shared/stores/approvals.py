@@ -136,7 +136,6 @@ async def decide(
     reason: str = "",
     comments: list[str] | None = None,
     expired: bool = False,
-    maxlen: int = 100_000,
 ) -> Envelope[ApprovalResolved]:
     """Atomically decide a pending approval and publish ApprovalResolved (exactly once)."""
     key = keys.approval(workspace_id, approval_id)
@@ -179,7 +178,7 @@ async def decide(
                 )
                 tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
                 tx.srem(keys.approvals_pending(workspace_id), approval_id)
-                add_publish(tx, resolved, maxlen)
+                add_publish(tx, resolved)
                 audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
                 await tx.execute()
                 observe_approval_decided(decision, expired, now.timestamp() - record.created_at)

@@ -112,7 +112,6 @@ async def stop(
     *,
     promote: bool,
     winner: Arm | None = None,
-    maxlen: int = 100_000,
 ) -> Experiment:
     """Stop routing tasks into the experiment; with `promote`, hand the winner to memory.
 
@@ -147,7 +146,7 @@ async def stop(
                 tx.srem(keys.experiments_running(workspace_id), experiment_id)
                 if promote and chosen is not None:
                     stats = a if chosen == "A" else b
-                    add_publish(tx, _conclusion(stopped, chosen, stats), maxlen)
+                    add_publish(tx, _conclusion(stopped, chosen, stats))
                 await tx.execute()
                 return stopped
             except WatchError:

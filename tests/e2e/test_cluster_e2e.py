@@ -160,7 +160,7 @@ async def test_partitioned_streams_on_one_redis(monkeypatch: pytest.MonkeyPatch)
                 assert stack.deps is not None
                 for workspace in WORKSPACES[:4]:
                     event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
-                    await publish(redis, [event], settings.stream_maxlen)
+                    await publish(redis, [event])
                     view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
                     assert view["status"] == "completed", view
                     assert TaskRequested.stream(workspace).endswith(

@@ -61,7 +61,7 @@ async def run_cli(stack: LocalStack, *args: str) -> str:
 
 async def submit(stack: LocalStack, workspace: str, goal: str, task_id: str | None = None) -> str:
     event = new_envelope(TaskRequested(goal=goal), workspace_id=workspace, correlation_id=task_id)
-    await publish(deps_of(stack).redis, [event], deps_of(stack).settings.stream_maxlen)
+    await publish(deps_of(stack).redis, [event])
     return event.correlation_id
 
 

@@ -23,7 +23,7 @@ async def submit_task(
 ) -> TaskAccepted:
     allow(request, body.workspace_id)
     event = logic.task_requested(body, task_id=str(uuid.uuid4()))
-    await publish(d.redis, [event], d.settings.stream_maxlen)
+    await publish(d.redis, [event])
     return TaskAccepted(task_id=event.correlation_id, workspace_id=body.workspace_id)
 
 
