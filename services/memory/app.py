@@ -19,6 +19,7 @@ from shared.contract.events import (
     Envelope,
     SequenceChosen,
     StageCompleted,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequested,
@@ -28,6 +29,7 @@ from shared.domain.bandit import BanditConfig
 from shared.domain.recalibration import outcome_of
 from shared.memory.store import TaskRecord
 from shared.observability import telemetry
+from shared.stores import tasks
 
 SERVICE = "memory"
 NOTHING: Sequence[Envelope[Any]] = ()
@@ -72,12 +74,17 @@ def build(deps: Deps) -> Service:
     bandit = BanditConfig()
 
     async def on_requested(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_request(event.payload, time.time()),
-        )
+        # The gateway wrote all this at acceptance; a task published straight onto the
+        # stream gets its view, index entry, deadline and kept request here.
+        accepted_at = event.occurred_at.timestamp()
+        fields = logic.view_of_request(event.payload, accepted_at)
+        store.add_view(tx, event.workspace_id, event.correlation_id, fields)
+        if "deadline_at" in fields:
+            tasks.queue_deadline(
+                tx, event.workspace_id, event.correlation_id, float(fields["deadline_at"])
+            )
+        tx.set(keys.task_request(event.workspace_id, event.correlation_id),
+               event.model_dump_json(), ex=tasks.VIEW_TTL_S, nx=True)
         return NOTHING
 
     async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
@@ -166,9 +173,24 @@ def build(deps: Deps) -> Service:
             _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
             learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
+        if failed.workflow is not None:  # where a resume continues from
+            tx.set(keys.task_snapshot(event.workspace_id, event.correlation_id),
+                   logic.snapshot_of(event), ex=tasks.VIEW_TTL_S)
         store.add_view(
             tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
         )
+        return NOTHING
+
+    async def on_cancelled(
+        event: Envelope[TaskCancelled], tx: Pipeline
+    ) -> Sequence[Envelope[Any]]:
+        # Neither a success nor a failure: no history, no agent outcome, no calibration.
+        now = time.time()
+        store.add_view(tx, event.workspace_id, event.correlation_id,
+                       logic.view_of_cancel(event.payload, now))
+        key = keys.routing_decision(event.workspace_id, event.correlation_id)
+        if await deps.redis.exists(key):
+            tx.hset(key, "outcome_cancelled", "true")
         return NOTHING
 
     bus.on(TaskRequested, on_requested)
@@ -180,5 +202,6 @@ def build(deps: Deps) -> Service:
     # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
     bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
     bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    bus.on(TaskCancelled, on_cancelled)
     learning.subscribe(bus, deps, bandit)
     return service
