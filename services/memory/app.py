@@ -69,6 +69,13 @@ async def _recalibrate(
     )
 
 
+async def _ended_elsewhere(deps: Deps, event: Envelope[Any], reason: str | None) -> bool:
+    """An outcome that raced a cancel or a deadline (published before the stop was seen):
+    the task already ended, so it teaches routing and selection nothing."""
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    return stopped is not None and stopped != reason
+
+
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     bandit = BanditConfig()
@@ -138,6 +145,8 @@ def build(deps: Deps) -> Service:
         return NOTHING
 
     async def on_completed(event: Envelope[TaskCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        if await _ended_elsewhere(deps, event, None):
+            return NOTHING
         done = event.payload
         now = time.time()
         await store.record_stage_outcomes(
@@ -158,6 +167,8 @@ def build(deps: Deps) -> Service:
         return NOTHING
 
     async def on_failed(event: Envelope[TaskFailed], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        if await _ended_elsewhere(deps, event, event.payload.reason):
+            return NOTHING
         failed = event.payload
         now = time.time()
         if failed.workflow is not None:
@@ -186,6 +197,9 @@ def build(deps: Deps) -> Service:
     ) -> Sequence[Envelope[Any]]:
         # Neither a success nor a failure: no history, no agent outcome, no calibration.
         now = time.time()
+        # A TaskCancelled published straight onto the stream stops the task here too.
+        tx.set(keys.task_stopped(event.workspace_id, event.correlation_id), "cancelled",
+               ex=tasks.VIEW_TTL_S, nx=True)
         store.add_view(tx, event.workspace_id, event.correlation_id,
                        logic.view_of_cancel(event.payload, now))
         key = keys.routing_decision(event.workspace_id, event.correlation_id)

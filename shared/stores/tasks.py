@@ -42,13 +42,17 @@ Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
 
 # KEYS: view, ended stream, index. ARGV: ttl, status ('' keeps it), now, task_id, fields...
 # A status only moves forward: an initial status never overwrites one; an end is not undone
-# by a later non-terminal update; a cancelled task takes no more status changes or fields.
+# by a later non-terminal update; a cancelled task takes no more status changes or fields,
+# and a task that ended otherwise cannot become cancelled.
 _UPDATE_VIEW = """
 local current = redis.call('HGET', KEYS[1], 'status')
 local status = ARGV[2]
 local terminal = {completed = true, failed = true, rejected = true, cancelled = true}
 local initial = {requested = true, accepted = true}
 if current == 'cancelled' and status ~= '' and status ~= 'cancelled' then return 0 end
+if status == 'cancelled' and current and terminal[current] and current ~= 'cancelled' then
+  return 0
+end
 if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 if status ~= '' and not (current and (terminal[current] and not terminal[status]
     or initial[status])) then

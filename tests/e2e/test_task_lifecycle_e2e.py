@@ -22,9 +22,11 @@ from raptorflow.client import (
 )
 from raptorflow.stack import LocalStack
 from shared.contract import keys
-from shared.contract.events import stream_for
+from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.models import AgentContext
 from shared.domain.llm_port import LLMError, LLMReply, LLMRequest
 from shared.llm.offline import OfflineProvider
+from shared.messaging.bus import publish
 from shared.stores import approvals, webhooks
 from tests.checkpoint_helpers import gate, wait_pending
 from tests.helpers import events_of_task, eventually, settings_for
@@ -248,3 +250,25 @@ async def test_a_deadline_passes_while_the_service_holding_the_task_is_down(
     async with LocalStack(settings, start_redis=False, services=["corrector"]):
         await eventually(lambda: _corrector_idle(redis), 30)
     assert "StageCompleted" not in _types(await events_of_task(redis, accepted.task_id))
+
+
+async def test_a_task_from_the_stream_is_listed_and_its_deadline_holds_mid_stage(
+    stack, redis, workspace
+):
+    stack.provider.hold = True
+    event = new_envelope(
+        TaskRequested(goal=GOAL, agent_sequence=SEQUENCE, deadline_s=1.0),
+        workspace_id=workspace,
+        context=AgentContext(workspace_id=workspace),
+    )
+    await publish(redis, [event], 100_000)
+    async with AsyncRaptorFlow(stack.gateway_url, workspace_id=workspace) as rf:
+        await stack.provider.held.wait()
+        page = await rf.list()
+        assert [t.task_id for t in page.tasks] == [event.correlation_id]
+        assert page.tasks[0].deadline_at is not None
+        view = await rf.wait(event.correlation_id, timeout=30)
+        stack.provider.release.set()
+    assert view.status == "failed" and view.failure_reason == "deadline"
+    await eventually(lambda: _corrector_idle(redis), 30)
+    assert "StageCompleted" not in _types(await events_of_task(redis, event.correlation_id))
