@@ -3,6 +3,7 @@ decisions and agent performance, and keeps the task view for GET /tasks/{id}."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -67,6 +68,22 @@ async def _recalibrate(
         deps.redis, event.workspace_id, outcome,
         marker=marker, marker_ttl_s=deps.settings.processed_ttl_s,
     )
+
+
+async def on_task_cancelled(
+    deps: Deps, event: Envelope[TaskCancelled], tx: Pipeline
+) -> Sequence[Envelope[Any]]:
+    """Neither a success nor a failure: no history, no agent outcome, no calibration; the
+    view says cancelled, and a TaskCancelled published straight onto the stream stops the
+    task here too."""
+    tx.set(keys.task_stopped(event.workspace_id, event.correlation_id), "cancelled",
+           ex=tasks.VIEW_TTL_S, nx=True)
+    store.add_view(tx, event.workspace_id, event.correlation_id,
+                   logic.view_of_cancel(event.payload, time.time()))
+    key = keys.routing_decision(event.workspace_id, event.correlation_id)
+    if await deps.redis.exists(key):
+        tx.hset(key, "outcome_cancelled", "true")
+    return NOTHING
 
 
 async def _ended_elsewhere(deps: Deps, event: Envelope[Any], reason: str | None) -> bool:
@@ -192,21 +209,6 @@ def build(deps: Deps) -> Service:
         )
         return NOTHING
 
-    async def on_cancelled(
-        event: Envelope[TaskCancelled], tx: Pipeline
-    ) -> Sequence[Envelope[Any]]:
-        # Neither a success nor a failure: no history, no agent outcome, no calibration.
-        now = time.time()
-        # A TaskCancelled published straight onto the stream stops the task here too.
-        tx.set(keys.task_stopped(event.workspace_id, event.correlation_id), "cancelled",
-               ex=tasks.VIEW_TTL_S, nx=True)
-        store.add_view(tx, event.workspace_id, event.correlation_id,
-                       logic.view_of_cancel(event.payload, now))
-        key = keys.routing_decision(event.workspace_id, event.correlation_id)
-        if await deps.redis.exists(key):
-            tx.hset(key, "outcome_cancelled", "true")
-        return NOTHING
-
     bus.on(TaskRequested, on_requested)
     bus.on(SequenceChosen, on_sequence)
     bus.on(CritiqueDone, on_critique)
@@ -216,6 +218,6 @@ def build(deps: Deps) -> Service:
     # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
     bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
     bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
-    bus.on(TaskCancelled, on_cancelled)
+    bus.on(TaskCancelled, functools.partial(on_task_cancelled, deps))
     learning.subscribe(bus, deps, bandit)
     return service
