@@ -115,6 +115,16 @@ async def test_the_list_is_newest_first_with_a_cursor_and_filters(client, redis,
     cancelled = (await client.get("/tasks", params={"workspace_id": workspace,
                                                     "status": "cancelled"})).json()
     assert [t["task_id"] for t in cancelled["tasks"]] == [ids[1]]
+    async with redis.pipeline(transaction=True) as tx:
+        tasks.queue_view(tx, workspace, ids[2], {"status": "running", "routing_source": "memory",
+                                                 "agent_sequence": '["research"]'}, time.time())
+        await tx.execute()
+    by_agent = (await client.get("/tasks", params={"workspace_id": workspace, "agent": "research",
+                                                   "source": "memory"})).json()
+    assert [t["task_id"] for t in by_agent["tasks"]] == [ids[2]]
+    future = (await client.get("/tasks", params={"workspace_id": workspace,
+                                                 "since": "2999-01-01T00:00:00Z"})).json()
+    assert future == {"tasks": [], "next_cursor": None}
     bad = await client.get("/tasks", params={"workspace_id": workspace, "cursor": "x:y"})
     assert bad.status_code == 422
 
