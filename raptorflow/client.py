@@ -142,6 +142,10 @@ def _json(response: httpx.Response) -> Any:
     return response.json()
 
 
+def _idempotent(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
 class _Calls:
     """The API's calls as data (no I/O), shared by the sync and async clients."""
 
@@ -158,8 +162,8 @@ class _Calls:
                fields: dict[str, Any]) -> _Call[TaskAccepted]:
         body = {"goal": goal, "workspace_id": self.ws(workspace_id),
                 **{k: v for k, v in fields.items() if v is not None}}
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _Call("POST", "/tasks", _model(TaskAccepted), body=body, headers=headers)
+        return _Call("POST", "/tasks", _model(TaskAccepted), body=body,
+                     headers=_idempotent(idempotency_key))
 
     def get(self, task_id: str, workspace_id: str | None, wait: float = 0) -> _Call[TaskView]:
         params: dict[str, Any] = {"workspace_id": self.ws(workspace_id)}
@@ -181,15 +185,19 @@ class _Calls:
         return _Call("POST", f"/tasks/{task_id}/cancel", _model(TaskView), body=body)
 
     def resume(self, task_id: str, workspace_id: str | None,
-               budget_constraints: dict[str, float] | None) -> _Call[TaskAccepted]:
+               budget_constraints: dict[str, float] | None,
+               idempotency_key: str | None) -> _Call[TaskAccepted]:
         body: dict[str, Any] = {"workspace_id": self.ws(workspace_id)}
         if budget_constraints is not None:
             body["budget_constraints"] = budget_constraints
-        return _Call("POST", f"/tasks/{task_id}/resume", _model(TaskAccepted), body=body)
+        return _Call("POST", f"/tasks/{task_id}/resume", _model(TaskAccepted), body=body,
+                     headers=_idempotent(idempotency_key))
 
-    def rerun(self, task_id: str, workspace_id: str | None) -> _Call[TaskAccepted]:
+    def rerun(self, task_id: str, workspace_id: str | None,
+              idempotency_key: str | None) -> _Call[TaskAccepted]:
         body = {"workspace_id": self.ws(workspace_id)}
-        return _Call("POST", f"/tasks/{task_id}/rerun", _model(TaskAccepted), body=body)
+        return _Call("POST", f"/tasks/{task_id}/rerun", _model(TaskAccepted), body=body,
+                     headers=_idempotent(idempotency_key))
 
     def approvals(self, workspace_id: str | None) -> _Call[builtins.list[dict[str, Any]]]:
         return _Call("GET", "/approvals", _json, params={"workspace_id": self.ws(workspace_id)})
@@ -253,11 +261,15 @@ class RaptorFlow:
         return self._do(self.calls.cancel(task_id, workspace_id, reason))
 
     def resume(self, task_id: str, *, budget_constraints: dict[str, float] | None = None,
+               idempotency_key: str | None = None,
                workspace_id: str | None = None) -> TaskAccepted:
-        return self._do(self.calls.resume(task_id, workspace_id, budget_constraints))
+        """Continue a failed task from its unfinished stage (a new task, `resumed_from`)."""
+        call = self.calls.resume(task_id, workspace_id, budget_constraints, idempotency_key)
+        return self._do(call)
 
-    def rerun(self, task_id: str, *, workspace_id: str | None = None) -> TaskAccepted:
-        return self._do(self.calls.rerun(task_id, workspace_id))
+    def rerun(self, task_id: str, *, idempotency_key: str | None = None,
+              workspace_id: str | None = None) -> TaskAccepted:
+        return self._do(self.calls.rerun(task_id, workspace_id, idempotency_key))
 
     def approvals(self, *, workspace_id: str | None = None) -> builtins.list[dict[str, Any]]:
         """The workspace's pending approvals."""
@@ -327,11 +339,14 @@ class AsyncRaptorFlow:
         return await self._do(self.calls.cancel(task_id, workspace_id, reason))
 
     async def resume(self, task_id: str, *, budget_constraints: dict[str, float] | None = None,
+                     idempotency_key: str | None = None,
                      workspace_id: str | None = None) -> TaskAccepted:
-        return await self._do(self.calls.resume(task_id, workspace_id, budget_constraints))
+        call = self.calls.resume(task_id, workspace_id, budget_constraints, idempotency_key)
+        return await self._do(call)
 
-    async def rerun(self, task_id: str, *, workspace_id: str | None = None) -> TaskAccepted:
-        return await self._do(self.calls.rerun(task_id, workspace_id))
+    async def rerun(self, task_id: str, *, idempotency_key: str | None = None,
+                    workspace_id: str | None = None) -> TaskAccepted:
+        return await self._do(self.calls.rerun(task_id, workspace_id, idempotency_key))
 
     async def approvals(self, *, workspace_id: str | None = None) -> builtins.list[dict[str, Any]]:
         return await self._do(self.calls.approvals(workspace_id))

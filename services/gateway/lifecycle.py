@@ -78,5 +78,4 @@ def resumed_fields(snapshot: Snapshot, original_id: str, now: float) -> dict[str
         "routing_source": workflow.routing.source,
         "routing_confidence": str(workflow.routing.confidence),
         "resumed_from": original_id,
-        "request_hash": f"resume:{original_id}",
     }

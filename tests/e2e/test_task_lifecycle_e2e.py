@@ -200,7 +200,9 @@ async def test_resume_after_a_failure_at_the_second_stage_reuses_the_first(
         assert failed.status == "failed" and failed.failure_reason == "error"
         assert [s.agent for s in failed.stages] == ["research"]
         stack.provider.failing = None
-        resumed = await rf.resume(first.task_id)
+        resumed = await rf.resume(first.task_id, idempotency_key="resume-1")
+        retried = await rf.resume(first.task_id, idempotency_key="resume-1")
+        assert retried.task_id == resumed.task_id and retried.replayed
         done = await rf.wait(resumed.task_id, timeout=60)
         assert done.status == "completed" and done.resumed_from == first.task_id
         assert (await rf.get(first.task_id)).resumed_by == resumed.task_id

@@ -134,27 +134,32 @@ async def cancel_task(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
 
 
-async def _start_copy(d: Deps, event: Envelope[Any], fields: dict[str, str],
-                      original: str) -> TaskAccepted:
-    """Accept the new task, link the original to it, and keep the original request (so the
-    copy can be rerun too)."""
-    request = await d.redis.get(keys.task_request(event.workspace_id, original))
-    if request is not None and not await d.redis.exists(
-        keys.task_request(event.workspace_id, event.correlation_id)
-    ):
-        await d.redis.set(keys.task_request(event.workspace_id, event.correlation_id), request,
-                          ex=tasks.VIEW_TTL_S)
-    await tasks.accept(d.redis, event, fields, idempotency_key=None,
-                       now=float(fields["created_at"]), maxlen=d.settings.stream_maxlen)
-    await d.redis.hset(keys.task_view(event.workspace_id, original), "resumed_by"
-                       if "resumed_from" in fields else "rerun_by", event.correlation_id)
-    return TaskAccepted(task_id=event.correlation_id, workspace_id=event.workspace_id)
+async def _start_copy(d: Deps, event: Envelope[Any], fields: dict[str, str], original: str,
+                      idempotency_key: str | None) -> TaskAccepted:
+    """Accept the new task (once per Idempotency-Key); a resumed one keeps the original's
+    request (so it can be rerun too) and the original links to it."""
+    try:
+        accepted = await tasks.accept(d.redis, event, fields, idempotency_key=idempotency_key,
+                                      now=float(fields["created_at"]),
+                                      maxlen=d.settings.stream_maxlen)
+    except tasks.IdempotencyMismatch as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=f"Idempotency-Key: {exc}") from exc
+    if not accepted.replayed and "resumed_from" in fields:
+        ws, new_id = event.workspace_id, event.correlation_id
+        request = await d.redis.get(keys.task_request(ws, original))
+        if request is not None:
+            await d.redis.set(keys.task_request(ws, new_id), request, ex=tasks.VIEW_TTL_S)
+        await d.redis.hset(keys.task_view(ws, original), "resumed_by", new_id)
+    return TaskAccepted(task_id=accepted.task_id, workspace_id=event.workspace_id,
+                        status=accepted.status, replayed=accepted.replayed)
 
 
 @router.post("/tasks/{task_id}/resume", response_model=TaskAccepted,
              status_code=status.HTTP_202_ACCEPTED)
 async def resume_task(
-    task_id: str, body: ResumeRequest, request: Request, d: Deps = Depends(get_deps)
+    task_id: str, body: ResumeRequest, request: Request,
+    idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Continue a failed, rejected or timed-out task from the stage that did not finish."""
     allow(request, body.workspace_id)
@@ -171,13 +176,16 @@ async def resume_task(
     new_id = str(uuid.uuid4())
     event = lifecycle.resumed(snapshot, new_id, body.budget_constraints, now)
     fields = lifecycle.resumed_fields(snapshot, task_id, now.timestamp())
-    return await _start_copy(d, event, fields, task_id)
+    fields["request_hash"] = tasks.request_hash({"resume": task_id,
+                                                 "budget": body.budget_constraints})
+    return await _start_copy(d, event, fields, task_id, idempotency_key)
 
 
 @router.post("/tasks/{task_id}/rerun", response_model=TaskAccepted,
              status_code=status.HTTP_202_ACCEPTED)
 async def rerun_task(
-    task_id: str, body: RerunRequest, request: Request, d: Deps = Depends(get_deps)
+    task_id: str, body: RerunRequest, request: Request,
+    idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Start a fresh copy of a task (same request, new id), whatever its state."""
     allow(request, body.workspace_id)
@@ -187,5 +195,6 @@ async def rerun_task(
     original = Envelope[TaskRequested].model_validate_json(raw)
     event = lifecycle.rerun(original, str(uuid.uuid4()))
     now = event.occurred_at.timestamp()
-    fields = tasks.acceptance_fields(event, f"rerun:{task_id}", now, {"rerun_of": task_id})
-    return await _start_copy(d, event, fields, task_id)
+    digest = tasks.request_hash({"rerun": task_id})
+    fields = tasks.acceptance_fields(event, digest, now, {"rerun_of": task_id})
+    return await _start_copy(d, event, fields, task_id, idempotency_key)
