@@ -23,7 +23,7 @@ from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
-from shared.stores import webhooks
+from shared.stores import approvals, tasks, webhooks
 
 SERVICE = "notifier"
 LEASE_S = 30.0
@@ -44,6 +44,16 @@ return due
 async def on_approval_needed(
     event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    if stopped is not None:
+        # The checkpoint created this approval while the task was being cancelled (or ran
+        # out of time): nobody is asked; it is withdrawn instead (once, under WATCH).
+        await approvals.withdraw(
+            deps.redis, event.workspace_id, event.payload.approval_id,
+            reason="cancelled" if stopped == "cancelled" else "deadline",
+            maxlen=deps.settings.stream_maxlen,
+        )
+        return ()
     config = await webhooks.load_config(deps.redis, event.workspace_id)
     if config is None or not config.urls:
         return ()

@@ -15,8 +15,9 @@ from services.gateway.app import create_app
 from shared.app.runtime import build_deps
 from shared.contract import keys
 from shared.contract.events import stream_for
-from shared.stores import tasks
-from tests.helpers import settings_for
+from shared.messaging.bus import publish
+from shared.stores import approvals, tasks
+from tests.helpers import eventually, settings_for
 
 
 @pytest.fixture
@@ -196,3 +197,29 @@ def test_the_task_view_is_in_the_openapi_document(redis_url):
     assert view["success"]["anyOf"][0]["type"] == "boolean"
     assert view["created_at"]["anyOf"][0]["format"] == "date-time"
     assert "TaskPage" in schema["components"]["schemas"]
+
+
+async def test_an_approval_created_while_its_task_was_cancelled_is_withdrawn(
+    redis_url, redis, workspace
+):
+    """The race a cancel can lose: the checkpoint's handler was already creating the approval
+    when the cancel committed. The notifier, which reads every ApprovalNeeded after it
+    commits, withdraws it instead of asking anyone."""
+    from raptorflow.stack import LocalStack
+    from tests.integration.test_gateway import _pending_approval
+
+    await redis.set(keys.task_stopped(workspace, "t1"), "cancelled")
+    async with LocalStack(settings_for(redis_url), start_redis=False, services=["notifier"]):
+        await _pending_approval(redis, workspace)
+        needed = await approvals.get_approval(redis, workspace, "ap-1")
+        await publish(redis, [needed.needed], 1000)
+
+        async def withdrawn() -> bool:
+            return (await approvals.get_approval(redis, workspace, "ap-1")).status == "withdrawn"
+
+        await eventually(withdrawn, 20)
+    assert await approvals.list_pending(redis, workspace) == []
+    notices = [json.loads(e[b"__data__"]) for _, e in
+               await redis.xrange(stream_for("ApprovalWithdrawn"))]
+    assert [n["payload"]["reason"] for n in notices
+            if n["workspace_id"] == workspace] == ["cancelled"]
