@@ -41,6 +41,7 @@ P = TypeVar("P", bound=Payload)
 Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
 
 # KEYS: view, ended stream, index. ARGV: ttl, status ('' keeps it), now, task_id, fields...
+# The ended stream only serves long-polls that read a live status first: an hour is ample.
 # A status only moves forward: an initial status never overwrites one; an end is not undone
 # by a later non-terminal update; a cancelled task takes no more status changes or fields,
 # and a task that ended otherwise cannot become cancelled.
@@ -59,7 +60,7 @@ if status ~= '' and not (current and (terminal[current] and not terminal[status]
   redis.call('HSET', KEYS[1], 'status', status)
   if terminal[status] and not (current and terminal[current]) then
     redis.call('XADD', KEYS[2], 'MAXLEN', '1', '*', 'status', status)
-    redis.call('EXPIRE', KEYS[2], ARGV[1])
+    redis.call('EXPIRE', KEYS[2], 3600)
   end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
