@@ -16,7 +16,8 @@ from shared.contract.models import (
     WorkspaceId,
 )
 
-TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$")]
+# No ':' (the key separator): a task id must never name another task's key.
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
 
 
 class OrchestrateRequest(BaseModel):

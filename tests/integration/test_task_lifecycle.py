@@ -96,6 +96,8 @@ async def test_a_caller_given_task_id_is_idempotent_too(client, workspace):
     assert (await client.post("/tasks", json=body)).json()["replayed"] is True
     clash = await client.post("/tasks", json={**body, "goal": "another"})
     assert clash.status_code == 409
+    sneaky = await client.post("/tasks", json={**body, "task_id": "order-7:stages"})
+    assert sneaky.status_code == 422 and "task_id" in sneaky.text
 
 
 async def test_the_list_is_newest_first_with_a_cursor_and_filters(client, redis, workspace):
