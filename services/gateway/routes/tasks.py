@@ -8,7 +8,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 
 from services.gateway import lifecycle, logic
 from services.gateway.access import WorkspaceQuery, allow, get_deps
@@ -26,6 +36,10 @@ from shared.contract.task_view import (
 from shared.stores import tasks
 
 router = APIRouter(tags=["tasks"])
+# Ids in paths that change a task: never ':' (the key separator), so one cannot reach
+# another task's keys; reading allows any id a publisher may have used.
+TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
+AnyTaskIdPath = Annotated[str, Path(min_length=1, max_length=100)]
 
 IdempotencyKey = Annotated[
     str | None,
@@ -76,7 +90,7 @@ async def _view_or_404(d: Deps, workspace_id: str, task_id: str) -> TaskView:
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
 async def task_status(
-    task_id: str,
+    task_id: AnyTaskIdPath,
     request: Request,
     workspace_id: str = WorkspaceQuery,
     wait: float = Query(default=0, ge=0, le=tasks.MAX_WAIT_S, allow_inf_nan=False,
@@ -119,7 +133,7 @@ async def list_tasks(
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskView)
 async def cancel_task(
-    task_id: str, body: CancelRequest, request: Request, d: Deps = Depends(get_deps)
+    task_id: TaskIdPath, body: CancelRequest, request: Request, d: Deps = Depends(get_deps)
 ) -> TaskView:
     """Stop a task wherever it is; a second cancel answers the same; a finished task 409."""
     user = allow(request, body.workspace_id)
@@ -158,7 +172,7 @@ async def _start_copy(d: Deps, event: Envelope[Any], fields: dict[str, str], ori
 @router.post("/tasks/{task_id}/resume", response_model=TaskAccepted,
              status_code=status.HTTP_202_ACCEPTED)
 async def resume_task(
-    task_id: str, body: ResumeRequest, request: Request,
+    task_id: TaskIdPath, body: ResumeRequest, request: Request,
     idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Continue a failed, rejected or timed-out task from the stage that did not finish."""
@@ -184,7 +198,7 @@ async def resume_task(
 @router.post("/tasks/{task_id}/rerun", response_model=TaskAccepted,
              status_code=status.HTTP_202_ACCEPTED)
 async def rerun_task(
-    task_id: str, body: RerunRequest, request: Request,
+    task_id: TaskIdPath, body: RerunRequest, request: Request,
     idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Start a fresh copy of a task (same request, new id), whatever its state."""
