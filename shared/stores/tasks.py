@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -357,9 +358,12 @@ def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     score, _, member = cursor.partition(":")
     try:
-        return float(score), member
+        value = float(score)
     except ValueError:
-        raise ValueError("cursor: not one this API returned") from None
+        value = math.nan
+    if not math.isfinite(value) or not member:
+        raise ValueError("cursor: not one this API returned")
+    return value, member
 
 
 async def _index_batch(redis: Redis, workspace_id: str, after: tuple[float, str] | None,

@@ -128,8 +128,9 @@ async def test_the_list_is_newest_first_with_a_cursor_and_filters(client, redis,
     future = (await client.get("/tasks", params={"workspace_id": workspace,
                                                  "since": "2999-01-01T00:00:00Z"})).json()
     assert future == {"tasks": [], "next_cursor": None}
-    bad = await client.get("/tasks", params={"workspace_id": workspace, "cursor": "x:y"})
-    assert bad.status_code == 422
+    for cursor in ("x:y", "nan:y", "inf:y", "1.5:", "12"):
+        bad = await client.get("/tasks", params={"workspace_id": workspace, "cursor": cursor})
+        assert bad.status_code == 422, cursor
 
 
 async def test_cancel_ends_a_live_task_once_and_refuses_a_finished_one(client, redis, workspace):
