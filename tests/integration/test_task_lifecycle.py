@@ -63,6 +63,8 @@ async def test_same_key_and_body_answer_the_same_task_and_submit_once(client, re
     assert again.json()["task_id"] == first.json()["task_id"]
     assert again.json()["replayed"] is True and again.headers["Idempotent-Replayed"] == "true"
     assert len(await _requested(redis, first.json()["task_id"])) == 1
+    [idem] = [k async for k in redis.scan_iter(match=f"rf:ws:{workspace}:idempotency:*")]
+    assert 23 * 3600 < await redis.ttl(idem) <= 24 * 3600
     other = await client.post("/tasks", json={**body, "goal": "Other"}, headers=headers)
     assert other.status_code == 422 and "Idempotency-Key" in other.text
 
