@@ -310,8 +310,8 @@ class Demo:
         self.say(
             "6. Complete workflow (through the HTTP gateway)",
             [
-                f"POST /tasks -> {accepted['task_id']}; routing {status['details'].get('routing_source')}"
-                f" -> {status['details'].get('agent_sequence')}",
+                f"POST /tasks -> {accepted['task_id']}; routing {status.get('routing_source')}"
+                f" -> {status.get('agent_sequence')}",
                 *[
                     f"  stage {s['stage_index']} {s['agent']}: quality {s['quality']:.2f}, "
                     f"iterations {s['self_correction_metadata']['iterations']}, provider {s['provider']}"
@@ -319,7 +319,7 @@ class Demo:
                 ],
                 f"invalid body -> {bad.status_code} ({bad.json()['detail'][0]['loc']})",
                 f"dead letters: {dead}; final status {status['status']}, success "
-                f"{status['details'].get('success')}",
+                f"{status.get('success')}",
             ],
             ok,
         )

@@ -3,7 +3,9 @@
 StageAssigned -> StageCleared | ApprovalNeeded
 StageCompleted -> StageAdvanced | TaskCompleted | ApprovalNeeded
 ApprovalResolved -> StageCleared | StageAdvanced | TaskCompleted | TaskFailed
-A background sweep turns overdue approvals into their timeout outcome.
+TaskCancelled -> its pending approvals withdrawn (ApprovalWithdrawn)
+A background sweep turns overdue approvals into their timeout outcome, and tasks past
+their deadline into TaskFailed(deadline).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from shared.contract.events import (
     StageAssigned,
     StageCompleted,
     StageOutcome,
+    TaskCancelled,
     Workflow,
 )
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
-from shared.stores import approvals, audit
+from shared.stores import approvals, audit, tasks
 
 SERVICE = "checkpoint"
 SWEEP_INTERVAL_S = 1.0
@@ -211,12 +214,38 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
     return fired
 
 
-async def sweep_forever(deps: Deps) -> None:
-    await every(
-        SWEEP_INTERVAL_S,
-        lambda: expire_due_approvals(deps, datetime.now(UTC).timestamp()),
-        "approval timeout sweep",
+async def on_task_cancelled(
+    event: Envelope[TaskCancelled], tx: Pipeline, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    """A cancelled task's pending approval leaves the list (its webhook hears ApprovalWithdrawn)."""
+    await approvals.withdraw_for_task(
+        deps.redis, event.workspace_id, event.correlation_id, reason="cancelled",
     )
+    return ()
+
+
+async def expire_due_tasks(deps: Deps, now: float) -> int:
+    """End each task past its deadline as failed (reason deadline), wherever it is: this
+    sweep needs nothing from the service that holds the task, so it fires even while that
+    service is down. Its pending approval is withdrawn."""
+    fired = 0
+    for workspace_id, task_id in await tasks.due_deadlines(deps.redis, now):
+        if await tasks.expire(deps.redis, workspace_id, task_id, now=now):
+            fired += 1
+            await approvals.withdraw_for_task(
+                deps.redis, workspace_id, task_id, reason="deadline",
+            )
+    return fired
+
+
+async def sweep_once(deps: Deps) -> None:
+    now = datetime.now(UTC).timestamp()
+    await expire_due_approvals(deps, now)
+    await expire_due_tasks(deps, now)
+
+
+async def sweep_forever(deps: Deps) -> None:
+    await every(SWEEP_INTERVAL_S, lambda: sweep_once(deps), "approval and task deadline sweep")
 
 
 def build(deps: Deps) -> Service:
@@ -231,8 +260,13 @@ def build(deps: Deps) -> Service:
     async def resolved(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await on_approval_resolved(event, tx, deps=deps)
 
-    bus.on(StageAssigned, assigned)
-    bus.on(StageCompleted, completed)
-    bus.on(ApprovalResolved, resolved)
+    async def cancelled(event: Envelope[TaskCancelled], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        return await on_task_cancelled(event, tx, deps=deps)
+
+    # A cancelled or expired task's events are dropped here, its next hop.
+    bus.on(StageAssigned, tasks.unless_stopped(deps.redis, assigned))
+    bus.on(StageCompleted, tasks.unless_stopped(deps.redis, completed))
+    bus.on(ApprovalResolved, tasks.unless_stopped(deps.redis, resolved))
+    bus.on(TaskCancelled, cancelled)
     service.background.append(lambda: sweep_forever(deps))
     return service

@@ -22,8 +22,13 @@ from shared.contract.models import SelfCorrectionConfig
 from shared.domain.critique import CritiqueParseError
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, IterationRecord, SelfCorrector
+from shared.stores import tasks
 
 SERVICE = "corrector"
+
+
+class TaskStopped(Exception):
+    """The task was cancelled or ran out of time while its stage ran."""
 
 
 async def on_stage_cleared(
@@ -40,6 +45,10 @@ async def on_stage_cleared(
     async def publish_critique(record: IterationRecord, draft: str) -> None:
         payload = logic.critique_done(cleared, record, threshold, deps.provider.name)
         critiques.append(event.follow(payload, key=str(record.iteration)))
+        # Between iterations: a task cancelled (or past its deadline) mid-loop makes no
+        # further LLM calls.
+        if await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id):
+            raise TaskStopped(event.correlation_id)
 
     corrector = SelfCorrector(deps.provider)
     try:
@@ -56,6 +65,8 @@ async def on_stage_cleared(
             spent_before=workflow.usage,
             on_critique=publish_critique,
         )
+    except TaskStopped:
+        return critiques
     except BudgetExhausted as exc:
         failed = logic.stage_failed(cleared, "budget_exhausted", str(exc), corrector.spent)
         return [*critiques, event.follow(failed)]
@@ -71,5 +82,5 @@ def build(deps: Deps) -> Service:
     async def handle(event: Envelope[StageCleared], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await on_stage_cleared(event, tx, deps=deps)
 
-    bus.on(StageCleared, handle, batched=False)  # waits on the LLM
+    bus.on(StageCleared, tasks.unless_stopped(deps.redis, handle), batched=False)  # waits on the LLM
     return service

@@ -29,6 +29,7 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
             agent_sequence=body.agent_sequence,
             self_correction=body.self_correction,
             checkpoints=body.checkpoints,
+            deadline_s=body.deadline_s,
         ),
         workspace_id=body.workspace_id,
         context=context,

@@ -3,6 +3,7 @@ decisions and agent performance, and keeps the task view for GET /tasks/{id}."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from shared.contract.events import (
     Envelope,
     SequenceChosen,
     StageCompleted,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequested,
@@ -28,6 +30,7 @@ from shared.domain.bandit import BanditConfig
 from shared.domain.recalibration import outcome_of
 from shared.memory.store import TaskRecord
 from shared.observability import telemetry
+from shared.stores import tasks
 
 SERVICE = "memory"
 NOTHING: Sequence[Envelope[Any]] = ()
@@ -67,17 +70,45 @@ async def _recalibrate(
     )
 
 
+async def on_task_cancelled(
+    deps: Deps, event: Envelope[TaskCancelled], tx: Pipeline
+) -> Sequence[Envelope[Any]]:
+    """Neither a success nor a failure: no history, no agent outcome, no calibration; the
+    view says cancelled, and a TaskCancelled published straight onto the stream stops the
+    task here too."""
+    tx.set(keys.task_stopped(event.workspace_id, event.correlation_id), "cancelled",
+           ex=tasks.VIEW_TTL_S, nx=True)
+    store.add_view(tx, event.workspace_id, event.correlation_id,
+                   logic.view_of_cancel(event.payload, time.time()))
+    key = keys.routing_decision(event.workspace_id, event.correlation_id)
+    if await deps.redis.exists(key):
+        tx.hset(key, "outcome_cancelled", "true")
+    return NOTHING
+
+
+async def _ended_elsewhere(deps: Deps, event: Envelope[Any], reason: str | None) -> bool:
+    """An outcome that raced a cancel or a deadline (published before the stop was seen):
+    the task already ended, so it teaches routing and selection nothing."""
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    return stopped is not None and stopped != reason
+
+
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     bandit = BanditConfig()
 
     async def on_requested(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_request(event.payload, time.time()),
-        )
+        # The gateway wrote all this at acceptance; a task published straight onto the
+        # stream gets its view, index entry, deadline and kept request here.
+        accepted_at = event.occurred_at.timestamp()
+        fields = logic.view_of_request(event.payload, accepted_at)
+        store.add_view(tx, event.workspace_id, event.correlation_id, fields)
+        if "deadline_at" in fields:
+            tasks.queue_deadline(
+                tx, event.workspace_id, event.correlation_id, float(fields["deadline_at"])
+            )
+        tx.set(keys.task_request(event.workspace_id, event.correlation_id),
+               event.model_dump_json(), ex=tasks.VIEW_TTL_S, nx=True)
         return NOTHING
 
     async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
@@ -131,6 +162,8 @@ def build(deps: Deps) -> Service:
         return NOTHING
 
     async def on_completed(event: Envelope[TaskCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        if await _ended_elsewhere(deps, event, None):
+            return NOTHING
         done = event.payload
         now = time.time()
         await store.record_stage_outcomes(
@@ -151,6 +184,8 @@ def build(deps: Deps) -> Service:
         return NOTHING
 
     async def on_failed(event: Envelope[TaskFailed], tx: Pipeline) -> Sequence[Envelope[Any]]:
+        if await _ended_elsewhere(deps, event, event.payload.reason):
+            return NOTHING
         failed = event.payload
         now = time.time()
         if failed.workflow is not None:
@@ -166,6 +201,9 @@ def build(deps: Deps) -> Service:
             _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
             learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
         await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
+        if failed.workflow is not None:  # where a resume continues from
+            tx.set(keys.task_snapshot(event.workspace_id, event.correlation_id),
+                   logic.snapshot_of(event), ex=tasks.VIEW_TTL_S)
         store.add_view(
             tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
         )
@@ -180,5 +218,6 @@ def build(deps: Deps) -> Service:
     # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
     bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
     bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    bus.on(TaskCancelled, functools.partial(on_task_cancelled, deps))
     learning.subscribe(bus, deps, bandit)
     return service

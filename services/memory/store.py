@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -26,8 +27,7 @@ from shared.domain.performance import (
 from shared.memory import shared_pool as shared_learning
 from shared.memory.embeddings.base import Vectors as Vector
 from shared.memory.store import TaskRecord
-
-VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
+from shared.stores import tasks
 
 T = TypeVar("T")
 Plan = Callable[[], Awaitable[Callable[[Pipeline], T]]]
@@ -151,36 +151,13 @@ def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[
     tx.expire(key, keys.CRITIQUE_TTL_S)
 
 
-# A task's events arrive on different streams, so memory may see TaskCompleted before
-# that task's TaskRequested (after a restart, or with replicas): a status may only move
-# forward. Terminal statuses stay; "requested" never overwrites a status.
-_UPDATE_VIEW = """
-local current = redis.call('HGET', KEYS[1], 'status')
-local status = ARGV[2]
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-local terminal = {completed = true, failed = true, rejected = true}
-if status ~= '' and not (current and (terminal[current] and not terminal[status]
-    or status == 'requested')) then
-  redis.call('HSET', KEYS[1], 'status', status)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
-
-
 def add_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
-    key = keys.task_view(workspace_id, task_id)
-    rest = {k: v for k, v in fields.items() if k != "status"}
-    args = [str(VIEW_TTL_S), fields.get("status", "")]
-    for name, value in rest.items():
-        args += [name, value]
-    tx.eval(_UPDATE_VIEW, 1, key, *args)
+    """The task view's update (a status only moves forward: shared.stores.tasks)."""
+    tasks.queue_view(tx, workspace_id, task_id, fields, time.time())
 
 
 def add_stage_view(tx: Pipeline, workspace_id: str, task_id: str, index: int, stage: str) -> None:
-    key = keys.task_stages(workspace_id, task_id)
-    tx.hset(key, str(index), stage)
-    tx.expire(key, VIEW_TTL_S)
+    tasks.queue_stage(tx, workspace_id, task_id, index, stage)
 
 
 async def record_stage_outcomes(

@@ -14,6 +14,7 @@ from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, TaskRequested
 from shared.domain.llm_port import LLMError
 from shared.domain.routing import PlanError, RouteDecision
+from shared.stores import tasks
 from shared.stores.experiment_store import experiment_route
 
 SERVICE = "router"
@@ -56,5 +57,5 @@ def build(deps: Deps) -> Service:
     async def handle(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await on_task_requested(event, tx, deps=deps)
 
-    bus.on(TaskRequested, handle, batched=False)  # may wait on the LLM planner
+    bus.on(TaskRequested, tasks.unless_stopped(deps.redis, handle), batched=False)  # may wait on the LLM planner
     return service

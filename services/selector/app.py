@@ -12,6 +12,7 @@ from services.selector import logic
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, SequenceChosen, StageAdvanced
 from shared.domain.bandit import BanditConfig
+from shared.stores import tasks
 
 SERVICE = "selector"
 
@@ -37,6 +38,6 @@ def build(deps: Deps) -> Service:
     async def on_advance(event: Envelope[StageAdvanced], tx: Pipeline) -> Sequence[Envelope[Any]]:
         return await assign_stage(event, deps=deps, rng=rng)
 
-    bus.on(SequenceChosen, on_sequence)
-    bus.on(StageAdvanced, on_advance)
+    bus.on(SequenceChosen, tasks.unless_stopped(deps.redis, on_sequence))
+    bus.on(StageAdvanced, tasks.unless_stopped(deps.redis, on_advance))
     return service

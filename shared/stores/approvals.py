@@ -16,7 +16,13 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.contract import keys
-from shared.contract.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
+from shared.contract.events import (
+    ApprovalNeeded,
+    ApprovalResolved,
+    ApprovalWithdrawn,
+    Envelope,
+    new_envelope,
+)
 from shared.messaging.bus import add_publish
 from shared.observability.telemetry import observe_approval_decided
 from shared.stores import audit
@@ -185,6 +191,58 @@ async def decide(
                 return resolved
             except WatchError:
                 continue
+
+
+async def withdraw(
+    redis: Redis,
+    workspace_id: str,
+    approval_id: str,
+    *,
+    reason: Literal["cancelled", "deadline"],
+) -> Envelope[ApprovalWithdrawn] | None:
+    """Take a pending approval off the list because its task ended (ApprovalWithdrawn, once);
+    None when it was no longer pending."""
+    key = keys.approval(workspace_id, approval_id)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                record = await _watched(redis, tx, key, approval_id)
+                if record.status != "pending":
+                    return None
+                needed = record.needed
+                withdrawn = needed.follow(
+                    ApprovalWithdrawn(
+                        approval_id=approval_id,
+                        task_id=needed.payload.workflow.task_id,
+                        reason=reason,
+                    )
+                )
+                tx.multi()
+                tx.hset(key, mapping={"status": "withdrawn", "reason": f"task {reason}"})
+                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
+                tx.srem(keys.approvals_pending(workspace_id), approval_id)
+                add_publish(tx, withdrawn)
+                await tx.execute()
+                return withdrawn
+            except WatchError:
+                continue
+
+
+async def withdraw_for_task(
+    redis: Redis,
+    workspace_id: str,
+    task_id: str,
+    *,
+    reason: Literal["cancelled", "deadline"],
+) -> list[Envelope[ApprovalWithdrawn]]:
+    """Withdraw every pending approval of one task (its workspace's pending list is short)."""
+    withdrawn = []
+    for record in await list_pending(redis, workspace_id):
+        if record.needed.correlation_id == task_id:
+            event = await withdraw(redis, workspace_id, record.approval_id, reason=reason)
+            if event is not None:
+                withdrawn.append(event)
+    return withdrawn
 
 
 async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: float) -> bool:

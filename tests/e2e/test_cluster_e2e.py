@@ -102,7 +102,7 @@ async def test_flow_on_three_master_cluster(cluster_layout: str, client: Cluster
                 tasks.setdefault(workspace, []).append(task_id)
             # Semantic memory works on the cluster: the second goal reuses the first's sequence.
             second = await _status(http, tasks[workspace][1], workspace)
-            assert second is not None and second["details"]["routing_source"] == "memory"
+            assert second is not None and second["routing_source"] == "memory"
 
         # A human checkpoint: approvals and their deadline set live in the partition too.
         workspace = WORKSPACES[1]
