@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from raptorflow import cli_approvals, cli_dlq
-from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
+from shared.observability.logs import configure_logging
 from shared.settings import get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)

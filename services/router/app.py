@@ -9,12 +9,12 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from services.router import logic
+from services.router.experiment_routing import experiment_route
 from shared.app.facade import context_inputs, context_with, route
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, TaskRequested
 from shared.domain.llm_port import LLMError
 from shared.domain.routing import PlanError, RouteDecision
-from shared.stores.experiment_store import experiment_route
 
 SERVICE = "router"
 

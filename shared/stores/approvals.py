@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
+from shared.contract.records import ApprovalRecord
 from shared.messaging.bus import add_publish
 from shared.observability.telemetry import observe_approval_decided
 from shared.stores import audit
@@ -35,23 +35,6 @@ class ApprovalConflict(Exception):
 
 class ApprovalNotFound(KeyError):
     pass
-
-
-class ApprovalRecord(BaseModel):
-    approval_id: str
-    workspace_id: str
-    status: str
-    deadline: float
-    created_at: float
-    needed: Envelope[ApprovalNeeded]
-    decided_by: str | None = None
-    decided_at: float | None = None
-    reason: str = ""
-    escalated: bool = False
-
-    @property
-    def deadline_iso(self) -> str:
-        return datetime.fromtimestamp(self.deadline, UTC).isoformat()
 
 
 def _deadline_member(workspace_id: str, approval_id: str) -> str:
