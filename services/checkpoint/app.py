@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.checkpoint import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
@@ -28,6 +26,7 @@ from shared.contract.events import (
     Workflow,
 )
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
+from shared.messaging.tx import Tx
 from shared.stores import approvals, audit
 
 SERVICE = "checkpoint"
@@ -55,7 +54,7 @@ async def agent_success_rate(
 
 
 def _audit_evaluations(
-    tx: Pipeline,
+    tx: Tx,
     workspace_id: str,
     evaluated: logic.Evaluated,
     needed: ApprovalNeeded | None,
@@ -86,7 +85,7 @@ def _audit_evaluations(
 
 async def _gate(
     deps: Deps,
-    tx: Pipeline,
+    tx: Tx,
     event: Envelope[StageAssigned] | Envelope[StageCompleted],
     condition: CheckpointCondition,
     quality: float | None,
@@ -137,7 +136,7 @@ async def _gate(
 
 
 async def on_stage_assigned(
-    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageAssigned], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     workflow = event.payload.workflow
     previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
@@ -146,7 +145,7 @@ async def on_stage_assigned(
 
 
 async def on_stage_completed(
-    event: Envelope[StageCompleted], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageCompleted], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     completed = event.payload
     outcome = logic.stage_outcome(completed)
@@ -166,7 +165,7 @@ async def on_stage_completed(
 
 
 async def on_approval_resolved(
-    event: Envelope[ApprovalResolved], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalResolved], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     record = await approvals.get_approval(deps.redis, event.workspace_id, event.payload.approval_id)
     needed: ApprovalNeeded = record.needed.payload
@@ -223,13 +222,13 @@ async def sweep_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def assigned(event: Envelope[StageAssigned], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def assigned(event: Envelope[StageAssigned], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_assigned(event, tx, deps=deps)
 
-    async def completed(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def completed(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_completed(event, tx, deps=deps)
 
-    async def resolved(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def resolved(event: Envelope[ApprovalResolved], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_resolved(event, tx, deps=deps)
 
     bus.on(StageAssigned, assigned)

@@ -7,8 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.memory import calibration, learning, logic, store
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract import keys
@@ -27,6 +25,7 @@ from shared.contract.events import (
 from shared.domain.bandit import BanditConfig
 from shared.domain.recalibration import outcome_of
 from shared.memory.store import TaskRecord
+from shared.messaging.tx import Tx
 from shared.observability import telemetry
 
 SERVICE = "memory"
@@ -34,7 +33,7 @@ NOTHING: Sequence[Envelope[Any]] = ()
 
 
 async def _store_record(
-    deps: Deps, tx: Pipeline, workspace_id: str, record: TaskRecord | None
+    deps: Deps, tx: Tx, workspace_id: str, record: TaskRecord | None
 ) -> None:
     if record is None:
         return
@@ -43,7 +42,7 @@ async def _store_record(
 
 
 def _routing_outcome(
-    tx: Pipeline, workspace_id: str, task_id: str, success: bool, quality: float
+    tx: Tx, workspace_id: str, task_id: str, success: bool, quality: float
 ) -> None:
     key = keys.routing_decision(workspace_id, task_id)
     tx.hset(key, mapping={"outcome_success": str(success).lower(), "outcome_quality": str(quality)})
@@ -71,7 +70,7 @@ def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     bandit = BanditConfig()
 
-    async def on_requested(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_requested(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
         store.add_view(
             tx,
             event.workspace_id,
@@ -80,7 +79,7 @@ def build(deps: Deps) -> Service:
         )
         return NOTHING
 
-    async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_sequence(event: Envelope[SequenceChosen], tx: Tx) -> Sequence[Envelope[Any]]:
         now = time.time()
         key = keys.routing_decision(event.workspace_id, event.correlation_id)
         tx.hset(key, mapping=logic.routing_fields(event.payload, now))
@@ -91,13 +90,13 @@ def build(deps: Deps) -> Service:
         )
         return NOTHING
 
-    async def on_critique(event: Envelope[CritiqueDone], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_critique(event: Envelope[CritiqueDone], tx: Tx) -> Sequence[Envelope[Any]]:
         store.add_critique(
             tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
         )
         return NOTHING
 
-    async def on_stage(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_stage(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
         store.add_stage_view(
             tx,
             event.workspace_id,
@@ -110,7 +109,7 @@ def build(deps: Deps) -> Service:
             store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
         return NOTHING
 
-    async def on_approval(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_approval(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         store.add_view(
             tx,
             event.workspace_id,
@@ -120,7 +119,7 @@ def build(deps: Deps) -> Service:
         return NOTHING
 
     async def on_decision(
-        event: Envelope[ApprovalResolved], tx: Pipeline
+        event: Envelope[ApprovalResolved], tx: Tx
     ) -> Sequence[Envelope[Any]]:
         store.add_view(
             tx,
@@ -130,7 +129,7 @@ def build(deps: Deps) -> Service:
         )
         return NOTHING
 
-    async def on_completed(event: Envelope[TaskCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_completed(event: Envelope[TaskCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
         done = event.payload
         now = time.time()
         await store.record_stage_outcomes(
@@ -150,7 +149,7 @@ def build(deps: Deps) -> Service:
         )
         return NOTHING
 
-    async def on_failed(event: Envelope[TaskFailed], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_failed(event: Envelope[TaskFailed], tx: Tx) -> Sequence[Envelope[Any]]:
         failed = event.payload
         now = time.time()
         if failed.workflow is not None:

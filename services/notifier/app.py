@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, Envelope
+from shared.messaging.tx import Tx
 from shared.stores import webhooks
 
 SERVICE = "notifier"
@@ -41,7 +41,7 @@ return due
 
 
 async def on_approval_needed(
-    event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalNeeded], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     config = await webhooks.load_config(deps.redis, event.workspace_id)
     if config is None or not config.urls:
@@ -143,7 +143,7 @@ async def dispatch_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def needed(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def needed(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_needed(event, tx, deps=deps)
 
     bus.on(ApprovalNeeded, needed)

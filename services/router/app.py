@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.router import logic
 from services.router.experiment_routing import experiment_route
 from shared.app.facade import context_inputs, context_with, route
@@ -15,12 +13,13 @@ from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, TaskRequested
 from shared.domain.llm_port import LLMError
 from shared.domain.routing import PlanError, RouteDecision
+from shared.messaging.tx import Tx
 
 SERVICE = "router"
 
 
 async def on_task_requested(
-    event: Envelope[TaskRequested], tx: Pipeline, *, deps: Deps
+    event: Envelope[TaskRequested], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     request = event.payload
     # The context's reads do not depend on the route: they run while the route is chosen.
@@ -53,7 +52,7 @@ async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision |
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def handle(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def handle(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_task_requested(event, tx, deps=deps)
 
     bus.on(TaskRequested, handle, batched=False)  # may wait on the LLM planner

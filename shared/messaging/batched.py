@@ -91,7 +91,7 @@ class BatchedConsumer(Consumer):
                 try:
                     telemetry.decoded(event, self.service)
                     async with limit:
-                        outputs = await handler(event, delivery.writes.as_pipeline())
+                        outputs = await handler(event, delivery.writes)
                     # in the handler's span: the commit later runs outside it
                     delivery.outputs = [tracing.inject(output) for output in outputs]
                     done.set_result(True)

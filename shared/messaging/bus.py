@@ -22,7 +22,6 @@ from typing import Any, cast
 from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from shared.contract import topology
@@ -38,6 +37,7 @@ from shared.messaging.codec import (
 )
 from shared.messaging.consumer import Handler, P
 from shared.messaging.per_message import PerMessageConsumer, RedisStreamMessage
+from shared.messaging.tx import Tx
 from shared.observability import telemetry, tracing
 from shared.settings import Settings
 
@@ -91,12 +91,12 @@ def make_redis(settings: Settings) -> Redis:
     )
 
 
-def add_publish(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
+def add_publish(tx: Tx, event: Envelope[Any], maxlen: int) -> None:
     """Queue an XADD of an event, carrying the current trace context."""
     queue_xadd(tx, tracing.inject(event), maxlen)
 
 
-def queue_xadd(tx: Pipeline, event: Envelope[Any], maxlen: int) -> None:
+def queue_xadd(tx: Tx, event: Envelope[Any], maxlen: int) -> None:
     """Queue an XADD of an event as it is (approximate MAXLEN keeps streams bounded)."""
     tx.xadd(
         event.stream,
@@ -244,5 +244,5 @@ class ServiceBus(PerMessageConsumer, BatchedConsumer):
             include_in_schema=False,
         )(reclaim)
 
-    def _queue_event(self, tx: Pipeline, event: Envelope[Any]) -> None:
+    def _queue_event(self, tx: Tx, event: Envelope[Any]) -> None:
         queue_xadd(tx, event, self.settings.stream_maxlen)

@@ -16,16 +16,16 @@ from typing import Any, TypeVar
 
 from faststream._internal.context import Context
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from shared.contract import keys
 from shared.contract.events import Envelope, Payload, dead_letter_stream_for, utcnow
 from shared.messaging.codec import DATA_FIELD
+from shared.messaging.tx import Tx
 from shared.observability import telemetry
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
-Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
+Handler = Callable[[Envelope[P], Tx], Awaitable[Sequence[Envelope[Any]]]]
 
 MAX_RETRY_BACKOFF_S = 30.0
 DEAD_LETTER_MAXLEN = 100_000
@@ -54,7 +54,7 @@ class Consumer:
         self.dead_lettered = 0
         self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}
 
-    def _queue_event(self, tx: Pipeline, event: Envelope[Any]) -> None:
+    def _queue_event(self, tx: Tx, event: Envelope[Any]) -> None:
         """Queue an XADD of a follow-up event as it is (ServiceBus: `bus.queue_xadd`)."""
         raise NotImplementedError
 

@@ -18,6 +18,7 @@ from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
 from shared.contract.records import ApprovalRecord
 from shared.messaging.bus import add_publish
+from shared.messaging.tx import Tx
 from shared.observability.telemetry import observe_approval_decided
 from shared.stores import audit
 
@@ -47,7 +48,7 @@ def parse_deadline_member(member: bytes | str) -> tuple[str, str]:
     return workspace_id, approval_id
 
 
-def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> None:
+def add_create(tx: Tx, needed: Envelope[ApprovalNeeded], now: float) -> None:
     """Queue the writes that create a pending approval (inside a handler's transaction)."""
     p = needed.payload
     key = keys.approval(needed.workspace_id, p.approval_id)
