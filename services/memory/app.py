@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from services.memory import calibration, learning, logic, store
@@ -66,110 +67,119 @@ async def _recalibrate(
     )
 
 
-def build(deps: Deps) -> Service:
-    service, bus = new_service(SERVICE, deps)
-    bandit = BanditConfig()
+async def on_requested(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        logic.view_of_request(event.payload, time.time()),
+    )
+    return NOTHING
 
-    async def on_requested(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_request(event.payload, time.time()),
-        )
-        return NOTHING
 
-    async def on_sequence(event: Envelope[SequenceChosen], tx: Tx) -> Sequence[Envelope[Any]]:
-        now = time.time()
-        key = keys.routing_decision(event.workspace_id, event.correlation_id)
-        tx.hset(key, mapping=logic.routing_fields(event.payload, now))
-        learning.record_assignment(tx, event.workspace_id, event.payload.workflow)
-        tx.expire(key, keys.TASK_HISTORY_TTL_S)
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
-        )
-        return NOTHING
+async def on_sequence(event: Envelope[SequenceChosen], tx: Tx) -> Sequence[Envelope[Any]]:
+    now = time.time()
+    key = keys.routing_decision(event.workspace_id, event.correlation_id)
+    tx.hset(key, mapping=logic.routing_fields(event.payload, now))
+    learning.record_assignment(tx, event.workspace_id, event.payload.workflow)
+    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
+    )
+    return NOTHING
 
-    async def on_critique(event: Envelope[CritiqueDone], tx: Tx) -> Sequence[Envelope[Any]]:
-        store.add_critique(
-            tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
-        )
-        return NOTHING
 
-    async def on_stage(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
-        store.add_stage_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            event.payload.workflow.stage_index,
-            logic.view_of_stage(event.payload),
-        )
-        budget_stop = logic.view_of_budget_stop(event.payload)
-        if budget_stop:
-            store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
-        return NOTHING
+async def on_critique(event: Envelope[CritiqueDone], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_critique(
+        tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
+    )
+    return NOTHING
 
-    async def on_approval(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_approval(event.payload, time.time()),
-        )
-        return NOTHING
 
-    async def on_decision(
-        event: Envelope[ApprovalResolved], tx: Tx
-    ) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_decision(event.payload, time.time()),
-        )
-        return NOTHING
+async def on_stage(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_stage_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        event.payload.workflow.stage_index,
+        logic.view_of_stage(event.payload),
+    )
+    budget_stop = logic.view_of_budget_stop(event.payload)
+    if budget_stop:
+        store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
+    return NOTHING
 
-    async def on_completed(event: Envelope[TaskCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
-        done = event.payload
-        now = time.time()
+
+async def on_approval(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        logic.view_of_approval(event.payload, time.time()),
+    )
+    return NOTHING
+
+
+async def on_decision(event: Envelope[ApprovalResolved], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        logic.view_of_decision(event.payload, time.time()),
+    )
+    return NOTHING
+
+
+async def on_completed(
+    event: Envelope[TaskCompleted], tx: Tx, *, deps: Deps, bandit: BanditConfig
+) -> Sequence[Envelope[Any]]:
+    done = event.payload
+    now = time.time()
+    await store.record_stage_outcomes(
+        deps.redis,
+        event.workspace_id,
+        event.event_id,
+        done.workflow.outcomes,
+        bandit,
+        deps.settings.processed_ttl_s,
+    )
+    await _recalibrate(deps, event, done.workflow, done.success)
+    await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
+    _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
+    learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
+    )
+    return NOTHING
+
+
+async def on_failed(
+    event: Envelope[TaskFailed], tx: Tx, *, deps: Deps, bandit: BanditConfig
+) -> Sequence[Envelope[Any]]:
+    failed = event.payload
+    now = time.time()
+    if failed.workflow is not None:
         await store.record_stage_outcomes(
             deps.redis,
             event.workspace_id,
             event.event_id,
-            done.workflow.outcomes,
+            failed.workflow.outcomes,
             bandit,
             deps.settings.processed_ttl_s,
         )
-        await _recalibrate(deps, event, done.workflow, done.success)
-        await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
-        _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
-        learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
-        )
-        return NOTHING
+        await _recalibrate(deps, event, failed.workflow, False)
+        _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
+        learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
+    await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
+    )
+    return NOTHING
 
-    async def on_failed(event: Envelope[TaskFailed], tx: Tx) -> Sequence[Envelope[Any]]:
-        failed = event.payload
-        now = time.time()
-        if failed.workflow is not None:
-            await store.record_stage_outcomes(
-                deps.redis,
-                event.workspace_id,
-                event.event_id,
-                failed.workflow.outcomes,
-                bandit,
-                deps.settings.processed_ttl_s,
-            )
-            await _recalibrate(deps, event, failed.workflow, False)
-            _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
-            learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
-        await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
-        )
-        return NOTHING
 
+def build(deps: Deps) -> Service:
+    service, bus = new_service(SERVICE, deps)
+    bandit = BanditConfig()
     bus.on(TaskRequested, on_requested)
     bus.on(SequenceChosen, on_sequence)
     bus.on(CritiqueDone, on_critique)
@@ -177,7 +187,9 @@ def build(deps: Deps) -> Service:
     bus.on(ApprovalNeeded, on_approval)
     bus.on(ApprovalResolved, on_decision)
     # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
-    bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
-    bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    completed = partial(on_completed, deps=deps, bandit=bandit)
+    bus.on(TaskCompleted, completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    failed = partial(on_failed, deps=deps, bandit=bandit)
+    bus.on(TaskFailed, failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
     learning.subscribe(bus, deps, bandit)
     return service
