@@ -11,9 +11,9 @@ from rich.console import Console
 
 from raptorflow import cli_approvals, cli_dlq, cli_tasks
 from raptorflow.client import WaitTimeout
-from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
+from shared.observability.logs import configure_logging
 from shared.settings import get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)

@@ -41,6 +41,32 @@ SIMILAR_GOAL = "Write a blog about machine learning"
 UNRELATED_GOAL = "Audit our Kubernetes cluster costs"
 
 
+def seed_checkpoints(workspace: str) -> WorkflowCheckpoints:
+    """The seed's two checkpoints: a strategy review after the strategy stage, and a
+    review before publishing."""
+    return WorkflowCheckpoints(
+        workspace_id=workspace,
+        checkpoints=[
+            WorkflowCheckpoint(
+                name="strategy_review",
+                description="Review strategy before content generation",
+                condition=CheckpointCondition.AFTER_STAGE,
+                condition_params={"stage": "strategy"},
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
+                timeout_seconds=3600,
+            ),
+            WorkflowCheckpoint(
+                name="pre_publish",
+                description="Review before publishing",
+                condition=CheckpointCondition.BEFORE_EXECUTION,
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.9},
+            ),
+        ],
+    )
+
+
 class Demo:
     """Runs the flows in order; each prints what happened and returns whether it held."""
 
@@ -170,27 +196,7 @@ class Demo:
         )
 
     async def flow_checkpoints(self) -> None:
-        config = WorkflowCheckpoints(
-            workspace_id=self.workspace,
-            checkpoints=[
-                WorkflowCheckpoint(
-                    name="strategy_review",
-                    description="Review strategy before content generation",
-                    condition=CheckpointCondition.AFTER_STAGE,
-                    condition_params={"stage": "strategy"},
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
-                    timeout_seconds=3600,
-                ),
-                WorkflowCheckpoint(
-                    name="pre_publish",
-                    description="Review before publishing",
-                    condition=CheckpointCondition.BEFORE_EXECUTION,
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.9},
-                ),
-            ],
-        )
+        config = seed_checkpoints(self.workspace)
         context = AgentContext(workspace_id=self.workspace)
         auto = evaluate_checkpoint(
             "strategy_review", config, context, {"quality_score": 0.9, "agent_success_rate": 0.85}

@@ -9,6 +9,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contract import topology
+from shared.contract.topology import Topology
 from shared.domain.recalibration import DEFAULT_MODE, RecalibrationMode
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -125,6 +127,12 @@ class Settings(BaseSettings):
     def redis_url_value(self) -> str:
         return self.redis_url.get_secret_value()
 
+    def layout(self) -> Topology:
+        """How this deployment lays streams and keys over Redis (partitions, hash tags)."""
+        return Topology(
+            partitions=self.stream_partitions, hash_tags=self.redis_cluster or self.hash_tags
+        )
+
     def wants_openai(self) -> bool:
         if self.llm_provider == "offline":
             return False
@@ -135,4 +143,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, read once from the environment. Installs their stream
+    layout too, so every name a process computes follows its deployment."""
+    settings = Settings()
+    topology.use(settings.layout())
+    return settings

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.checkpoint import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
@@ -31,6 +29,7 @@ from shared.contract.events import (
     Workflow,
 )
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
+from shared.messaging.tx import Tx
 from shared.stores import approvals, audit, tasks
 
 SERVICE = "checkpoint"
@@ -58,7 +57,7 @@ async def agent_success_rate(
 
 
 def _audit_evaluations(
-    tx: Pipeline,
+    tx: Tx,
     workspace_id: str,
     evaluated: logic.Evaluated,
     needed: ApprovalNeeded | None,
@@ -89,7 +88,7 @@ def _audit_evaluations(
 
 async def _gate(
     deps: Deps,
-    tx: Pipeline,
+    tx: Tx,
     event: Envelope[StageAssigned] | Envelope[StageCompleted],
     condition: CheckpointCondition,
     quality: float | None,
@@ -140,7 +139,7 @@ async def _gate(
 
 
 async def on_stage_assigned(
-    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageAssigned], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     workflow = event.payload.workflow
     previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
@@ -149,7 +148,7 @@ async def on_stage_assigned(
 
 
 async def on_stage_completed(
-    event: Envelope[StageCompleted], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageCompleted], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     completed = event.payload
     outcome = logic.stage_outcome(completed)
@@ -169,7 +168,7 @@ async def on_stage_completed(
 
 
 async def on_approval_resolved(
-    event: Envelope[ApprovalResolved], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalResolved], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     record = await approvals.get_approval(deps.redis, event.workspace_id, event.payload.approval_id)
     needed: ApprovalNeeded = record.needed.payload
@@ -215,7 +214,7 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
 
 
 async def on_task_cancelled(
-    event: Envelope[TaskCancelled], tx: Pipeline, *, deps: Deps
+    event: Envelope[TaskCancelled], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     """A cancelled task's pending approval leaves the list (its webhook hears ApprovalWithdrawn)."""
     await approvals.withdraw_for_task(
@@ -251,16 +250,16 @@ async def sweep_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def assigned(event: Envelope[StageAssigned], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def assigned(event: Envelope[StageAssigned], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_assigned(event, tx, deps=deps)
 
-    async def completed(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def completed(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_completed(event, tx, deps=deps)
 
-    async def resolved(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def resolved(event: Envelope[ApprovalResolved], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_resolved(event, tx, deps=deps)
 
-    async def cancelled(event: Envelope[TaskCancelled], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def cancelled(event: Envelope[TaskCancelled], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_task_cancelled(event, tx, deps=deps)
 
     # A cancelled or expired task's events are dropped here, its next hop.

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.corrector import logic
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, StageCleared
@@ -22,6 +20,7 @@ from shared.contract.models import SelfCorrectionConfig
 from shared.domain.critique import CritiqueParseError
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, IterationRecord, SelfCorrector
+from shared.messaging.tx import Tx
 from shared.stores import tasks
 
 SERVICE = "corrector"
@@ -32,7 +31,7 @@ class TaskStopped(Exception):
 
 
 async def on_stage_cleared(
-    event: Envelope[StageCleared], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageCleared], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     cleared = event.payload
     workflow = cleared.workflow
@@ -79,7 +78,7 @@ async def on_stage_cleared(
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def handle(event: Envelope[StageCleared], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def handle(event: Envelope[StageCleared], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_cleared(event, tx, deps=deps)
 
     bus.on(StageCleared, tasks.unless_stopped(deps.redis, handle), batched=False)  # waits on the LLM

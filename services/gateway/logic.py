@@ -7,7 +7,7 @@ from typing import Any
 from services.gateway.schemas import TaskSubmission
 from shared.contract.events import Envelope, TaskRequested, new_envelope
 from shared.contract.models import AgentContext
-from shared.stores import approvals
+from shared.contract.records import ApprovalRecord
 
 
 def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskRequested]:
@@ -38,7 +38,7 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
     )
 
 
-def approval_summary(record: approvals.ApprovalRecord) -> dict[str, Any]:
+def approval_summary(record: ApprovalRecord) -> dict[str, Any]:
     needed = record.needed.payload
     return {
         "approval_id": record.approval_id,

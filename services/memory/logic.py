@@ -19,7 +19,7 @@ from shared.contract.events import (
 )
 from shared.contract.keys import goal_hash
 from shared.contract.models import SelfCorrectionConfig
-from shared.memory.store import TaskRecord
+from shared.contract.records import TaskRecord
 
 
 def record_of_completion(done: TaskCompleted, now: float) -> TaskRecord | None:

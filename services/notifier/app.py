@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
+from shared.messaging.tx import Tx
 from shared.stores import approvals, tasks, webhooks
 
 SERVICE = "notifier"
@@ -42,7 +42,7 @@ return due
 
 
 async def on_approval_needed(
-    event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalNeeded], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
     if stopped is not None:
@@ -68,7 +68,7 @@ async def on_approval_needed(
 
 
 async def on_approval_withdrawn(
-    event: Envelope[ApprovalWithdrawn], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalWithdrawn], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     """Tell the webhook that a pending approval no longer needs a decision."""
     config = await webhooks.load_config(deps.redis, event.workspace_id)
@@ -172,11 +172,11 @@ async def dispatch_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def needed(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def needed(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_needed(event, tx, deps=deps)
 
     async def withdrawn(
-        event: Envelope[ApprovalWithdrawn], tx: Pipeline
+        event: Envelope[ApprovalWithdrawn], tx: Tx
     ) -> Sequence[Envelope[Any]]:
         return await on_approval_withdrawn(event, tx, deps=deps)
 

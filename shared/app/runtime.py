@@ -16,6 +16,7 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
+from shared.contract import topology
 from shared.domain.catalog import AgentCatalog, load_catalog
 from shared.domain.llm_port import LLMProvider
 from shared.llm.factory import make_provider
@@ -55,6 +56,7 @@ class Deps:
 
 
 async def build_deps(settings: Settings, *, provider: LLMProvider | None = None) -> Deps:
+    topology.use(settings.layout())  # every stream and key name follows this deployment's
     redis = make_redis(settings)
     embedder = make_embedder(
         settings.embeddings,

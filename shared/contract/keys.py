@@ -58,7 +58,23 @@ def performance_step(workspace_id: str, task_type: str) -> str:
 
 
 def vector_set(workspace_id: str) -> str:
+    """Vector set of one workspace's remembered goals (Redis 8 vector sets back end)."""
     return f"memory:vset:{_ws(workspace_id)}"
+
+
+def vector_hash(workspace_id: str) -> str:
+    """Hash item_id -> little-endian float32 bytes (exact back end)."""
+    return f"memory:vec:{_ws(workspace_id)}"
+
+
+def vector_attributes(workspace_id: str) -> str:
+    """Hash item_id -> JSON attributes (exact back end)."""
+    return f"memory:vecattr:{_ws(workspace_id)}"
+
+
+def vector_changes(workspace_id: str) -> str:
+    """Change-log stream (one entry per mutation) that replicas replay to stay in step."""
+    return f"memory:vecver:{_ws(workspace_id)}"
 
 
 def task_view(workspace_id: str, task_id: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -23,7 +22,9 @@ from shared.contract.events import (
     Envelope,
     new_envelope,
 )
+from shared.contract.records import ApprovalRecord
 from shared.messaging.bus import add_publish
+from shared.messaging.tx import Tx
 from shared.observability.telemetry import observe_approval_decided
 from shared.stores import audit
 
@@ -43,23 +44,6 @@ class ApprovalNotFound(KeyError):
     pass
 
 
-class ApprovalRecord(BaseModel):
-    approval_id: str
-    workspace_id: str
-    status: str
-    deadline: float
-    created_at: float
-    needed: Envelope[ApprovalNeeded]
-    decided_by: str | None = None
-    decided_at: float | None = None
-    reason: str = ""
-    escalated: bool = False
-
-    @property
-    def deadline_iso(self) -> str:
-        return datetime.fromtimestamp(self.deadline, UTC).isoformat()
-
-
 def _deadline_member(workspace_id: str, approval_id: str) -> str:
     return f"{workspace_id}|{approval_id}"
 
@@ -70,7 +54,7 @@ def parse_deadline_member(member: bytes | str) -> tuple[str, str]:
     return workspace_id, approval_id
 
 
-def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> None:
+def add_create(tx: Tx, needed: Envelope[ApprovalNeeded], now: float) -> None:
     """Queue the writes that create a pending approval (inside a handler's transaction)."""
     p = needed.payload
     key = keys.approval(needed.workspace_id, p.approval_id)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.contract import keys
@@ -32,6 +31,7 @@ from shared.contract.events import (
 )
 from shared.contract.task_view import TERMINAL_STATES, TaskPage, TaskState, TaskView, task_view_of
 from shared.messaging.bus import add_publish
+from shared.messaging.tx import Tx
 
 VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -39,7 +39,7 @@ LIST_EXAMINE_LIMIT = 1000  # index entries one list call reads at most (filters 
 MAX_WAIT_S = 60.0
 
 P = TypeVar("P", bound=Payload)
-Handler = Callable[[Envelope[P], Pipeline], Awaitable[Sequence[Envelope[Any]]]]
+Handler = Callable[[Envelope[P], Tx], Awaitable[Sequence[Envelope[Any]]]]
 
 # KEYS: view, ended stream, index. ARGV: ttl, status ('' keeps it), now, task_id, fields...
 # The ended stream only serves long-polls that read a live status first: an hour is ample.
@@ -91,7 +91,7 @@ class Acceptance:
     replayed: bool
 
 
-def queue_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, str],
+def queue_view(tx: Tx, workspace_id: str, task_id: str, fields: dict[str, str],
                now: float) -> None:
     """Queue an update of the view (status rules above) and its index entry."""
     args = [str(VIEW_TTL_S), fields.get("status", ""), repr(now), task_id]
@@ -102,13 +102,13 @@ def queue_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, 
             keys.task_ended(workspace_id, task_id), keys.task_index(workspace_id), *args)
 
 
-def queue_stage(tx: Pipeline, workspace_id: str, task_id: str, index: int, stage: str) -> None:
+def queue_stage(tx: Tx, workspace_id: str, task_id: str, index: int, stage: str) -> None:
     key = keys.task_stages(workspace_id, task_id)
     tx.hset(key, str(index), stage)
     tx.expire(key, VIEW_TTL_S)
 
 
-def queue_deadline(tx: Pipeline, workspace_id: str, task_id: str, deadline: float) -> None:
+def queue_deadline(tx: Tx, workspace_id: str, task_id: str, deadline: float) -> None:
     """Register the deadline (NX: a redelivered request never moves it)."""
     tx.zadd(keys.task_deadlines(workspace_id), {f"{workspace_id}|{task_id}": deadline}, nx=True)
 
@@ -163,7 +163,7 @@ def acceptance_fields(event: Envelope[TaskRequested], digest: str, now: float,
     return fields
 
 
-def queue_acceptance(tx: Pipeline, event: Envelope[Any], fields: dict[str, str], now: float) -> None:
+def queue_acceptance(tx: Tx, event: Envelope[Any], fields: dict[str, str], now: float) -> None:
     """The view (status accepted), index, deadline, the request kept for a rerun, and the
     event that starts the task: all in the caller's MULTI."""
     workspace_id, task_id = event.workspace_id, event.correlation_id
@@ -340,7 +340,7 @@ def unless_stopped(redis: Redis, handler: Handler[P]) -> Handler[P]:
     """The handler, except for a stopped task's events: those are acked and dropped (the
     next hop of a cancelled or expired task does nothing)."""
 
-    async def guarded(event: Envelope[P], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def guarded(event: Envelope[P], tx: Tx) -> Sequence[Envelope[Any]]:
         if await redis.exists(keys.task_stopped(event.workspace_id, event.correlation_id)):
             return ()
         return await handler(event, tx)

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from shared.contract import keys
+from shared.messaging.tx import Tx
 
 SIGNATURE_HEADER = "X-RaptorFlow-Signature"
 EVENT_HEADER = "X-RaptorFlow-Event"
@@ -88,7 +88,7 @@ async def save_config(redis: Redis, workspace_id: str, config: WebhookConfig) ->
 
 
 def add_delivery(
-    tx: Pipeline,
+    tx: Tx,
     workspace_id: str,
     approval_id: str,
     body: bytes,
