@@ -25,7 +25,8 @@ run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_UR
 serve: install  ## every service and the gateway in one process, until Ctrl+C
 	$(VENV)/bin/raptorflow run
 
-test: install prometheus-bin browser-bin  ## the whole suite against a real Redis
+test: install prometheus-bin browser-bin  ## the layering contracts, then the whole suite against a real Redis
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-fast: install
@@ -34,6 +35,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services raptorflow
+	$(VENV)/bin/lint-imports
 
 bench: install  ## short versions of every benchmark
 	$(PY) bench/embed.py --quick

@@ -179,7 +179,7 @@ async def stages(
                 event = stage_event(iterations)
                 llm_before = provider.llm_s
                 started = time.perf_counter()
-                await publish(redis, [event], settings.stream_maxlen)
+                await publish(redis, [event])
                 while True:
                     got = await reader.xread({completed: last}, count=1, block=10_000)
                     if not got:

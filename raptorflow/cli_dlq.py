@@ -19,7 +19,7 @@ from rich.table import Table
 
 from shared.messaging import dead_letters
 from shared.messaging.bus import make_redis
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ AsJson = typer.Option(False, "--json", help="Print JSON.")
 
 def _run(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
     """Run `work` with a fresh client from the environment (never a cached one)."""
-    settings = Settings()
+    settings = get_settings()
 
     async def main() -> T:
         redis = make_redis(settings)
@@ -131,7 +131,7 @@ def replay_cmd(
         done, problems = [], []
         for letter in letters:
             try:
-                new_id = await dead_letters.replay(redis, letter, settings.stream_maxlen)
+                new_id = await dead_letters.replay(redis, letter)
             except dead_letters.NotReplayable as exc:
                 problems.append(str(exc))
                 continue

@@ -41,6 +41,32 @@ SIMILAR_GOAL = "Write a blog about machine learning"
 UNRELATED_GOAL = "Audit our Kubernetes cluster costs"
 
 
+def seed_checkpoints(workspace: str) -> WorkflowCheckpoints:
+    """The seed's two checkpoints: a strategy review after the strategy stage, and a
+    review before publishing."""
+    return WorkflowCheckpoints(
+        workspace_id=workspace,
+        checkpoints=[
+            WorkflowCheckpoint(
+                name="strategy_review",
+                description="Review strategy before content generation",
+                condition=CheckpointCondition.AFTER_STAGE,
+                condition_params={"stage": "strategy"},
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
+                timeout_seconds=3600,
+            ),
+            WorkflowCheckpoint(
+                name="pre_publish",
+                description="Review before publishing",
+                condition=CheckpointCondition.BEFORE_EXECUTION,
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.9},
+            ),
+        ],
+    )
+
+
 class Demo:
     """Runs the flows in order; each prints what happened and returns whether it held."""
 
@@ -63,7 +89,7 @@ class Demo:
             context=context,
             user_id=context.user_id,
         )
-        await publish(self.deps.redis, [event], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [event])
         view = await wait_for_task(self.deps, self.workspace, event.correlation_id, timeout=60)
         view["task_id"] = event.correlation_id
         return view
@@ -170,27 +196,7 @@ class Demo:
         )
 
     async def flow_checkpoints(self) -> None:
-        config = WorkflowCheckpoints(
-            workspace_id=self.workspace,
-            checkpoints=[
-                WorkflowCheckpoint(
-                    name="strategy_review",
-                    description="Review strategy before content generation",
-                    condition=CheckpointCondition.AFTER_STAGE,
-                    condition_params={"stage": "strategy"},
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
-                    timeout_seconds=3600,
-                ),
-                WorkflowCheckpoint(
-                    name="pre_publish",
-                    description="Review before publishing",
-                    condition=CheckpointCondition.BEFORE_EXECUTION,
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.9},
-                ),
-            ],
-        )
+        config = seed_checkpoints(self.workspace)
         context = AgentContext(workspace_id=self.workspace)
         auto = evaluate_checkpoint(
             "strategy_review", config, context, {"quality_score": 0.9, "agent_success_rate": 0.85}
@@ -211,7 +217,7 @@ class Demo:
             TaskRequested(goal="Plan a product launch strategy", checkpoints=gated),
             workspace_id=self.workspace,
         )
-        await publish(self.deps.redis, [task], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [task])
         waiting = await wait_for_status(
             self.deps, self.workspace, task.correlation_id, {"awaiting_approval"}, timeout=60
         )
@@ -310,8 +316,8 @@ class Demo:
         self.say(
             "6. Complete workflow (through the HTTP gateway)",
             [
-                f"POST /tasks -> {accepted['task_id']}; routing {status['details'].get('routing_source')}"
-                f" -> {status['details'].get('agent_sequence')}",
+                f"POST /tasks -> {accepted['task_id']}; routing {status.get('routing_source')}"
+                f" -> {status.get('agent_sequence')}",
                 *[
                     f"  stage {s['stage_index']} {s['agent']}: quality {s['quality']:.2f}, "
                     f"iterations {s['self_correction_metadata']['iterations']}, provider {s['provider']}"
@@ -319,7 +325,7 @@ class Demo:
                 ],
                 f"invalid body -> {bad.status_code} ({bad.json()['detail'][0]['loc']})",
                 f"dead letters: {dead}; final status {status['status']}, success "
-                f"{status['details'].get('success')}",
+                f"{status.get('success')}",
             ],
             ok,
         )

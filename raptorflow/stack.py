@@ -22,7 +22,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.stack")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected", "cancelled"})
 
 
 class LocalStack:

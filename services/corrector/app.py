@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.corrector import logic
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, StageCleared
@@ -22,12 +20,18 @@ from shared.contract.models import SelfCorrectionConfig
 from shared.domain.critique import CritiqueParseError
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, IterationRecord, SelfCorrector
+from shared.messaging.tx import Tx
+from shared.stores import tasks
 
 SERVICE = "corrector"
 
 
+class TaskStopped(Exception):
+    """The task was cancelled or ran out of time while its stage ran."""
+
+
 async def on_stage_cleared(
-    event: Envelope[StageCleared], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageCleared], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     cleared = event.payload
     workflow = cleared.workflow
@@ -40,6 +44,10 @@ async def on_stage_cleared(
     async def publish_critique(record: IterationRecord, draft: str) -> None:
         payload = logic.critique_done(cleared, record, threshold, deps.provider.name)
         critiques.append(event.follow(payload, key=str(record.iteration)))
+        # Between iterations: a task cancelled (or past its deadline) mid-loop makes no
+        # further LLM calls.
+        if await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id):
+            raise TaskStopped(event.correlation_id)
 
     corrector = SelfCorrector(deps.provider)
     try:
@@ -56,6 +64,8 @@ async def on_stage_cleared(
             spent_before=workflow.usage,
             on_critique=publish_critique,
         )
+    except TaskStopped:
+        return critiques
     except BudgetExhausted as exc:
         failed = logic.stage_failed(cleared, "budget_exhausted", str(exc), corrector.spent)
         return [*critiques, event.follow(failed)]
@@ -68,8 +78,8 @@ async def on_stage_cleared(
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def handle(event: Envelope[StageCleared], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def handle(event: Envelope[StageCleared], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_cleared(event, tx, deps=deps)
 
-    bus.on(StageCleared, handle, batched=False)  # waits on the LLM
+    bus.on(StageCleared, tasks.unless_stopped(deps.redis, handle), batched=False)  # waits on the LLM
     return service

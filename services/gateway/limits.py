@@ -92,26 +92,17 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        too_large = {"detail": f"request body larger than {self.max_body_bytes} bytes"}
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await _answer(send, 413, too_large)
+            await self._too_large(send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _answer(send, 413, too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await self._read(receive)
+        except _ClientGone:
+            return
+        if body is None:
+            await self._too_large(send)
+            return
         if body and _is_json(headers.get(b"content-type", b"")):
             problem = (
                 await asyncio.to_thread(body_problem, body)
@@ -122,16 +113,45 @@ class BodyGuard:
                 error = {"type": "json_invalid", "loc": ["body"], "msg": problem}
                 await _answer(send, 422, {"detail": [error]})
                 return
-        replayed = False
+        await self.app(scope, _replaying(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None past the limit (_ClientGone: the client went away)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
-        await self.app(scope, replay, send)
+    async def _too_large(self, send: Send) -> None:
+        await _answer(send, 413, {"detail": f"request body larger than {self.max_body_bytes} bytes"})
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body once, then the client's own messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def excerpt(value: Any) -> Any:

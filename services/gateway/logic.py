@@ -7,8 +7,7 @@ from typing import Any
 from services.gateway.schemas import TaskSubmission
 from shared.contract.events import Envelope, TaskRequested, new_envelope
 from shared.contract.models import AgentContext
-from shared.messaging.codec import decode_envelope
-from shared.stores import approvals
+from shared.contract.records import ApprovalRecord
 
 
 def task_requested(
@@ -33,6 +32,7 @@ def task_requested(
             self_correction=body.self_correction,
             checkpoints=body.checkpoints,
             replace_checkpoints=replace_checkpoints,
+            deadline_s=body.deadline_s,
         ),
         workspace_id=body.workspace_id,
         context=context,
@@ -41,15 +41,7 @@ def task_requested(
     )
 
 
-def undecodable(event: Envelope[TaskRequested]) -> str | None:
-    """Why the services could not decode this event (None: they can). The edge and the
-    services share their models, so this should never answer; it is the check that an
-    accepted task is one the services can process, whatever a later change loosens."""
-    _, reason = decode_envelope(event.model_dump_json().encode(), TaskRequested)
-    return reason or None
-
-
-def approval_summary(record: approvals.ApprovalRecord) -> dict[str, Any]:
+def approval_summary(record: ApprovalRecord) -> dict[str, Any]:
     needed = record.needed.payload
     return {
         "approval_id": record.approval_id,

@@ -1,4 +1,5 @@
-"""Notifier service: ApprovalNeeded -> signed webhook deliveries, retried with backoff.
+"""Notifier service: ApprovalNeeded, ApprovalWithdrawn -> signed webhook deliveries, retried
+with backoff.
 
 Its own consumer group on the ApprovalNeeded stream, so a slow or failing
 webhook never delays gating. The handler only records the delivery and queues
@@ -20,14 +21,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
-from shared.contract.events import ApprovalNeeded, Envelope
+from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
 from shared.egress import guard
-from shared.stores import webhooks
+from shared.messaging.tx import Tx
+from shared.stores import approvals, tasks, webhooks
 
 SERVICE = "notifier"
 LEASE_S = 30.0
@@ -47,8 +48,17 @@ return due
 
 
 async def on_approval_needed(
-    event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalNeeded], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    if stopped is not None:
+        # The checkpoint created this approval while the task was being cancelled (or ran
+        # out of time): nobody is asked; it is withdrawn instead (once, under WATCH).
+        await approvals.withdraw(
+            deps.redis, event.workspace_id, event.payload.approval_id,
+            reason="cancelled" if stopped == "cancelled" else "deadline",
+        )
+        return ()
     try:
         config = await webhooks.load_config(deps.redis, event.workspace_id)
     except webhooks.ConfigUnreadable as exc:  # no URL to send to; the approval still waits
@@ -67,6 +77,25 @@ async def on_approval_needed(
     return ()
 
 
+async def on_approval_withdrawn(
+    event: Envelope[ApprovalWithdrawn], tx: Tx, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    """Tell the webhook that a pending approval no longer needs a decision."""
+    config = await webhooks.load_config(deps.redis, event.workspace_id)
+    if config is None or not config.urls:
+        return ()
+    webhooks.add_delivery(
+        tx,
+        event.workspace_id,
+        f"{event.payload.approval_id}.withdrawn",
+        logic.withdrawal_body(event),
+        [str(u) for u in config.urls],
+        time.time(),
+        event_type="ApprovalWithdrawn",
+    )
+    return ()
+
+
 async def lease_due(deps: Deps, now: float, limit: int = BATCH) -> list[tuple[str, str, int]]:
     """Due entries of every partition's outbox (one sorted set per partition)."""
     leased: list[tuple[str, str, int]] = []
@@ -78,14 +107,34 @@ async def lease_due(deps: Deps, now: float, limit: int = BATCH) -> list[tuple[st
     return leased
 
 
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], workspace_id: str
+) -> tuple[int | None, str, bool]:
+    """(HTTP status, what the tenant may see of a failure, refused by policy). Streamed and
+    never read, so a receiver's body cannot fill our memory; bounded in time as a whole."""
+    try:
+        async with (
+            asyncio.timeout(ATTEMPT_TIMEOUT_S),
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            return response.status_code, "", False
+    except (httpx.HTTPError, TimeoutError) as exc:
+        log.warning(
+            "webhook attempt failed",
+            extra={"service": SERVICE, "workspace_id": workspace_id,
+                   "error": f"{type(exc).__name__}: {exc}"[:500]},
+        )
+        return None, guard.tenant_message(exc), isinstance(exc, guard.EgressRefused)
+
+
 async def deliver_one(
     deps: Deps, client: httpx.AsyncClient, workspace_id: str, approval_id: str, target: int
 ) -> logic.Verdict:
     """One attempt at one target; records the attempt and reschedules or finishes it."""
     key = keys.webhook_delivery(workspace_id, approval_id)
     member = webhooks.outbox_member(workspace_id, approval_id, target)
-    body, url, attempts_raw = await deps.redis.hmget(
-        key, ["body", f"{target}:url", f"{target}:attempts"]
+    body, url, attempts_raw, event_type = await deps.redis.hmget(
+        key, ["body", f"{target}:url", f"{target}:attempts", "event"]
     )
     try:
         config = await webhooks.load_config(deps.redis, workspace_id)
@@ -99,25 +148,10 @@ async def deliver_one(
     headers = {
         "Content-Type": "application/json",
         webhooks.SIGNATURE_HEADER: webhooks.sign(config.secret.get_secret_value(), timestamp, body),
-        webhooks.EVENT_HEADER: "ApprovalNeeded",
+        webhooks.EVENT_HEADER: event_type.decode() if event_type else "ApprovalNeeded",
         webhooks.DELIVERY_HEADER: f"{approval_id}/{target}",
     }
-    status_code: int | None = None
-    error = ""
-    refused = False
-    try:
-        async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-            # Streamed and never read: a receiver's body cannot fill our memory.
-            async with client.stream("POST", url.decode(), content=body, headers=headers) as response:
-                status_code = response.status_code
-    except (httpx.HTTPError, TimeoutError) as exc:
-        refused = isinstance(exc, guard.EgressRefused)
-        error = guard.tenant_message(exc)
-        log.warning(
-            "webhook attempt failed",
-            extra={"service": SERVICE, "workspace_id": workspace_id,
-                   "error": f"{type(exc).__name__}: {exc}"[:500]},
-        )
+    status_code, error, refused = await _post(client, url.decode(), body, headers, workspace_id)
     verdict = "failed" if refused else logic.verdict(status_code, attempts)
     now = time.time()
     fields: dict[str, str] = {
@@ -166,10 +200,16 @@ async def dispatch_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def needed(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def needed(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_needed(event, tx, deps=deps)
 
+    async def withdrawn(
+        event: Envelope[ApprovalWithdrawn], tx: Tx
+    ) -> Sequence[Envelope[Any]]:
+        return await on_approval_withdrawn(event, tx, deps=deps)
+
     bus.on(ApprovalNeeded, needed)
+    bus.on(ApprovalWithdrawn, withdrawn)
     bus.dead_letters_end_tasks = False  # a lost notification leaves the approval waiting
     service.background.append(lambda: dispatch_forever(deps))
     return service

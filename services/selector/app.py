@@ -6,12 +6,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.selector import logic
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, SequenceChosen, StageAdvanced
 from shared.domain.bandit import BanditConfig
+from shared.messaging.tx import Tx
+from shared.stores import tasks
 
 SERVICE = "selector"
 
@@ -31,12 +31,12 @@ def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     rng = random.Random()
 
-    async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_sequence(event: Envelope[SequenceChosen], tx: Tx) -> Sequence[Envelope[Any]]:
         return await assign_stage(event, deps=deps, rng=rng)
 
-    async def on_advance(event: Envelope[StageAdvanced], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_advance(event: Envelope[StageAdvanced], tx: Tx) -> Sequence[Envelope[Any]]:
         return await assign_stage(event, deps=deps, rng=rng)
 
-    bus.on(SequenceChosen, on_sequence)
-    bus.on(StageAdvanced, on_advance)
+    bus.on(SequenceChosen, tasks.unless_stopped(deps.redis, on_sequence))
+    bus.on(StageAdvanced, tasks.unless_stopped(deps.redis, on_advance))
     return service

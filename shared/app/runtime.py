@@ -16,6 +16,7 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
+from shared.contract import topology
 from shared.domain.catalog import AgentCatalog, load_catalog
 from shared.domain.llm_port import LLMProvider
 from shared.llm.factory import make_provider
@@ -24,6 +25,7 @@ from shared.memory.embeddings.base import Embedder
 from shared.memory.store import MemoryReader
 from shared.memory.vector_index import VectorIndex, open_vector_index
 from shared.messaging.bus import ServiceBus, make_broker, make_redis
+from shared.messaging.trimming import StreamTrimmer
 from shared.observability import telemetry
 from shared.settings import Settings
 
@@ -54,6 +56,7 @@ class Deps:
 
 
 async def build_deps(settings: Settings, *, provider: LLMProvider | None = None) -> Deps:
+    topology.use(settings.layout())  # every stream and key name follows this deployment's
     redis = make_redis(settings)
     embedder = make_embedder(
         settings.embeddings,
@@ -118,7 +121,14 @@ def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:
     bus = ServiceBus(name, broker, deps.redis, deps.settings)
     service = Service(name=name, app=FastStream(broker, logger=None), bus=bus)
     service.background.append(lambda: telemetry.watch_streams(deps.redis, bus.streams, name))
+    service.background.append(lambda: keep_trimmed(deps, bus.streams))
     return service, bus
+
+
+async def keep_trimmed(deps: Deps, streams: list[str]) -> None:
+    """Trim the streams this service reads, every `stream_trim_interval_s` (see trimming)."""
+    trimmer = await StreamTrimmer.for_server(deps.redis, deps.settings.stream_maxlen)
+    await every(deps.settings.stream_trim_interval_s, lambda: trimmer.trim_all(streams), "trim")
 
 
 async def wait_for_stop_signal() -> None:

@@ -39,6 +39,7 @@ from shared.contract.models import (
 )
 
 SCHEMA_VERSION = 1
+MAX_DEADLINE_S = 30 * 24 * 3600.0
 STREAM_PREFIX = "rf:stream:"
 DEAD_LETTER_STREAM = f"{STREAM_PREFIX}dead-letter"
 _EVENT_NAMESPACE = uuid.UUID("6f1f6d3e-8c1e-4a3e-9f55-6b0e6e1f0a01")
@@ -202,6 +203,15 @@ class TaskRequested(Payload):
         "gates). The gateway sets it only for an admin key or a workspace with "
         "allow_task_overrides; an upstream publisher that sets it is trusted as an operator.",
     )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        allow_inf_nan=False,
+        description="End the task as failed (reason `deadline`) this many seconds after "
+        "`occurred_at`, wherever it is.",
+        examples=[600],
+    )
 
 
 class Neighbour(ContractModel):
@@ -344,7 +354,7 @@ class TaskFailed(Payload):
 
     workflow: Workflow | None = None
     goal: str = ""
-    reason: Literal["rejected", "budget_exhausted", "error", "invalid_plan", "expired"]
+    reason: Literal["rejected", "budget_exhausted", "error", "invalid_plan", "expired", "deadline"]
     error: str
     execution_time_s: float = 0.0
 
@@ -366,6 +376,24 @@ class ExperimentConcluded(Payload):
     mean_quality: float = Field(ge=0, le=1)
 
 
+class TaskCancelled(Payload):
+    """A person or a system stopped the task: every service drops it at its next hop."""
+
+    task_id: str = Field(min_length=1, max_length=100)
+    cancelled_by: str | None = Field(default=None, max_length=128, description="Who cancelled.")
+    reason: str = Field(default="", max_length=2000)
+    cancelled_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalWithdrawn(Payload):
+    """A pending approval no longer needs a decision: its task was cancelled or ran out of time."""
+
+    approval_id: str
+    task_id: str
+    reason: Literal["cancelled", "deadline"]
+    withdrawn_at: datetime = Field(default_factory=utcnow)
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.event_type: cls
     for cls in (
@@ -382,6 +410,8 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         TaskFailed,
         FeedbackGiven,
         ExperimentConcluded,
+        TaskCancelled,
+        ApprovalWithdrawn,
     )
 }
 

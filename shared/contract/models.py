@@ -84,32 +84,38 @@ def _fits(value: Any, max_depth: int, max_values: int) -> bool:
     while stack:
         item, depth = stack.pop()
         seen += 1
-        kind = type(item)
-        if kind is str:
-            if _string_problem(item, MAX_JSON_STRING_CHARS):
-                return False
-        elif kind is dict:
-            if depth > max_depth:
-                return False
-            for key, child in item.items():
-                if type(key) is not str or _string_problem(key, MAX_JSON_KEY_CHARS):
-                    return False
-                stack.append((child, depth + 1))
-        elif kind is list:
-            if depth > max_depth:
-                return False
-            stack.extend([(child, depth + 1) for child in item])
-        elif kind is int:
-            if not -JSON_INT_BOUND <= item < JSON_INT_BOUND:
-                return False
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif not (item is None or kind is bool):
-            return False
         if seen > max_values:
             return False
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth > max_depth or not _push(item, depth, stack):
+                return False
+        elif _scalar_problem(item) is not None:
+            return False
     return True
+
+
+def _push(item: dict[Any, Any] | list[Any], depth: int, stack: list[tuple[Any, int]]) -> bool:
+    if type(item) is list:
+        stack.extend([(child, depth + 1) for child in item])
+        return True
+    for key, child in item.items():  # type: ignore[union-attr]
+        if type(key) is not str or _string_problem(key, MAX_JSON_KEY_CHARS):
+            return False
+        stack.append((child, depth + 1))
+    return True
+
+
+def _scalar_problem(item: Any) -> str | None:
+    if isinstance(item, str):
+        return _string_problem(item, MAX_JSON_STRING_CHARS)
+    if item is None or isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return None if -JSON_INT_BOUND <= item < JSON_INT_BOUND else "integer out of range (64 bits)"
+    if isinstance(item, float):
+        return None if math.isfinite(item) else "not a finite number"
+    return f"not a JSON value ({type(item).__name__})"
 
 
 def _explain(value: Any, max_depth: int, max_values: int) -> str | None:
@@ -121,32 +127,31 @@ def _explain(value: Any, max_depth: int, max_values: int) -> str | None:
         if seen > max_values:
             return f"more than {max_values} values"
         here = where or "<root>"
-        if isinstance(item, dict | list) and depth > max_depth:
-            return f"{here}: nested deeper than {max_depth} levels"
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    return f"{here}: keys must be strings"
-                problem = _string_problem(key, MAX_JSON_KEY_CHARS)
-                if problem:
-                    return f"{here}: a key is {problem}"
-                stack.append((child, depth + 1, f"{where}.{printable(key)}" if where else printable(key)))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1, f"{where}[{n}]") for n, child in enumerate(item))
-        elif isinstance(item, str):
-            problem = _string_problem(item, MAX_JSON_STRING_CHARS)
-            if problem:
-                return f"{here}: {problem}"
-        elif item is None or isinstance(item, bool):
-            continue
-        elif isinstance(item, int):
-            if not -JSON_INT_BOUND <= item < JSON_INT_BOUND:
-                return f"{here}: integer out of range (64 bits)"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{here}: not a finite number"
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"{here}: nested deeper than {max_depth} levels"
+            problem = _push_named(item, depth, where, stack)
         else:
-            return f"{here}: not a JSON value ({type(item).__name__})"
+            problem = _scalar_problem(item)
+            problem = f"{here}: {problem}" if problem else None
+        if problem:
+            return problem
+    return None
+
+
+def _push_named(
+    item: dict[Any, Any] | list[Any], depth: int, where: str, stack: list[tuple[Any, int, str]]
+) -> str | None:
+    if isinstance(item, list):
+        stack.extend((child, depth + 1, f"{where}[{n}]") for n, child in enumerate(item))
+        return None
+    for key, child in item.items():
+        if not isinstance(key, str):
+            return f"{where or '<root>'}: keys must be strings"
+        problem = _string_problem(key, MAX_JSON_KEY_CHARS)
+        if problem:
+            return f"{where or '<root>'}: a key is {problem}"
+        stack.append((child, depth + 1, f"{where}.{printable(key)}" if where else printable(key)))
     return None
 
 

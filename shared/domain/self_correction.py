@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -171,6 +172,20 @@ def revise_system_prompt(agent: AgentSpec, brief: str) -> str:
     ).strip()
 
 
+@dataclass
+class _Progress:
+    """Where one run's loop stands: the current draft, every critique, the best so far."""
+
+    draft: str
+    best_output: str
+    records: list[IterationRecord] = field(default_factory=list)
+    best_score: float = -1.0
+    best_iteration: int = 1
+    stop_reason: str = "max_iterations"
+    budget_exhausted: bool = False
+    attempts: int = 1
+
+
 class SelfCorrector:
     """Runs the loop for one agent on one goal (one run at a time per instance).
 
@@ -204,7 +219,6 @@ class SelfCorrector:
         self._budget = Budget.from_context(context, before)
         self.spent = Usage()
         self._call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
-        aspects = config.critique_aspects
         if not self._allows(2):
             raise BudgetExhausted(
                 f"budget leaves too few calls to run agent {agent.name} "
@@ -214,18 +228,31 @@ class SelfCorrector:
         draft = await self._first_draft(
             agent, goal, inputs, context, previous_output, reviewer_comments
         )
-        records: list[IterationRecord] = []
-        best_output, best_score, best_iteration = draft, -1.0, 1
-        stop_reason, budget_exhausted = "max_iterations", False
-        attempts = 1
+        progress = _Progress(draft=draft, best_output=draft)
+        await self._iterate(progress, agent, goal, context, config, threshold, scope, on_critique)
+        return self._result(progress, threshold, started)
+
+    async def _iterate(
+        self,
+        p: _Progress,
+        agent: AgentSpec,
+        goal: str,
+        context: AgentContext,
+        config: SelfCorrectionConfig,
+        threshold: float,
+        scope: str,
+        on_critique: OnCritique | None,
+    ) -> None:
+        """Critique, keep the best draft, revise, until a stop reason (recorded in `p`)."""
+        aspects = config.critique_aspects
         for iteration in range(1, config.max_iterations + 1):
             try:
-                critique = await self._critique(agent, goal, draft, context, aspects)
+                critique = await self._critique(agent, goal, p.draft, context, aspects)
             except BudgetExhausted:
-                if not records:
+                if not p.records:
                     raise
-                stop_reason, budget_exhausted = "budget_exhausted", True
-                break
+                p.stop_reason, p.budget_exhausted = "budget_exhausted", True
+                return
             score = overall_score(critique, aspects, config.aspect_weights)
             record = IterationRecord(
                 iteration=iteration,
@@ -233,46 +260,58 @@ class SelfCorrector:
                 score=score,
                 critique=critique,
             )
-            records.append(record)
+            p.records.append(record)
             if on_critique is not None:
-                await on_critique(record, draft)
-            if score > best_score:
-                best_output, best_score, best_iteration = draft, score, iteration
-            if score >= threshold:
-                stop_reason = "threshold_met"
-                break
-            if iteration == config.max_iterations:
-                break
-            if iteration > 1 and score - records[-2].score < config.improvement_threshold:
-                stop_reason = "small_improvement"
-                break
-            if not self._allows(2):
-                stop_reason, budget_exhausted = "budget_exhausted", True
-                break
-            draft = await self._revise(agent, goal, draft, critique.issues, context)
-            attempts += 1
+                await on_critique(record, p.draft)
+            if score > p.best_score:
+                p.best_output, p.best_score, p.best_iteration = p.draft, score, iteration
+            reason = self._stop_reason(p, score, iteration, config, threshold)
+            if reason is not None:
+                p.stop_reason, p.budget_exhausted = reason, reason == "budget_exhausted"
+                return
+            p.draft = await self._revise(agent, goal, p.draft, critique.issues, context)
+            p.attempts += 1
 
+    def _stop_reason(
+        self,
+        p: _Progress,
+        score: float,
+        iteration: int,
+        config: SelfCorrectionConfig,
+        threshold: float,
+    ) -> str | None:
+        if score >= threshold:
+            return "threshold_met"
+        if iteration == config.max_iterations:
+            return "max_iterations"
+        if iteration > 1 and score - p.records[-2].score < config.improvement_threshold:
+            return "small_improvement"
+        if not self._allows(2):
+            return "budget_exhausted"
+        return None
+
+    def _result(self, p: _Progress, threshold: float, started: float) -> SelfCorrectionResult:
         metadata = SelfCorrectionMetadata(
-            iterations=len(records),
-            final_quality_score=best_score,
-            threshold_met=best_score >= threshold,
-            attempts=attempts,
-            iteration_scores=[r.score for r in records],
-            aspect_scores=records[best_iteration - 1].critique.aspect_scores,
-            best_iteration=best_iteration,
-            stop_reason=stop_reason,
+            iterations=len(p.records),
+            final_quality_score=p.best_score,
+            threshold_met=p.best_score >= threshold,
+            attempts=p.attempts,
+            iteration_scores=[r.score for r in p.records],
+            aspect_scores=p.records[p.best_iteration - 1].critique.aspect_scores,
+            best_iteration=p.best_iteration,
+            stop_reason=p.stop_reason,
             usage=self.spent,
             duration_s=round(time.perf_counter() - started, 4),
         )
         return SelfCorrectionResult(
-            output=best_output[:OUTPUT_LIMIT],
-            quality=best_score,
+            output=p.best_output[:OUTPUT_LIMIT],
+            quality=p.best_score,
             threshold=threshold,
             threshold_met=metadata.threshold_met,
-            budget_exhausted=budget_exhausted,
+            budget_exhausted=p.budget_exhausted,
             provider=self.provider.name,
             metadata=metadata,
-            iterations=records,
+            iterations=p.records,
         )
 
     def _allows(self, calls: int) -> bool:

@@ -33,61 +33,67 @@ from shared.contract.events import (
     utcnow,
 )
 from shared.contract.models import ID_PATTERN, MAX_GOAL_CHARS
+from shared.messaging import task_views
 
 DATA_FIELD = "__data__"
 # Only our own event streams may be replayed into: a forged entry must not write elsewhere.
 REPLAYABLE_PREFIX = STREAM_PREFIX
-DEAD_LETTER_MAXLEN = 100_000
 MAX_LETTER_BYTES = 1_000_000
 FAILURE_REASON = "dead_lettered"
 _WORKSPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _TASK_ID = re.compile(ID_PATTERN)
 
-# The view's update, shared by both scripts below: a task that already ended keeps its
-# status (and its reason); any other becomes failed. The letter is named either way.
-# a = {ttl, create, service, error, goal, now}
-_FAIL_VIEW = """
-local function fail_view(view, letter_id, a)
+# Ends the task of a letter under the view's own rules (`task_views`): a task that already
+# ended keeps its status and reason (a cancelled one is left alone) and is only told the
+# letter's id; any other fails, its end announced to long-polls. The view is created only
+# for a TaskRequested (a task the memory service never saw), never for another event's id.
+_FAIL_TASK = task_views.UPDATE_VIEW_FUNCTION + f"""
+local function fail_task(view, ended, index, letter, a)
+  -- a: ttl, create, now, task_id, service, error, goal
   if redis.call('EXISTS', view) == 0 and a[2] ~= '1' then return end
   local current = redis.call('HGET', view, 'status')
-  local ended = {completed = true, failed = true, rejected = true}
-  if not (current and ended[current]) then
-    redis.call('HSET', view, 'status', 'failed', 'failure_reason', 'dead_lettered',
-               'error', a[4], 'updated_at', a[6])
+  local terminal = {task_views.TERMINAL_LUA}
+  if current == 'cancelled' then return end
+  if current and terminal[current] then
+    redis.call('HSET', view, 'dead_letter_id', letter, 'dead_letter_service', a[5])
+    return
   end
-  redis.call('HSET', view, 'dead_letter_id', letter_id, 'dead_letter_service', a[3])
-  if #a[5] > 0 and not redis.call('HGET', view, 'goal') then
-    redis.call('HSET', view, 'goal', a[5])
+  local fields = {{'failure_reason', 'dead_lettered', 'error', a[6], 'dead_letter_id', letter,
+                  'dead_letter_service', a[5], 'updated_at', a[3]}}
+  if #a[7] > 0 and not redis.call('HGET', view, 'goal') then
+    fields[#fields + 1] = 'goal'
+    fields[#fields + 1] = a[7]
   end
   if not redis.call('HGET', view, 'created_at') then
-    redis.call('HSET', view, 'created_at', a[6])
+    fields[#fields + 1] = 'created_at'
+    fields[#fields + 1] = a[3]
   end
-  redis.call('EXPIRE', view, a[1])
+  update_view(view, ended, index, a[1], 'failed', a[3], a[4], fields)
 end
 """
 
-# KEYS: dead-letter stream, source stream, handler-error key[, task view]
-# ARGV: maxlen, group, message id, field count, fields..., then the view's six arguments
-_WRITE = _FAIL_VIEW + """
-local n = tonumber(ARGV[4])
+# KEYS: dead-letter stream, source stream, handler-error key[, view, ended stream, index]
+# ARGV: group, message id, field count, fields..., then the task's seven arguments
+_WRITE = _FAIL_TASK + """
+local n = tonumber(ARGV[3])
 local fields = {}
-for i = 5, 4 + n do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+for i = 4, 3 + n do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[3])
 if KEYS[4] then
   local a = {}
-  for i = 5 + n, #ARGV do a[#a + 1] = ARGV[i] end
-  fail_view(KEYS[4], id, a)
+  for i = 4 + n, #ARGV do a[#a + 1] = ARGV[i] end
+  fail_task(KEYS[4], KEYS[5], KEYS[6], id, a)
 end
 return id
 """
 
-# KEYS: task view; ARGV: letter id, then the view's six arguments
-_FAIL_ONLY = _FAIL_VIEW + """
+# KEYS: view, ended stream, index; ARGV: letter id, then the task's seven arguments
+_FAIL_ONLY = _FAIL_TASK + """
 local a = {}
 for i = 2, #ARGV do a[#a + 1] = ARGV[i] end
-fail_view(KEYS[1], ARGV[1], a)
+fail_task(KEYS[1], KEYS[2], KEYS[3], ARGV[1], a)
 return 1
 """
 
@@ -161,25 +167,28 @@ async def write(
         fields += [name, value]
     task = task_of(body) if ends_task else None
     script_keys = [dlq, stream, keys.handler_error(group, stream, message_id)]
-    args: list[str | bytes] = [str(DEAD_LETTER_MAXLEN), group, message_id, str(len(fields)), *fields]
+    args: list[str | bytes] = [group, message_id, str(len(fields)), *fields]
     if task is None:
         return _entry_id(await redis.eval(_WRITE, len(script_keys), *script_keys, *args))
-    view = keys.task_view(task.workspace_id, task.task_id)
+    ws, task_id = task.workspace_id, task.task_id
+    task_keys = [keys.task_view(ws, task_id), keys.task_ended(ws, task_id), keys.task_index(ws)]
     first_line = (error.strip().splitlines() or [""])[0][:300]
-    view_args = [
+    now = repr(time.time())
+    task_args = [
         str(keys.TASK_VIEW_TTL_S),
         "1" if task.event_type == "TaskRequested" else "0",
+        now,
+        task_id,
         group,
         _utf8(f"dead-lettered by {group} ({reason}): {first_line}"),
         task.goal,
-        str(time.time()),
     ]
-    if dlq == dead_letter_stream_for(stream_for("TaskRequested", task.workspace_id)):
-        return _entry_id(
-            await redis.eval(_WRITE, len(script_keys) + 1, *script_keys, view, *args, *view_args)
-        )
+    if dlq == dead_letter_stream_for(stream_for("TaskRequested", ws)):
+        return _entry_id(await redis.eval(
+            _WRITE, len(script_keys) + 3, *script_keys, *task_keys, *args, *task_args
+        ))
     letter_id = _entry_id(await redis.eval(_WRITE, len(script_keys), *script_keys, *args))
-    await redis.eval(_FAIL_ONLY, 1, view, letter_id, *view_args)
+    await redis.eval(_FAIL_ONLY, 3, *task_keys, letter_id, *task_args)
     return letter_id
 
 
@@ -312,14 +321,14 @@ class NotReplayable(ValueError):
     """The entry names no stream of ours or carries no message."""
 
 
-async def replay(redis: Redis, letter: DeadLetter, maxlen: int) -> str:
+async def replay(redis: Redis, letter: DeadLetter) -> str:
     """Re-publish the original message to its stream and drop the entry; the new stream id."""
     if not letter.stream.startswith(REPLAYABLE_PREFIX) or letter.stream.startswith(DEAD_LETTER_STREAM):
         raise NotReplayable(f"{letter.id}: stream {letter.stream!r} is not an event stream")
     if not letter.data:
         raise NotReplayable(f"{letter.id}: no message data")
     async with redis.pipeline(transaction=True) as tx:
-        tx.xadd(letter.stream, {DATA_FIELD: letter.data}, maxlen=maxlen, approximate=True)
+        tx.xadd(letter.stream, {DATA_FIELD: letter.data})
         tx.xdel(letter.dead_letter_stream, letter.id)
         new_id, _ = await tx.execute()
     return new_id.decode() if isinstance(new_id, bytes) else str(new_id)

@@ -106,6 +106,16 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
         ("POST", "/tasks/{task_id}/feedback"): Req(
             "POST", f"/tasks/{t}/feedback", json={"workspace_id": ws, "rating": 1}
         ),
+        ("GET", "/tasks"): Req("GET", "/tasks", params=q),
+        ("POST", "/tasks/{task_id}/cancel"): Req(
+            "POST", f"/tasks/{w.gated_task}/cancel", json={"workspace_id": ws}
+        ),
+        ("POST", "/tasks/{task_id}/resume"): Req(
+            "POST", f"/tasks/{t}/resume", json={"workspace_id": ws}
+        ),
+        ("POST", "/tasks/{task_id}/rerun"): Req(
+            "POST", f"/tasks/{t}/rerun", json={"workspace_id": ws}
+        ),
         ("GET", "/approvals"): Req("GET", "/approvals", params=q),
         ("GET", "/approvals/{approval_id}"): Req("GET", f"/approvals/{a}", params=q),
         ("POST", "/approvals/{approval_id}/decision"): Req(
@@ -360,6 +370,11 @@ def cli_commands(w: World) -> list[list[str]]:
         ["experiments", "show", e, *ws, *gw],
         ["experiments", "stop", e, *ws, "--promote", "--winner", "A", *gw],
         ["feedback", t, *ws, "-r", "1", *gw],
+        ["tasks", "list", *ws, *gw],
+        ["tasks", "show", t, *ws, *gw],
+        ["tasks", "cancel", w.gated_task, *ws, *gw],
+        ["tasks", "resume", t, *ws, *gw],
+        ["tasks", "rerun", t, *ws, *gw],
     ]  # fmt: skip
 
 

@@ -61,7 +61,6 @@ async def decide(
             decided_by=decided_by,
             reason=body.reason,
             comments=body.comments,
-            maxlen=d.settings.stream_maxlen,
         )
     except approvals.ApprovalNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such approval") from exc

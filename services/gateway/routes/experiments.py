@@ -66,7 +66,7 @@ async def give_feedback(
         user_id=user,
         correlation_id=task_id,
     )
-    await publish(d.redis, [event], d.settings.stream_maxlen)
+    await publish(d.redis, [event])
     return FeedbackAccepted(task_id=task_id, event_id=event.event_id, rating=body.rating)
 
 
@@ -139,7 +139,6 @@ async def stop_experiment(
             experiment_id,
             promote=body.promote,
             winner=body.winner,
-            maxlen=d.settings.stream_maxlen,
         )
     except experiment_store.ExperimentNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such experiment") from exc

@@ -160,7 +160,6 @@ async def decide_form(
             decided_by=who,
             reason=reason.strip(),
             comments=lines,
-            maxlen=deps.settings.stream_maxlen,
         )
     except HTTPException as exc:
         return await page(request, workspace_id, error=str(exc.detail), status_code=exc.status_code)
