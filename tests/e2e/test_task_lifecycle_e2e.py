@@ -68,7 +68,7 @@ class GatedProvider:
 @pytest.fixture
 async def stack(redis_url):
     provider = GatedProvider()
-    settings = settings_for(redis_url)
+    settings = settings_for(redis_url, egress_allow="127.0.0.1")  # the webhook receiver's address
     async with LocalStack(settings, with_gateway=True, start_redis=False,
                           provider=provider) as running:
         running.provider = provider

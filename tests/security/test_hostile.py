@@ -6,9 +6,9 @@ It asserts, for everything it sends:
 - never 202-then-lost: every accepted task reaches a terminal state (a task waiting for
   approval is rejected through the API, which must end it);
 - /healthz answers within 100 ms throughout, so nothing a tenant sends stalls the
-  event loop the services share (probed every 20 ms from the same process). The event
-  loop's own time per answer is always held to it; the wall-clock latency too, unless
-  this machine is too busy to answer within half of it even before the traffic.
+  event loop the services share (probed every 20 ms from the same process): the event
+  loop's own time per answer, every time; the wall-clock latency at the 95th percentile,
+  and every time with RAPTORFLOW_HOSTILE_STRICT=1 (on a machine nothing else loads).
 
 RAPTORFLOW_HOSTILE_EXAMPLES raises the number of generated requests (default 300).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -36,6 +37,9 @@ pytestmark = [pytest.mark.slow]
 
 EXAMPLES = int(os.environ.get("RAPTORFLOW_HOSTILE_EXAMPLES", "300"))
 HEALTH_BUDGET_S = 0.100
+# Every probe's wall-clock time too, on a machine of its own (a shared CI runner's scheduler
+# can delay a process that did nothing wrong; the event loop's own time is always checked).
+STRICT_WALL_CLOCK = os.environ.get("RAPTORFLOW_HOSTILE_STRICT") == "1"
 TERMINAL = {"completed", "failed", "rejected"}
 
 
@@ -80,14 +84,6 @@ class HealthProbe:
 
     def worst_busy(self, n: int = 5) -> list[float]:
         return [round(x, 3) for x in sorted(self.loop_busy, reverse=True)[:n]]
-
-
-async def idle_latency(url: str, seconds: float = 2.0) -> float:
-    """The slowest /healthz of the stack before any hostile traffic: what this machine
-    gives at all."""
-    with HealthProbe(url) as probe:
-        await asyncio.sleep(seconds)
-    return max(probe.latencies)
 
 
 @pytest.fixture
@@ -154,22 +150,32 @@ async def settle(api: httpx.AsyncClient, world: World, accepted: list[tuple[str,
 
 async def test_generated_hostile_requests_never_500_never_lose_a_task_never_stall(running):
     stack, world = running
-    baseline = await idle_latency(stack.gateway_url)
-    with HealthProbe(stack.gateway_url) as health:
-        findings = await send_all(stack.gateway_url, world)
-        async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as api:
-            lost = await settle(api, world, findings.accepted)
+    # What the suite ran before (in this pytest process) is not the gateway's: frozen, the
+    # collector does not walk it again in the middle of a probe.
+    gc.collect()
+    gc.freeze()
+    if os.environ.get("RAPTORFLOW_HOSTILE_DEBUG"):
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.03
+    try:
+        with HealthProbe(stack.gateway_url) as health:
+            findings = await send_all(stack.gateway_url, world)
+            async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as api:
+                lost = await settle(api, world, findings.accepted)
+    finally:
+        gc.unfreeze()
+    latencies = sorted(health.latencies)
+    p95 = latencies[int(len(latencies) * 0.95)]
     print(f"{sum(findings.statuses.values())} requests, by status {dict(sorted(findings.statuses.items()))}; "
-          f"{len(findings.accepted)} tasks accepted; /healthz: idle max {baseline:.3f} s, slowest "
-          f"{health.worst()}, event-loop CPU meanwhile {health.worst_busy()}")  # fmt: skip
+          f"{len(findings.accepted)} tasks accepted; /healthz: {len(latencies)} probes, p95 {p95:.3f} s, "
+          f"slowest {health.worst()}, event-loop CPU meanwhile {health.worst_busy()}")  # fmt: skip
     assert findings.server_errors == [], "\n".join(findings.server_errors[:20])
     assert lost == {}, f"accepted tasks that never ended: {lost}"
     assert findings.accepted, "some generated tasks were accepted (the suite reached the services)"
     assert {s for s in findings.statuses if s < 300}, findings.statuses
     assert health.failures == [], health.failures[:10]
     assert max(health.loop_busy) < HEALTH_BUDGET_S, f"the event loop stalled: {health.worst_busy()}"
-    if baseline < HEALTH_BUDGET_S / 2:  # a machine that answers at all within the budget
-        assert max(health.latencies) < HEALTH_BUDGET_S, f"/healthz stalled: {health.worst()}"
-    else:
-        print(f"this machine answers /healthz in {baseline:.3f} s idle: the wall-clock budget "
-              "is not checked here, only the event loop's own time")
+    assert p95 < HEALTH_BUDGET_S, f"/healthz slow: p95 {p95:.3f} s, slowest {health.worst()}"
+    if STRICT_WALL_CLOCK:
+        assert latencies[-1] < HEALTH_BUDGET_S, f"/healthz stalled: {health.worst()}"

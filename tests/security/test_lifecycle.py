@@ -4,6 +4,7 @@ whole stack on a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -76,12 +77,35 @@ async def test_a_task_dead_lettered_after_acceptance_ends_failed_with_the_letter
     await redis.xadd("rf:stream:TaskRequested", {"__data__": data})
     view = await ended(api, workspace, task_id)
     assert view["status"] == "failed"
-    details = view["details"]
-    assert details["failure_reason"] == dead_letters.FAILURE_REASON
-    assert details["dead_letter_service"] in {"router", "memory"}
-    letter = await dead_letters.get_letter(redis, details["dead_letter_id"])
+    assert view["failure_reason"] == dead_letters.FAILURE_REASON
+    assert view["dead_letter_service"] in {"router", "memory"}
+    letter = await dead_letters.get_letter(redis, view["dead_letter_id"])
     assert letter is not None and letter.workspace_id == workspace
     assert view["goal"] == "Write a note"
+
+
+async def test_an_accepted_task_whose_event_is_dead_lettered_ends_and_wakes_its_long_poll(
+    stack: LocalStack, api: httpx.AsyncClient, redis: Any, workspace: str
+) -> None:
+    """Accepted through the gateway and waiting on an approval; an event of it that no
+    service can read (here a malformed decision) fails it, and a long-poll hears the end."""
+    config = gate(workspace, "research").model_dump(mode="json")
+    assert (await api.put(f"/workspaces/{workspace}/checkpoints", json=config)).status_code == 200
+    r = await api.post("/tasks", json={
+        "goal": "Write a note", "workspace_id": workspace, "agent_sequence": ["research", "content"]})
+    task_id = r.json()["task_id"]
+    await wait_pending(redis, workspace)
+    poll = asyncio.create_task(
+        api.get(f"/tasks/{task_id}", params={"workspace_id": workspace, "wait": 30})
+    )
+    bad = {"event_id": str(uuid.uuid4()), "type": "ApprovalResolved", "workspace_id": workspace,
+           "correlation_id": task_id, "context": {"workspace_id": workspace},
+           "occurred_at": "2026-01-01T00:00:00Z", "payload": {"approval_id": 7}}  # fmt: skip
+    await redis.xadd("rf:stream:ApprovalResolved", {"__data__": json.dumps(bad)})
+    view = (await asyncio.wait_for(poll, 30)).json()
+    assert view["status"] == "failed", view
+    assert view["failure_reason"] == "dead_lettered" and view["dead_letter_id"]
+    assert "approval_id" in view["error"]
 
 
 async def test_a_stored_checkpoint_config_that_no_longer_loads_fails_tasks_visibly_and_is_fixable(
@@ -96,8 +120,8 @@ async def test_a_stored_checkpoint_config_that_no_longer_loads_fails_tasks_visib
     assert r.status_code == 202, r.text
     view = await ended(api, workspace, r.json()["task_id"])
     assert view["status"] == "failed"
-    assert "checkpoint configuration" in view["details"]["error"]
-    assert "PUT /workspaces" in view["details"]["error"]
+    assert "checkpoint configuration" in view["error"]
+    assert "PUT /workspaces" in view["error"]
 
     shown = await api.get(f"/workspaces/{workspace}/checkpoints")
     assert shown.status_code == 409
