@@ -1,0 +1,84 @@
+"""Server-Sent Events for the console, fed from the event streams.
+
+One XREAD BLOCK per open page over the workspace's partition of every event stream, from
+'$' (only what happens from now on). Entries of other workspaces are dropped here, before
+anything is written to the browser. Each event says which task moved and, where the event
+decides it, the task's new status; the page then updates itself (no polling loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+from redis.asyncio import Redis
+
+from services.gateway.console.reader import parse_entry, text_of
+from services.gateway.console.views import STATUS_OF_EVENT
+from shared.contract.events import EVENT_TYPES, stream_for
+
+BLOCK_MS = 5000
+MAX_STREAM_S = 600.0  # the browser's EventSource reconnects by itself after this
+MAX_OPEN = 64  # open event streams per gateway process
+_open = asyncio.Semaphore(MAX_OPEN)
+
+
+def status_after(event: dict[str, object]) -> str | None:
+    """The status an event puts its task in, when the event alone decides it."""
+    kind = str(event.get("type", ""))
+    if kind == "ApprovalResolved":
+        payload = event.get("payload")
+        decision = payload.get("decision") if isinstance(payload, dict) else None
+        return "rejected" if decision == "rejected" else "running"
+    return STATUS_OF_EVENT.get(kind)
+
+
+def frame(event: dict[str, object]) -> str:
+    """One SSE message: `event: task` and a small JSON body (no payload contents)."""
+    body = {
+        "task_id": event.get("correlation_id"),
+        "type": event.get("type"),
+        "status": status_after(event),
+    }
+    return f"event: task\ndata: {json.dumps(body)}\n\n"
+
+
+def busy() -> bool:
+    return _open.locked()
+
+
+async def task_events(
+    redis: Redis,
+    workspace_id: str,
+    disconnected: Callable[[], object],
+    task_id: str | None = None,
+) -> AsyncIterator[str]:
+    """SSE text for the workspace's events (one task's only, when given) until the client
+    leaves or `MAX_STREAM_S` passes."""
+    async with _open:
+        streams = {stream_for(t, workspace_id): "$" for t in EVENT_TYPES}
+        # Resolve '$' to concrete ids now, so nothing between two XREADs is skipped.
+        for name in streams:
+            info = await redis.xinfo_stream(name) if await redis.exists(name) else None
+            streams[name] = text_of(info["last-generated-id"]) if info else "0-0"
+        yield "retry: 2000\n: connected\n\n"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_STREAM_S
+        while loop.time() < deadline:
+            if await disconnected():  # type: ignore[misc]
+                return
+            replies = await redis.xread(streams, block=BLOCK_MS, count=100)  # type: ignore[arg-type]
+            if not replies:
+                yield ": idle\n\n"
+                continue
+            for stream, entries in replies:
+                name = stream.decode() if isinstance(stream, bytes) else stream
+                for entry_id, fields in entries:
+                    streams[name] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    data = parse_entry(fields)
+                    if data is None or data.get("workspace_id") != workspace_id:
+                        continue
+                    if task_id is not None and data.get("correlation_id") != task_id:
+                        continue
+                    yield frame(data)

@@ -1,0 +1,64 @@
+// RaptorFlow console: live updates from /ui/events (Server-Sent Events), no polling loop.
+// The pages work without this file; it only keeps them current.
+(function () {
+  "use strict";
+  var body = document.body;
+  var workspace = body.dataset.workspace;
+  var page = body.dataset.page;
+  var task = body.dataset.task;
+  if (!workspace || !window.EventSource || (page !== "tasks" && page !== "task")) return;
+  var url = "/ui/events?workspace_id=" + encodeURIComponent(workspace);
+  if (page === "task") url += "&task_id=" + encodeURIComponent(task);
+  var timer = null;
+
+  function live(on) {
+    var el = document.getElementById("live");
+    if (!el) return;
+    el.className = on ? "live on" : "live";
+    el.textContent = on ? "live" : "reconnecting";
+  }
+
+  function setStatus(el, status) {
+    el.textContent = status;
+    el.className = "status " + status;
+  }
+
+  // Fetch this page again and swap its <main>, unless the reader is typing in a form.
+  function refresh() {
+    timer = null;
+    var active = document.activeElement;
+    if (active && active.form && active.form.closest("main")) return;
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("main");
+        if (fresh) {
+          document.getElementById("main").innerHTML = fresh.innerHTML;
+          live(true);
+        }
+      });
+  }
+
+  function later() {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(refresh, 400);
+  }
+
+  var source = new EventSource(url);
+  source.onopen = function () { live(true); };
+  source.onerror = function () { live(false); };
+  source.addEventListener("task", function (message) {
+    var event = JSON.parse(message.data);
+    if (page === "tasks") {
+      var row = document.querySelector('tr[data-task-id="' + CSS.escape(event.task_id) + '"]');
+      if (row && event.status) setStatus(row.querySelector(".status"), event.status);
+      if (!row || event.status === "completed" || event.status === "failed") later();
+    } else {
+      var badge = document.getElementById("task-status");
+      if (badge && event.status) setStatus(badge, event.status);
+      later();
+    }
+  });
+})();

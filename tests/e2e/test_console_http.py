@@ -1,0 +1,123 @@
+"""The console over real HTTP (a running gateway): keys and cookies, CSRF and Origin, pages,
+workspace isolation in pages and in the SSE stream. The browser tests are in test_console_browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from raptorflow.stack import LocalStack
+from tests.checkpoint_helpers import gate, wait_pending, wait_status
+from tests.e2e.console_helpers import csrf_of, request_task
+from tests.helpers import settings_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+DONE = {"completed", "failed"}
+
+
+@pytest.fixture
+async def stack(redis_url, workspace):
+    keys = f"k-a={workspace}:alice,k-b={workspace}-other,k-admin=*"
+    settings = settings_for(redis_url, api_keys=keys)
+    async with LocalStack(settings, with_gateway=True, start_redis=False) as running:
+        yield running
+
+
+def client_for(stack: LocalStack, key: str | None = None) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=stack.gateway_url, timeout=30)
+    if key:
+        client.cookies.set("raptorflow_key", key)
+    return client
+
+
+async def test_key_is_checked_before_it_becomes_a_cookie(stack, workspace):
+    async with client_for(stack) as client:
+        locked = await client.get("/ui/tasks", params={"workspace_id": workspace})
+        assert locked.status_code == 401 and 'name="key"' in locked.text
+        for wrong in ("nope", "k-b"):
+            refused = await client.get("/ui/tasks", params={"workspace_id": workspace, "key": wrong})
+            assert refused.status_code == 401 and "set-cookie" not in refused.headers
+        page = await client.get("/ui/approvals", params={"workspace_id": workspace, "key": "nope"})
+        assert page.status_code == 401 and "set-cookie" not in page.headers
+        opened = await client.get("/ui/tasks", params={"workspace_id": workspace, "key": "k-a"})
+        assert opened.status_code == 303 and "key=" not in opened.headers["location"]
+        cookie = opened.headers["set-cookie"]
+        assert "raptorflow_key=k-a" in cookie and "HttpOnly" in cookie
+        assert "samesite=strict" in cookie.lower()
+
+
+async def test_pages_forms_and_isolation(stack, redis, workspace):
+    first = await request_task(redis, workspace)
+    assert await wait_status(redis, workspace, first, DONE, timeout=120) == "completed"
+    task_id = await request_task(redis, workspace, checkpoints=gate(workspace, None))
+    (pending,) = await wait_pending(redis, workspace)
+    async with client_for(stack, "k-a") as alice, client_for(stack, "k-b") as other:
+        listing = await alice.get("/ui/tasks", params={"workspace_id": workspace})
+        assert listing.status_code == 200 and first in listing.text and task_id in listing.text
+        found = await alice.get("/ui/tasks", params={"workspace_id": workspace, "q": "nothing like it"})
+        assert first not in found.text
+        page = await alice.get(f"/ui/tasks/{first}", params={"workspace_id": workspace})
+        assert page.status_code == 200
+        for shown in ("TaskRequested", "SequenceChosen", "CritiqueDone", "TaskCompleted", "<svg"):
+            assert shown in page.text, shown
+        ws_page = await alice.get("/ui/workspace", params={"workspace_id": workspace})
+        assert ws_page.status_code == 200 and "reliability diagram" in ws_page.text
+
+        # another workspace's key: refused on the page, and the task is unknown in its own
+        assert (await other.get("/ui/tasks", params={"workspace_id": workspace})).status_code == 403
+        theirs = await other.get(f"/ui/tasks/{first}", params={"workspace_id": f"{workspace}-other"})
+        assert theirs.status_code == 404 and "Write a blog post" not in theirs.text
+        own = await other.get("/ui/tasks", params={"workspace_id": f"{workspace}-other"})
+        assert first not in own.text and task_id not in own.text
+
+        gated = await alice.get(f"/ui/tasks/{task_id}", params={"workspace_id": workspace})
+        token = csrf_of(gated.text)
+        action = f"/ui/tasks/{task_id}/approvals/{pending.approval_id}/decide"
+        form = {"workspace_id": workspace, "action": "approve", "csrf_token": token}
+        own_origin = {"Origin": stack.gateway_url}
+        assert (await alice.post(action, data=form)).status_code == 403, "no Origin"
+        evil = {"Origin": "http://evil.example"}
+        assert (await alice.post(action, data=form, headers=evil)).status_code == 403
+        forged = {**form, "csrf_token": "0" * 64}
+        assert (await alice.post(action, data=forged, headers=own_origin)).status_code == 403
+        assert (await other.post(action, data=form, headers=own_origin)).status_code == 403
+        done = await alice.post(action, data=form, headers=own_origin)
+        assert done.status_code == 303 and "approved+by+alice" in done.headers["location"]
+        again = await alice.post(action, data=form, headers=own_origin)
+        assert again.status_code == 409 and "already approved" in again.text
+    assert await wait_status(redis, workspace, task_id, DONE | {"awaiting_approval"}) != "failed"
+
+
+async def _frames(client: httpx.AsyncClient, workspace: str, seen: list[dict], stop: asyncio.Event):
+    async with client.stream("GET", "/ui/events", params={"workspace_id": workspace}) as reply:
+        assert reply.status_code == 200
+        async for line in reply.aiter_lines():
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+            if stop.is_set():
+                return
+
+
+async def test_event_stream_carries_only_its_workspace(stack, redis, workspace):
+    other_ws = f"{workspace}-other"
+    seen_b: list[dict] = []
+    stop = asyncio.Event()
+    async with client_for(stack, "k-b") as other:
+        listener = asyncio.create_task(_frames(other, other_ws, seen_b, stop))
+        await asyncio.sleep(0.5)  # the stream is open before anything is published
+        mine = await request_task(redis, workspace)
+        theirs = await request_task(redis, other_ws)
+        assert await wait_status(redis, workspace, mine, DONE)
+        assert await wait_status(redis, other_ws, theirs, DONE)
+        for _ in range(100):
+            if any(f["status"] == "completed" for f in seen_b):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        listener.cancel()
+    ids = {f["task_id"] for f in seen_b}
+    assert ids == {theirs}, ids
+    assert {"requested", "running", "completed"} <= {f["status"] for f in seen_b}
