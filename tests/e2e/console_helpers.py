@@ -7,7 +7,7 @@ import re
 from redis.asyncio import Redis
 
 from shared.contract.events import TaskRequested, new_envelope
-from shared.contract.models import AgentContext, WorkflowCheckpoints
+from shared.contract.models import AgentContext, SelfCorrectionConfig, WorkflowCheckpoints
 from shared.messaging.bus import publish
 
 GOAL = "Write a blog post about AI trends in healthcare"
@@ -18,10 +18,11 @@ async def request_task(
     workspace: str,
     goal: str = GOAL,
     checkpoints: WorkflowCheckpoints | None = None,
+    self_correction: SelfCorrectionConfig | None = None,
 ) -> str:
     """A task the router plans or reuses itself (no agent_sequence), so routing is shown."""
     event = new_envelope(
-        TaskRequested(goal=goal, checkpoints=checkpoints),
+        TaskRequested(goal=goal, checkpoints=checkpoints, self_correction=self_correction),
         workspace_id=workspace,
         context=AgentContext(workspace_id=workspace),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 
 from redis.asyncio import Redis
@@ -21,6 +22,8 @@ from shared.contract.events import EVENT_TYPES, stream_for
 BLOCK_MS = 5000
 MAX_STREAM_S = 600.0  # the browser's EventSource reconnects by itself after this
 MAX_OPEN = 64  # open event streams per gateway process
+CLOCK_SLACK_MS = 1000  # a page asks for events from a little before it was rendered
+MAX_REPLAY_MS = 300_000  # and never from further back than this
 _open = asyncio.Semaphore(MAX_OPEN)
 
 
@@ -44,6 +47,21 @@ def frame(event: dict[str, object]) -> str:
     return f"event: task\ndata: {json.dumps(body)}\n\n"
 
 
+async def _starts(redis: Redis, workspace_id: str, since_ms: int | None) -> dict[str, str]:
+    """Where each stream is read from: `since_ms` (bounded), else each stream's last id, so
+    nothing between two XREADs is skipped."""
+    now_ms = int(time.time() * 1000)
+    if since_ms is not None:
+        start = f"{max(min(since_ms, now_ms), now_ms - MAX_REPLAY_MS)}-0"
+        return {stream_for(t, workspace_id): start for t in EVENT_TYPES}
+    streams = {}
+    for event_type in EVENT_TYPES:
+        name = stream_for(event_type, workspace_id)
+        info = await redis.xinfo_stream(name) if await redis.exists(name) else None
+        streams[name] = text_of(info["last-generated-id"]) if info else "0-0"
+    return streams
+
+
 def busy() -> bool:
     return _open.locked()
 
@@ -53,15 +71,12 @@ async def task_events(
     workspace_id: str,
     disconnected: Callable[[], object],
     task_id: str | None = None,
+    since_ms: int | None = None,
 ) -> AsyncIterator[str]:
-    """SSE text for the workspace's events (one task's only, when given) until the client
-    leaves or `MAX_STREAM_S` passes."""
+    """SSE text for the workspace's events (one task's only, when given) from `since_ms`
+    (else from now) until the client leaves or `MAX_STREAM_S` passes."""
     async with _open:
-        streams = {stream_for(t, workspace_id): "$" for t in EVENT_TYPES}
-        # Resolve '$' to concrete ids now, so nothing between two XREADs is skipped.
-        for name in streams:
-            info = await redis.xinfo_stream(name) if await redis.exists(name) else None
-            streams[name] = text_of(info["last-generated-id"]) if info else "0-0"
+        streams = await _starts(redis, workspace_id, since_ms)
         yield "retry: 2000\n: connected\n\n"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + MAX_STREAM_S

@@ -7,6 +7,7 @@ listens to /ui/events and updates the page in place. Access is the API's keys, t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -92,7 +93,7 @@ def gate(request: Request, workspace_id: str) -> tuple[Response | None, str | No
     try:
         return None, ring.check(key, workspace_id)
     except HTTPException:
-        return render(request, "console/error.html", workspace_id,
+        return render(request, "console/error.html", None,
                       {"error": "This key does not open that workspace."}, status_code=403), None
 
 
@@ -103,7 +104,8 @@ def render(
     """A console page with what every page shows (nav, picker, CSRF token)."""
     allowed = workspaces_of(request)
     base = {"workspace_id": workspace_id, "csrf": guard.csrf_token(request),
-            "workspaces": sorted(allowed) if allowed is not None else None}
+            "workspaces": sorted(allowed) if allowed is not None else None,
+            "since_ms": int(time.time() * 1000) - live.CLOCK_SLACK_MS}
     response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
     return guard.finish(request, response)
 
@@ -180,7 +182,7 @@ async def _task_page(
     detail = await reader.task_detail(get_deps(request), workspace_id, task_id[:100])
     if detail is None:
         return render(request, "console/error.html", workspace_id,
-                      {"error": f"No task {task_id[:100]} in this workspace (yet)."}, status_code=404)
+                      {"error": "No such task in this workspace (yet)."}, status_code=404)
     row = views.task_row(task_id, detail.view)
     return render(request, "console/task.html", workspace_id, {
         "task": row, "view": detail.view, "user": user, "message": message, "error": error,
@@ -249,6 +251,7 @@ async def workspace_page(
         "detail": detail, "bins": bins, "reliability": views.reliability_svg(bins),
         "bar": views.bar_svg, "message": message,
         "decided": sum(1 for r in detail.routing if r.outcome_success is not None),
+        "reused": int(sum(b["count"] for b in bins)),
     })
 
 
@@ -282,14 +285,18 @@ async def events(
     request: Request,
     workspace_id: str = Workspace,
     task_id: str | None = Query(default=None, max_length=100),
+    since: int | None = Query(default=None, ge=0),
 ) -> Response:
-    """SSE: the workspace's task events as they happen (one task's, with task_id)."""
+    """SSE: the workspace's task events as they happen (one task's, with task_id), from the
+    moment the page was rendered (`since`, ms) so nothing between render and connect is lost."""
     shown, _ = gate(request, workspace_id)
     if shown is not None:
         return Response(status_code=shown.status_code)
     if live.busy():
         return Response(status_code=503, headers={"Retry-After": "5"})
-    stream = live.task_events(get_deps(request).redis, workspace_id, request.is_disconnected, task_id)
+    stream = live.task_events(
+        get_deps(request).redis, workspace_id, request.is_disconnected, task_id, since
+    )
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

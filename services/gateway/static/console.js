@@ -7,7 +7,8 @@
   var page = body.dataset.page;
   var task = body.dataset.task;
   if (!workspace || !window.EventSource || (page !== "tasks" && page !== "task")) return;
-  var url = "/ui/events?workspace_id=" + encodeURIComponent(workspace);
+  // From just before the page was rendered: nothing between render and connect is lost.
+  var url = "/ui/events?workspace_id=" + encodeURIComponent(workspace) + "&since=" + body.dataset.since;
   if (page === "task") url += "&task_id=" + encodeURIComponent(task);
   var timer = null;
 
@@ -47,8 +48,10 @@
   }
 
   var source = new EventSource(url);
-  source.onopen = function () { live(true); };
-  source.onerror = function () { live(false); };
+  var dropped = false;
+  // After a reconnect the page may have missed events: read it once more.
+  source.onopen = function () { live(true); if (dropped) later(); };
+  source.onerror = function () { live(false); dropped = true; };
   source.addEventListener("task", function (message) {
     var event = JSON.parse(message.data);
     if (page === "tasks") {
