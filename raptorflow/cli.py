@@ -35,14 +35,27 @@ def _headers() -> dict[str, str]:
     return {"X-API-Key": key} if key else {}
 
 
+HostOption = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST).")
+PortOption = typer.Option(
+    None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."
+)
+
+
+def _settings_with(host: str | None, port: int | None) -> Any:
+    """The environment's settings, with --host/--port over the environment, as uvicorn does."""
+    settings = get_settings()
+    update = {k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None}
+    return settings.model_copy(update=update) if update else settings
+
+
 @app.command()
-def run() -> None:
+def run(host: str | None = HostOption, port: int | None = PortOption) -> None:
     """Run every service and the gateway in one process (embedded Redis if REDIS_URL is unset)."""
     from raptorflow.stack import LocalStack
     from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
-    settings = get_settings()
+    settings = _settings_with(host, port)
 
     async def main() -> None:
         async with LocalStack(settings, with_gateway=True) as stack:
@@ -50,7 +63,7 @@ def run() -> None:
             console.print(f"RaptorFlow running: gateway {stack.gateway_url}, redis "
                           f"{'embedded at ' + stack.settings.redis_url_value() if stack.embedded_redis else 'REDIS_URL'}, "
                           f"provider {provider}{' (offline: deterministic rules)' if provider == 'offline' else ''}. "
-                          "Ctrl+C to stop.")
+                          f"Console: {stack.gateway_url}/ui. Ctrl+C to stop.")
             await wait_for_stop_signal()
 
     asyncio.run(main())
@@ -68,12 +81,18 @@ def service(name: str = typer.Argument(..., help=f"One of: {', '.join(ALL_SERVIC
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: bool = typer.Option(
+        False, "--serve", help="Keep the gateway and its console up afterwards, until Ctrl+C."
+    ),
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+) -> None:
     """Run the seed's six demo flows end to end and print what happened in each."""
     from raptorflow.demo import run_demo
 
     configure_logging(service="demo", level="WARNING")
-    ok = asyncio.run(run_demo(get_settings(), console))
+    ok = asyncio.run(run_demo(_settings_with(host, port), console, serve=serve))
     raise typer.Exit(0 if ok else 1)
 
 

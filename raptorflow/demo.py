@@ -21,7 +21,7 @@ from shared.app.facade import (
     route,
     select_best_agent,
 )
-from shared.app.runtime import Deps
+from shared.app.runtime import Deps, wait_for_stop_signal
 from shared.contract.events import TaskRequested, new_envelope, stream_for
 from shared.contract.models import (
     AgentContext,
@@ -335,8 +335,14 @@ class Demo:
 
 
 async def run_demo(
-    settings: Settings, console: Console | None = None, *, start_redis: bool | None = None
+    settings: Settings,
+    console: Console | None = None,
+    *,
+    start_redis: bool | None = None,
+    serve: bool = False,
+    serve_until: Callable[[], Awaitable[None]] = wait_for_stop_signal,
 ) -> bool:
+    """Run the six flows; with `serve`, keep the gateway (and its console) up until Ctrl+C."""
     console = console or Console()
     stack = LocalStack(settings, with_gateway=True, start_redis=start_redis)
     async with stack:
@@ -376,4 +382,14 @@ async def run_demo(
                 progress.update(task, description=f"flow: {name}")
                 await flow()
                 progress.advance(task)
-        return demo.summary()
+        ok = demo.summary()
+        console_url = f"{stack.gateway_url}/ui/tasks?workspace_id={demo.workspace}"
+        if not serve:
+            console.print(
+                f"To look at these tasks in the console, run [bold]raptorflow demo --serve[/bold] "
+                f"(or [bold]make serve[/bold] and open {stack.gateway_url}/ui)."
+            )
+            return ok
+        console.print(f"Console: [bold]{console_url}[/bold] (Ctrl+C to stop)")
+        await serve_until()
+        return ok

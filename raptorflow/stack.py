@@ -23,6 +23,7 @@ from shared.settings import Settings
 log = logging.getLogger("raptorflow.stack")
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected"})
+STOP_WAIT_S = 5.0
 
 
 class LocalStack:
@@ -100,15 +101,39 @@ class LocalStack:
             self._gateway_server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._gateway_task, timeout=10)
+        # FastStream's stop only *requests* the cancellation of its read loops and forgets
+        # them; one still inside XREADGROUP when Redis goes away logs "Message fetch error
+        # ... Connection closed by server". So keep them, and wait for them to end.
+        readers = [task for service in self.services for task in consume_tasks(service)]
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
                 await service.stop()
+        await drain(readers, timeout=STOP_WAIT_S)
         if self.deps is not None:
             await self.deps.close()
         if self.metrics is not None:
             self.metrics.close()
         if self.redis_server is not None:
-            self.redis_server.stop()
+            await asyncio.to_thread(self.redis_server.stop)
+
+
+def consume_tasks(service: Service) -> list[asyncio.Task[Any]]:
+    """The read loops FastStream runs for a service's subscribers."""
+    broker = getattr(service.app, "broker", None)
+    subscribers = getattr(broker, "subscribers", []) if broker is not None else []
+    return [task for sub in subscribers for task in getattr(sub, "tasks", [])]
+
+
+async def drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Wait (bounded) for cancelled tasks to finish; cancel again any that swallowed it."""
+    pending = {task for task in tasks if not task.done()}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.warning("%d stream readers did not stop before Redis", len(pending))
 
 
 async def wait_for_task(
