@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import (
@@ -229,7 +229,7 @@ async def decide_on_task(
     except approvals.ApprovalConflict as exc:
         return await _task_page(request, workspace_id, task_id, user, error=str(exc), status_code=409)
     done = f"{ACTIONS[action].replace('_', ' ')} by {who}"
-    target = f"/ui/tasks/{task_id}?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
+    target = f"/ui/tasks/{quote(task_id[:100], safe='')}?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
 
