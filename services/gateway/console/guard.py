@@ -105,7 +105,13 @@ def request_origin(request: Request) -> str | None:
 
 
 def check_form(request: Request, token: str) -> None:
-    """403 unless the POST comes from an allowed origin and carries this browser's token."""
+    """403 unless the POST comes from an allowed origin and carries this browser's token.
+
+    A request that carries its key in a header (X-API-Key, Bearer) is a program, not a
+    browser riding on a cookie: no other site can make a browser send that header, so
+    there is no request to forge and the form rules do not apply."""
+    if key_ring(request).enabled and presented_key(request):
+        return
     origin = request_origin(request)
     if origin is None or origin not in allowed_origins(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="cross-origin form refused")

@@ -49,12 +49,17 @@ def _without_key(request: Request) -> str:
 
 
 def login_page(request: Request, workspace_id: str | None, error: str = "") -> Response:
-    """The key form (401): the key goes back as `?key=` to the page asked for."""
+    """The key form (401): the key goes back as `?key=` to the page asked for (a form post
+    without a key goes back to the console's start)."""
+    if request.method == "GET":
+        action = request.url.path
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+    else:
+        action, query = "/ui", [("workspace_id", workspace_id)] if workspace_id else []
     return templates.TemplateResponse(
         request,
         "console/login.html",
-        {"workspace_id": workspace_id, "action": request.url.path, "error": error,
-         "query": [(k, v) for k, v in request.query_params.multi_items() if k != "key"]},
+        {"workspace_id": workspace_id, "action": action, "error": error, "query": query},
         status_code=status.HTTP_401_UNAUTHORIZED,
     )
 
@@ -112,10 +117,18 @@ def render(
 
 @router.get("", response_class=HTMLResponse)
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, key: str | None = OptionalKey) -> Response:
+async def home(
+    request: Request,
+    key: str | None = OptionalKey,
+    workspace_id: str | None = Query(default=None, pattern=WORKSPACE_PATTERN),
+) -> Response:
     """One workspace: its task list; several (or an admin key): the picker."""
     if key is not None:
-        return take_key(request, key, None)
+        return take_key(request, key, workspace_id)
+    if workspace_id is not None:
+        shown, _ = gate(request, workspace_id)
+        target = f"/ui/tasks?{urlencode({'workspace_id': workspace_id})}"
+        return shown or RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
     ring = key_ring(request)
     if ring.enabled and (not guard.browser_key(request) or workspaces_of(request) == frozenset()):
         return login_page(request, None)
@@ -207,10 +220,10 @@ async def decide_on_task(
     reason: str = Form(default="", max_length=2000),
     comments: str = Form(default="", max_length=8000),
 ) -> Response:
-    guard.check_form(request, csrf_token)
     shown, user = gate(request, workspace_id)
     if shown is not None:
         return shown
+    guard.check_form(request, csrf_token)
     lines = [c.strip() for c in comments.splitlines() if c.strip()]
     deps = get_deps(request)
     try:
@@ -263,17 +276,18 @@ async def stop_experiment(
     csrf_token: str = Form(default="", max_length=200),
     promote: bool = Form(default=False),
 ) -> Response:
-    guard.check_form(request, csrf_token)
     shown, _ = gate(request, workspace_id)
     if shown is not None:
         return shown
+    guard.check_form(request, csrf_token)
     deps = get_deps(request)
     try:
         await experiment_store.stop(deps.redis, workspace_id, experiment_id[:100], promote=promote,
                                     maxlen=deps.settings.stream_maxlen)
         done = f"experiment {experiment_id[:40]} {'promoted' if promote else 'stopped'}"
     except experiment_store.ExperimentNotFound:
-        done = "no such experiment"
+        return render(request, "console/error.html", workspace_id,
+                      {"error": "No such experiment in this workspace."}, status_code=404)
     except (experiment_store.ExperimentConflict, NoEvidence) as exc:
         done = str(exc)[:200]
     target = f"/ui/workspace?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
@@ -292,11 +306,12 @@ async def events(
     shown, _ = gate(request, workspace_id)
     if shown is not None:
         return Response(status_code=shown.status_code)
+    redis = get_deps(request).redis
+    if task_id is not None and not await reader.task_view(redis, workspace_id, task_id):
+        return Response(status_code=404)
     if live.busy():
         return Response(status_code=503, headers={"Retry-After": "5"})
-    stream = live.task_events(
-        get_deps(request).redis, workspace_id, request.is_disconnected, task_id, since
-    )
+    stream = live.task_events(redis, workspace_id, request.is_disconnected, task_id, since)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -152,10 +152,10 @@ async def decide_form(
     reason: str = Form(default="", max_length=2000),
     comments: str = Form(default="", max_length=8000),
 ) -> Response:
-    guard.check_form(request, csrf_token)
     allowed, user = identity(request, workspace_id)
     if not allowed:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid API key")
+    guard.check_form(request, csrf_token)
     lines = [c.strip() for c in comments.splitlines() if c.strip()]
     try:
         who = decider(user, decided_by.strip() or None)
