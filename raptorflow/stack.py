@@ -23,7 +23,6 @@ from shared.settings import Settings
 log = logging.getLogger("raptorflow.stack")
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected"})
-STOP_WAIT_S = 5.0
 
 
 class LocalStack:
@@ -98,17 +97,17 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         if self._gateway_server is not None and self._gateway_task is not None:
+            from services.gateway.console import live
+
+            live.close_all()  # uvicorn waits for open responses; event streams never end
             self._gateway_server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._gateway_task, timeout=10)
-        # FastStream's stop only *requests* the cancellation of its read loops and forgets
-        # them; one still inside XREADGROUP when Redis goes away logs "Message fetch error
-        # ... Connection closed by server". So keep them, and wait for them to end.
-        readers = [task for service in self.services for task in consume_tasks(service)]
+        # Service.stop waits for its stream readers (see runtime.stop_readers), so none is
+        # left inside XREADGROUP when its connection or Redis goes away.
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
                 await service.stop()
-        await drain(readers, timeout=STOP_WAIT_S)
         if self.deps is not None:
             await self.deps.close()
         if self.metrics is not None:
@@ -118,22 +117,10 @@ class LocalStack:
 
 
 def consume_tasks(service: Service) -> list[asyncio.Task[Any]]:
-    """The read loops FastStream runs for a service's subscribers."""
-    broker = getattr(service.app, "broker", None)
+    """The read loops FastStream runs for a service's subscribers (tests look at them)."""
+    broker = service.app.broker
     subscribers = getattr(broker, "subscribers", []) if broker is not None else []
     return [task for sub in subscribers for task in getattr(sub, "tasks", [])]
-
-
-async def drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
-    """Wait (bounded) for cancelled tasks to finish; cancel again any that swallowed it."""
-    pending = {task for task in tasks if not task.done()}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
-    if pending:
-        log.warning("%d stream readers did not stop before Redis", len(pending))
 
 
 async def wait_for_task(

@@ -14,17 +14,27 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.gateway.console.reader import parse_entry, text_of
 from services.gateway.console.views import STATUS_OF_EVENT
 from shared.contract.events import EVENT_TYPES, stream_for
 
-BLOCK_MS = 5000
+BLOCK_MS = 1000  # how long a stopping server waits for a stream to notice, at most
+HEARTBEAT_S = 15.0
 MAX_STREAM_S = 600.0  # the browser's EventSource reconnects by itself after this
 MAX_OPEN = 64  # open event streams per gateway process
 CLOCK_SLACK_MS = 1000  # a page asks for events from a little before it was rendered
 MAX_REPLAY_MS = 300_000  # and never from further back than this
 _open = asyncio.Semaphore(MAX_OPEN)
+_running: set[asyncio.Event] = set()
+
+
+def close_all() -> None:
+    """End every open event stream of this process (the server is stopping: uvicorn waits
+    for open responses, and an event stream never ends by itself)."""
+    for stop in list(_running):
+        stop.set()
 
 
 def status_after(event: dict[str, object]) -> str | None:
@@ -75,25 +85,45 @@ async def task_events(
 ) -> AsyncIterator[str]:
     """SSE text for the workspace's events (one task's only, when given) from `since_ms`
     (else from now) until the client leaves or `MAX_STREAM_S` passes."""
-    async with _open:
-        streams = await _starts(redis, workspace_id, since_ms)
-        yield "retry: 2000\n: connected\n\n"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + MAX_STREAM_S
-        while loop.time() < deadline:
-            if await disconnected():  # type: ignore[misc]
-                return
-            replies = await redis.xread(streams, block=BLOCK_MS, count=100)  # type: ignore[arg-type]
-            if not replies:
-                yield ": idle\n\n"
-                continue
-            for stream, entries in replies:
-                name = stream.decode() if isinstance(stream, bytes) else stream
-                for entry_id, fields in entries:
-                    streams[name] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    data = parse_entry(fields)
-                    if data is None or data.get("workspace_id") != workspace_id:
-                        continue
-                    if task_id is not None and data.get("correlation_id") != task_id:
-                        continue
-                    yield frame(data)
+    stop = asyncio.Event()
+    _running.add(stop)
+    try:
+        async with _open:
+            streams = await _starts(redis, workspace_id, since_ms)
+            yield "retry: 2000\n: connected\n\n"
+            async for chunk in _follow(redis, streams, workspace_id, task_id, disconnected, stop):
+                yield chunk
+    except (RedisError, OSError):
+        return  # Redis went away: the browser reconnects by itself
+    finally:
+        _running.discard(stop)
+
+
+async def _follow(
+    redis: Redis,
+    streams: dict[str, str],
+    workspace_id: str,
+    task_id: str | None,
+    disconnected: Callable[[], object],
+    stop: asyncio.Event,
+) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MAX_STREAM_S
+    beat = loop.time() + HEARTBEAT_S
+    while loop.time() < deadline and not stop.is_set():
+        if await disconnected():  # type: ignore[misc]
+            return
+        replies = await redis.xread(streams, block=BLOCK_MS, count=100)  # type: ignore[arg-type]
+        if not replies and loop.time() >= beat:
+            beat = loop.time() + HEARTBEAT_S
+            yield ": idle\n\n"
+        for stream, entries in replies or []:
+            name = text_of(stream)
+            for entry_id, fields in entries:
+                streams[name] = text_of(entry_id)
+                data = parse_entry(fields)
+                if data is None or data.get("workspace_id") != workspace_id:
+                    continue
+                if task_id is not None and data.get("correlation_id") != task_id:
+                    continue
+                yield frame(data)
