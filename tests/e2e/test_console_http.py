@@ -10,9 +10,11 @@ import httpx
 import pytest
 
 from raptorflow.stack import LocalStack
+from shared.contract.events import stream_for
+from shared.messaging import dead_letters
 from tests.checkpoint_helpers import gate, wait_pending, wait_status
 from tests.e2e.console_helpers import csrf_of, request_task
-from tests.helpers import settings_for
+from tests.helpers import eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DONE = {"completed", "failed"}
@@ -59,9 +61,11 @@ async def test_pages_forms_and_isolation(stack, redis, workspace):
         assert listing.status_code == 200 and first in listing.text and task_id in listing.text
         found = await alice.get("/ui/tasks", params={"workspace_id": workspace, "q": "nothing like it"})
         assert first not in found.text
+        await poison(redis, workspace, first)
         page = await alice.get(f"/ui/tasks/{first}", params={"workspace_id": workspace})
         assert page.status_code == 200
-        for shown in ("TaskRequested", "SequenceChosen", "CritiqueDone", "TaskCompleted", "<svg"):
+        for shown in ("TaskRequested", "SequenceChosen", "CritiqueDone", "TaskCompleted", "<svg",
+                      'id="dead-letters"', "invalid"):
             assert shown in page.text, shown
         ws_page = await alice.get("/ui/workspace", params={"workspace_id": workspace})
         assert ws_page.status_code == 200 and "reliability diagram" in ws_page.text
@@ -89,6 +93,19 @@ async def test_pages_forms_and_isolation(stack, redis, workspace):
         again = await alice.post(action, data=form, headers=own_origin)
         assert again.status_code == 409 and "already approved" in again.text
     assert await wait_status(redis, workspace, task_id, DONE | {"awaiting_approval"}) != "failed"
+
+
+async def poison(redis, workspace: str, task_id: str) -> None:
+    """An unreadable StageCompleted of the task: a service dead-letters it."""
+    body = {"type": "StageCompleted", "correlation_id": task_id, "workspace_id": workspace,
+            "payload": {"nonsense": True}}
+    await redis.xadd(stream_for("StageCompleted", workspace), {"__data__": json.dumps(body)})
+
+    async def lettered() -> bool:
+        letters = await dead_letters.list_letters(redis, workspace_id=workspace)
+        return any(task_id in letter.data.decode() for letter in letters)
+
+    await eventually(lettered, timeout=60)
 
 
 async def _frames(client: httpx.AsyncClient, workspace: str, seen: list[dict], stop: asyncio.Event):
