@@ -383,13 +383,25 @@ async def run_demo(
                 await flow()
                 progress.advance(task)
         ok = demo.summary()
-        console_url = f"{stack.gateway_url}/ui/tasks?workspace_id={demo.workspace}"
-        if not serve:
-            console.print(
-                f"To look at these tasks in the console, run [bold]raptorflow demo --serve[/bold] "
-                f"(or [bold]make serve[/bold] and open {stack.gateway_url}/ui)."
-            )
-            return ok
-        console.print(f"Console: [bold]{console_url}[/bold] (Ctrl+C to stop)")
-        await serve_until()
+        await _console_after(stack, demo.workspace, console, serve_until if serve else None)
         return ok
+
+
+async def _console_after(
+    stack: LocalStack,
+    workspace: str,
+    console: Console,
+    serve_until: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Point to the console; with `serve_until`, keep it up until that returns."""
+    if serve_until is None:
+        console.print(
+            f"To look at these tasks in the console, run [bold]raptorflow demo --serve[/bold] "
+            f"(or [bold]make serve[/bold] and open {stack.gateway_url}/ui)."
+        )
+        return
+    console.print(
+        f"Console: [bold]{stack.gateway_url}/ui/tasks?workspace_id={workspace}[/bold] "
+        "(Ctrl+C to stop)"
+    )
+    await serve_until()

@@ -37,10 +37,13 @@ def text_of(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def parse_entry(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
-    """The envelope of a stream entry as a dict; None when it is not readable JSON."""
+def parse_entry(fields: dict[bytes, bytes], needle: str | None = None) -> dict[str, Any] | None:
+    """The envelope of a stream entry as a dict; None when it is not readable JSON, or when
+    `needle` (a task or workspace id the caller will compare exactly) is not in its text:
+    most entries of a shared stream are someone else's, and a substring test is far cheaper
+    than parsing them."""
     raw = fields.get(DATA_FIELD.encode())
-    if not raw:
+    if not raw or (needle is not None and needle.encode() not in raw):
         return None
     try:
         data = json.loads(raw)
@@ -65,7 +68,7 @@ async def recent_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_SCAN
             break
         seen += len(page)
         for _, fields in page:
-            data = parse_entry(fields)
+            data = parse_entry(fields, workspace_id)
             if data and data.get("workspace_id") == workspace_id:
                 out.setdefault(str(data.get("correlation_id", "")), None)
         top = f"({text_of(page[-1][0])}"
@@ -110,7 +113,7 @@ async def task_events(
         stream = stream_for(event_type, workspace_id)
         entries = await redis.xrange(stream, min=str(max(start, 0)), max=end, count=EVENT_SCAN)
         for entry_id, fields in entries:
-            data = parse_entry(fields)
+            data = parse_entry(fields, task_id)
             if (
                 data is not None
                 and data.get("correlation_id") == task_id
@@ -265,7 +268,7 @@ async def recent_deliveries(
     stream = stream_for("ApprovalNeeded", workspace_id)
     out: dict[str, list[webhooks.TargetStatus]] = {}
     for _, fields in await redis.xrevrange(stream, count=scan):
-        data = parse_entry(fields)
+        data = parse_entry(fields, workspace_id)
         if not data or data.get("workspace_id") != workspace_id:
             continue
         approval_id = str(data.get("payload", {}).get("approval_id", ""))
