@@ -68,6 +68,16 @@ def status_of(driver: Any, task_id: str) -> str:
         return ""
 
 
+def row_text(driver: Any, task_id: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, f'tr[data-task-id="{task_id}"]').text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def shot(driver: Any, name: str, tmp: Path) -> Path:
     target = DOCS / name if os.environ.get("UPDATE_SCREENSHOTS") else tmp / name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +89,8 @@ async def test_console_in_chromium(redis_url, redis, workspace, tmp_path):
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
+    from selenium.webdriver.common.by import By
+
     other = f"{workspace}-other"
     keys = f"k-a={workspace}:alice,k-b={other}"
     settings = settings_for(redis_url, api_keys=keys)
@@ -100,6 +112,10 @@ async def test_console_in_chromium(redis_url, redis, workspace, tmp_path):
                 self_correction=SelfCorrectionConfig(min_quality_score=0.95, max_iterations=3),
             )
             await asyncio.to_thread(wait_for, driver, lambda d: status_of(d, gated) == "awaiting_approval")
+            # then the row's other cells and the waiting banner, read just after the event
+            await asyncio.to_thread(wait_for, driver, lambda d: d.find_elements(By.ID, "waiting"))
+            await asyncio.to_thread(wait_for, driver, lambda d: "memory" in row_text(d, gated))
+            seen["marker_after"] = driver.execute_script("return window.__marker")
             shot(driver, "console-tasks.png", tmp_path)
             (pending,) = await wait_pending(redis, workspace)
             task_seen = await asyncio.to_thread(_task_page, driver, base, workspace, gated, tmp_path)
@@ -107,7 +123,7 @@ async def test_console_in_chromium(redis_url, redis, workspace, tmp_path):
             stopped = await asyncio.to_thread(_workspace_page, driver, base, workspace, tmp_path)
             (experiment,) = await experiment_store.list_all(redis, workspace)
             outsider = await asyncio.to_thread(_outsider, driver, base, workspace, other, gated)
-    assert seen["marker"] == "kept", "the list changed without a reload"
+    assert seen["marker"] == seen["marker_after"] == "kept", "the list changed without a reload"
     assert "key=" not in seen["url"]
     for shown in ("TaskRequested", "SequenceChosen", "StageAssigned", "CritiqueDone", "ApprovalNeeded"):
         assert shown in task_seen["timeline"], shown

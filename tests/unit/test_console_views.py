@@ -96,3 +96,23 @@ def test_calibration_bins_only_reuses_with_an_outcome() -> None:
     svg = views.reliability_svg(bins)
     assert svg.count("<circle") == 2 and "reliability" in svg
     assert views.reliability_svg([]).startswith("<svg")
+
+
+def test_event_frames_are_in_time_order_and_only_the_workspace_s() -> None:
+    from services.gateway.console import live
+
+    def entry(kind: str, ws: str, task: str) -> dict[bytes, bytes]:
+        body = {"type": kind, "workspace_id": ws, "correlation_id": task,
+                "payload": {"decision": "approved"}}
+        return {b"__data__": json.dumps(body).encode()}
+
+    replies = [
+        (b"rf:stream:ApprovalNeeded", [(b"20-0", entry("ApprovalNeeded", "ws1", "t1")),
+                                       (b"21-0", entry("ApprovalNeeded", "ws2", "t9"))]),
+        (b"rf:stream:ApprovalResolved", [(b"10-0", entry("ApprovalResolved", "ws1", "t1"))]),
+    ]
+    positions = {"rf:stream:ApprovalNeeded": "0-0", "rf:stream:ApprovalResolved": "0-0"}
+    frames = live._frames(replies, positions, "ws1", None)
+    assert ['"status": "running"' in f for f in frames] == [True, False]
+    assert "awaiting_approval" in frames[1] and all("t9" not in f for f in frames)
+    assert positions == {"rf:stream:ApprovalNeeded": "21-0", "rf:stream:ApprovalResolved": "10-0"}

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -117,13 +118,25 @@ async def _follow(
         if not replies and loop.time() >= beat:
             beat = loop.time() + HEARTBEAT_S
             yield ": idle\n\n"
-        for stream, entries in replies or []:
-            name = text_of(stream)
-            for entry_id, fields in entries:
-                streams[name] = text_of(entry_id)
-                data = parse_entry(fields)
-                if data is None or data.get("workspace_id") != workspace_id:
-                    continue
-                if task_id is not None and data.get("correlation_id") != task_id:
-                    continue
-                yield frame(data)
+        for chunk in _frames(replies or [], streams, workspace_id, task_id):
+            yield chunk
+
+
+def _frames(
+    replies: list[Any], streams: dict[str, str], workspace_id: str, task_id: str | None
+) -> list[str]:
+    """The workspace's events of one XREAD, in time order across the streams (a reply
+    lists stream by stream), and each stream's position moved past what was read."""
+    found: list[tuple[tuple[int, int], str]] = []
+    for stream, entries in replies:
+        name = text_of(stream)
+        for entry_id, fields in entries:
+            streams[name] = text_of(entry_id)
+            data = parse_entry(fields, task_id or workspace_id)
+            if data is None or data.get("workspace_id") != workspace_id:
+                continue
+            if task_id is not None and data.get("correlation_id") != task_id:
+                continue
+            ms, _, seq = streams[name].partition("-")
+            found.append(((int(ms), int(seq or 0)), frame(data)))
+    return [text for _, text in sorted(found, key=lambda item: item[0])]

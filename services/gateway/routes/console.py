@@ -163,7 +163,9 @@ async def task_list(
     chosen = [r for r in rows if views.matches(r, status_filter, source, agent, q)]
     visible, pages = views.paged(chosen, page)
     filters = {"status": status_filter, "source": source, "agent": agent, "q": q}
+    waiting = len(await approvals.list_pending(redis, workspace_id))
     return render(request, "console/tasks.html", workspace_id, {
+        "waiting": waiting,
         "rows": visible, "page": min(page, pages), "pages": pages, "total": len(chosen),
         "filters": filters, "agents": agents, "scan": reader.LIST_SCAN,
         "statuses": ["requested", "running", "awaiting_approval", "completed", "failed", "rejected"],

@@ -11,6 +11,9 @@
   var url = "/ui/events?workspace_id=" + encodeURIComponent(workspace) + "&since=" + body.dataset.since;
   if (page === "task") url += "&task_id=" + encodeURIComponent(task);
   var timer = null;
+  // The latest status each event gave a task: the status view memory writes can lag the
+  // event by a moment, so a page read just after an event may still show the older one.
+  var known = {};
 
   function live(on) {
     var el = document.getElementById("live");
@@ -37,9 +40,19 @@
         var fresh = doc.getElementById("main");
         if (fresh) {
           document.getElementById("main").innerHTML = fresh.innerHTML;
+          reapply();
           live(true);
         }
       });
+  }
+
+  function reapply() {
+    Object.keys(known).forEach(function (id) {
+      var el = page === "tasks"
+        ? document.querySelector('tr[data-task-id="' + CSS.escape(id) + '"] .status')
+        : document.getElementById("task-status");
+      if (el) setStatus(el, known[id]);
+    });
   }
 
   function later() {
@@ -54,14 +67,8 @@
   source.onerror = function () { live(false); dropped = true; };
   source.addEventListener("task", function (message) {
     var event = JSON.parse(message.data);
-    if (page === "tasks") {
-      var row = document.querySelector('tr[data-task-id="' + CSS.escape(event.task_id) + '"]');
-      if (row && event.status) setStatus(row.querySelector(".status"), event.status);
-      if (!row || event.status === "completed" || event.status === "failed") later();
-    } else {
-      var badge = document.getElementById("task-status");
-      if (badge && event.status) setStatus(badge, event.status);
-      later();
-    }
+    if (event.status) known[event.task_id] = event.status;
+    reapply();  // the status at once; the rest of the row or page just after
+    later();
   });
 })();
