@@ -138,3 +138,41 @@ async def test_event_stream_carries_only_its_workspace(stack, redis, workspace):
     ids = {f["task_id"] for f in seen_b}
     assert ids == {theirs}, ids
     assert {"requested", "running", "completed"} <= {f["status"] for f in seen_b}
+
+
+async def test_admin_key_gets_the_picker_and_a_workspace_key_goes_straight_in(
+    stack, redis, workspace
+):
+    task_id = await request_task(redis, workspace)
+    await wait_status(redis, workspace, task_id, DONE, timeout=120)
+    async with client_for(stack, "k-admin") as admin, client_for(stack, "k-a") as alice:
+        picker = await admin.get("/ui")
+        assert picker.status_code == 200 and f'href="/ui/tasks?workspace_id={workspace}"' in picker.text
+        theirs = await admin.get("/ui/tasks", params={"workspace_id": workspace})
+        assert theirs.status_code == 200 and task_id in theirs.text and 'id="picker"' in theirs.text
+        straight = await alice.get("/ui")
+        assert straight.status_code == 303
+        assert straight.headers["location"] == f"/ui/tasks?workspace_id={workspace}"
+
+
+async def test_without_keys_the_forms_use_a_session_cookie(redis_url, redis, workspace):
+    from shared.domain.experiments import ExperimentSpec
+    from shared.stores import experiment_store
+
+    settings = settings_for(redis_url)
+    async with LocalStack(settings, with_gateway=True, start_redis=False) as running:
+        experiment = await experiment_store.create(redis, workspace, ExperimentSpec(
+            name="e", goal_pattern="x", arm_a=["content"], arm_b=["research"]))
+        action = f"/ui/workspace/experiments/{experiment.experiment_id}/stop"
+        async with client_for(running) as browser:
+            page = await browser.get("/ui/workspace", params={"workspace_id": workspace})
+            assert "raptorflow_session" in page.headers["set-cookie"]
+            form = {"workspace_id": workspace, "csrf_token": csrf_of(page.text)}
+            own = {"Origin": running.gateway_url}
+            assert (await browser.post(action, data=form)).status_code == 403
+            async with client_for(running) as stranger:  # the token without its cookie
+                assert (await stranger.post(action, data=form, headers=own)).status_code == 403
+            done = await browser.post(action, data=form, headers=own)
+            assert done.status_code == 303 and "stopped" in done.headers["location"]
+    (stopped,) = await experiment_store.list_all(redis, workspace)
+    assert stopped.status == "stopped"
