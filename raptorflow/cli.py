@@ -17,7 +17,7 @@ from raptorflow import cli_approvals, cli_dlq
 from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)
 app.add_typer(cli_approvals.approvals_app, name="approvals")
@@ -41,7 +41,7 @@ PortOption = typer.Option(
 )
 
 
-def _settings_with(host: str | None, port: int | None) -> Any:
+def _settings_with(host: str | None, port: int | None) -> Settings:
     """The environment's settings, with --host/--port over the environment, as uvicorn does."""
     settings = get_settings()
     update = {k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None}
