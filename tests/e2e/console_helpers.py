@@ -8,7 +8,6 @@ from redis.asyncio import Redis
 
 from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext, SelfCorrectionConfig, WorkflowCheckpoints
-from shared.messaging.bus import publish
 
 GOAL = "Write a blog post about AI trends in healthcare"
 
@@ -26,7 +25,8 @@ async def request_task(
         workspace_id=workspace,
         context=AgentContext(workspace_id=workspace),
     )
-    await publish(redis, [event], 100_000)
+    # a plain XADD, as an upstream publisher does (independent of the bus's publish signature)
+    await redis.xadd(event.stream, {"__data__": event.model_dump_json()})
     return event.correlation_id
 
 

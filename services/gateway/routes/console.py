@@ -234,7 +234,7 @@ async def decide_on_task(
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="comments are required")
         await approvals.decide(
             deps.redis, workspace_id, approval_id, decision=ACTIONS[action], decided_by=who,
-            reason=reason.strip(), comments=lines, maxlen=deps.settings.stream_maxlen,
+            reason=reason.strip(), comments=lines,
         )
     except HTTPException as exc:
         return await _task_page(request, workspace_id, task_id, user, error=str(exc.detail),
@@ -284,8 +284,7 @@ async def stop_experiment(
     guard.check_form(request, csrf_token)
     deps = get_deps(request)
     try:
-        await experiment_store.stop(deps.redis, workspace_id, experiment_id[:100], promote=promote,
-                                    maxlen=deps.settings.stream_maxlen)
+        await experiment_store.stop(deps.redis, workspace_id, experiment_id[:100], promote=promote)
         done = f"experiment {experiment_id[:40]} {'promoted' if promote else 'stopped'}"
     except experiment_store.ExperimentNotFound:
         return render(request, "console/error.html", workspace_id,
