@@ -17,7 +17,7 @@ from raptorflow import cli_approvals, cli_dlq
 from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
-from shared.settings import Settings, get_settings
+from shared.settings import get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)
 app.add_typer(cli_approvals.approvals_app, name="approvals")
@@ -35,27 +35,18 @@ def _headers() -> dict[str, str]:
     return {"X-API-Key": key} if key else {}
 
 
-HostOption = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST).")
-PortOption = typer.Option(
-    None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."
-)
-
-
-def _settings_with(host: str | None, port: int | None) -> Settings:
-    """The environment's settings, with --host/--port over the environment, as uvicorn does."""
-    settings = get_settings()
-    update = {k: v for k, v in (("gateway_host", host), ("gateway_port", port)) if v is not None}
-    return settings.model_copy(update=update) if update else settings
-
-
 @app.command()
-def run(host: str | None = HostOption, port: int | None = PortOption) -> None:
+def run(
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
+) -> None:
     """Run every service and the gateway in one process (embedded Redis if REDIS_URL is unset)."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.stack import LocalStack
     from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
-    settings = _settings_with(host, port)
+    settings = settings_with(get_settings(), host, port)
 
     async def main() -> None:
         async with LocalStack(settings, with_gateway=True) as stack:
@@ -85,14 +76,15 @@ def demo(
     serve: bool = typer.Option(
         False, "--serve", help="Keep the gateway and its console up afterwards, until Ctrl+C."
     ),
-    host: str | None = HostOption,
-    port: int | None = PortOption,
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
 ) -> None:
     """Run the seed's six demo flows end to end and print what happened in each."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.demo import run_demo
 
     configure_logging(service="demo", level="WARNING")
-    ok = asyncio.run(run_demo(_settings_with(host, port), console, serve=serve))
+    ok = asyncio.run(run_demo(settings_with(get_settings(), host, port), console, serve=serve))
     raise typer.Exit(0 if ok else 1)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from raptorflow.cli import _settings_with, app
+from raptorflow.cli import app
+from raptorflow.cli_serve import settings_with
 from shared.settings import get_settings
 
 
@@ -13,8 +14,8 @@ def test_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("RAPTORFLOW_GATEWAY_PORT", "9100")
     get_settings.cache_clear()
     try:
-        assert _settings_with(None, None).gateway_port == 9100
-        chosen = _settings_with("0.0.0.0", 9200)
+        assert settings_with(get_settings(), None, None).gateway_port == 9100
+        chosen = settings_with(get_settings(), "0.0.0.0", 9200)
         assert (chosen.gateway_host, chosen.gateway_port) == ("0.0.0.0", 9200)
     finally:
         get_settings.cache_clear()
