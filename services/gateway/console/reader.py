@@ -1,8 +1,9 @@
 """Everything the console reads from Redis, in one module.
 
-The task list has no index of its own yet: it reads the workspace's TaskRequested stream
-backwards (bounded by `LIST_SCAN`) and joins each task's status view. When a per-workspace
-task index exists, only `recent_task_ids` changes. A task's timeline is read from the event
+The task list takes the workspace's newest task ids from the per-workspace task index when
+the build has one (`keys.task_index`), else from the workspace's TaskRequested stream read
+backwards (bounded by `LIST_SCAN`), and joins each task's status view; only
+`recent_task_ids` knows where the ids come from. A task's timeline is read from the event
 streams between its creation and its last update (stream ids are milliseconds), each stream
 bounded by `EVENT_SCAN`, keeping only entries whose envelope names this task and workspace.
 """
@@ -57,6 +58,17 @@ def stream_ms(entry_id: bytes | str) -> int:
 
 
 async def recent_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_SCAN) -> list[str]:
+    """The workspace's newest task ids: from the per-workspace task index where this build
+    has one (`keys.task_index`, the lifecycle's), else from the TaskRequested stream."""
+    index = getattr(keys, "task_index", None)
+    if index is not None:
+        ids = await redis.zrevrange(index(workspace_id), 0, scan - 1)
+        if ids:
+            return [text_of(i) for i in ids]
+    return await requested_task_ids(redis, workspace_id, scan)
+
+
+async def requested_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_SCAN) -> list[str]:
     """The workspace's task ids, newest first, from the last `scan` TaskRequested entries."""
     stream = stream_for("TaskRequested", workspace_id)
     out: dict[str, None] = {}
