@@ -12,10 +12,11 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.memory.store import RoutingRecord
 
+T = TypeVar("T")
 TERMINAL = frozenset({"completed", "failed", "rejected"})
 STATUS_OF_EVENT = {
     "TaskRequested": "requested",
@@ -80,7 +81,7 @@ def matches(row: dict[str, Any], status: str, source: str, agent: str, query: st
     )
 
 
-def paged(rows: list[dict[str, Any]], page: int, size: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int]:
+def paged(rows: list[T], page: int, size: int = PAGE_SIZE) -> tuple[list[T], int]:
     """One page of rows and the number of pages (at least 1)."""
     pages = max(1, math.ceil(len(rows) / size))
     page = min(max(page, 1), pages)

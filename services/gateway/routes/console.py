@@ -156,22 +156,33 @@ async def task_list(
     shown, _ = gate(request, workspace_id)
     if shown is not None:
         return shown
-    redis = get_deps(request).redis
-    ids = await reader.recent_task_ids(redis, workspace_id)
-    rows = [views.task_row(t, v) for t, v in zip(ids, await reader.task_views(redis, workspace_id, ids), strict=True)]
-    agents = sorted({a for r in rows for a in r["agents"]})
-    chosen = [r for r in rows if views.matches(r, status_filter, source, agent, q)]
-    visible, pages = views.paged(chosen, page)
+    deps = get_deps(request)
+    redis = deps.redis
     filters = {"status": status_filter, "source": source, "agent": agent, "q": q}
+    ids = await reader.recent_task_ids(redis, workspace_id)
+    if not any(filters.values()):  # no filter: read only the page's views
+        page_ids, pages = views.paged(ids, page)
+        visible = _rows(page_ids, await reader.task_views(redis, workspace_id, page_ids))
+        total = len(ids)
+    else:
+        rows = _rows(ids, await reader.task_views(redis, workspace_id, ids))
+        chosen = [r for r in rows if views.matches(r, status_filter, source, agent, q)]
+        visible, pages = views.paged(chosen, page)
+        total = len(chosen)
+    agents = sorted(set(deps.catalog.names) | {a for r in visible for a in r["agents"]})
     waiting = len(await approvals.list_pending(redis, workspace_id))
     return render(request, "console/tasks.html", workspace_id, {
         "waiting": waiting,
-        "rows": visible, "page": min(page, pages), "pages": pages, "total": len(chosen),
+        "rows": visible, "page": min(page, pages), "pages": pages, "total": total,
         "filters": filters, "agents": agents, "scan": reader.LIST_SCAN,
         "statuses": ["requested", "running", "awaiting_approval", "completed", "failed", "rejected"],
         "sources": ["memory", "planner", "requested", "experiment"],
         "query": urlencode({"workspace_id": workspace_id, **{k: v for k, v in filters.items() if v}}),
     })
+
+
+def _rows(ids: list[str], found: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [views.task_row(t, v) for t, v in zip(ids, found, strict=True)]
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
