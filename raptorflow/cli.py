@@ -29,13 +29,17 @@ GATEWAY_URL = os.environ.get("RAPTORFLOW_GATEWAY_URL", "http://127.0.0.1:8000")
 
 
 @app.command()
-def run() -> None:
+def run(
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
+) -> None:
     """Run every service and the gateway in one process (embedded Redis if REDIS_URL is unset)."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.stack import LocalStack
     from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
-    settings = get_settings()
+    settings = settings_with(get_settings(), host, port)
 
     async def main() -> None:
         async with LocalStack(settings, with_gateway=True) as stack:
@@ -43,7 +47,7 @@ def run() -> None:
             console.print(f"RaptorFlow running: gateway {stack.gateway_url}, redis "
                           f"{'embedded at ' + stack.settings.redis_url_value() if stack.embedded_redis else 'REDIS_URL'}, "
                           f"provider {provider}{' (offline: deterministic rules)' if provider == 'offline' else ''}. "
-                          "Ctrl+C to stop.")
+                          f"Console: {stack.gateway_url}/ui. Ctrl+C to stop.")
             await wait_for_stop_signal()
 
     asyncio.run(main())
@@ -61,12 +65,19 @@ def service(name: str = typer.Argument(..., help=f"One of: {', '.join(ALL_SERVIC
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: bool = typer.Option(
+        False, "--serve", help="Keep the gateway and its console up afterwards, until Ctrl+C."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
+) -> None:
     """Run the seed's six demo flows end to end and print what happened in each."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.demo import run_demo
 
     configure_logging(service="demo", level="WARNING")
-    ok = asyncio.run(run_demo(get_settings(), console))
+    ok = asyncio.run(run_demo(settings_with(get_settings(), host, port), console, serve=serve))
     raise typer.Exit(0 if ok else 1)
 
 

@@ -21,7 +21,7 @@ from shared.app.facade import (
     route,
     select_best_agent,
 )
-from shared.app.runtime import Deps
+from shared.app.runtime import Deps, wait_for_stop_signal
 from shared.contract.events import TaskRequested, new_envelope, stream_for
 from shared.contract.models import (
     AgentContext,
@@ -341,8 +341,14 @@ class Demo:
 
 
 async def run_demo(
-    settings: Settings, console: Console | None = None, *, start_redis: bool | None = None
+    settings: Settings,
+    console: Console | None = None,
+    *,
+    start_redis: bool | None = None,
+    serve: bool = False,
+    serve_until: Callable[[], Awaitable[None]] = wait_for_stop_signal,
 ) -> bool:
+    """Run the six flows; with `serve`, keep the gateway (and its console) up until Ctrl+C."""
     console = console or Console()
     stack = LocalStack(settings, with_gateway=True, start_redis=start_redis)
     async with stack:
@@ -382,4 +388,26 @@ async def run_demo(
                 progress.update(task, description=f"flow: {name}")
                 await flow()
                 progress.advance(task)
-        return demo.summary()
+        ok = demo.summary()
+        await _console_after(stack, demo.workspace, console, serve_until if serve else None)
+        return ok
+
+
+async def _console_after(
+    stack: LocalStack,
+    workspace: str,
+    console: Console,
+    serve_until: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Point to the console; with `serve_until`, keep it up until that returns."""
+    if serve_until is None:
+        console.print(
+            f"To look at these tasks in the console, run [bold]raptorflow demo --serve[/bold] "
+            f"(or [bold]make serve[/bold] and open {stack.gateway_url}/ui)."
+        )
+        return
+    console.print(
+        f"Console: [bold]{stack.gateway_url}/ui/tasks?workspace_id={workspace}[/bold] "
+        "(Ctrl+C to stop)"
+    )
+    await serve_until()

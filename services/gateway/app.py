@@ -16,6 +16,7 @@ from services.gateway.limits import add_edge_guards
 from services.gateway.metrics import add_metrics_route
 from services.gateway.routes import (
     approvals,
+    console,
     experiments,
     health,
     orchestration,
@@ -26,7 +27,7 @@ from services.gateway.routes import (
 from shared.app.runtime import Deps, build_deps
 from shared.settings import Settings
 
-ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments)
+ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments, console)
 
 
 def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:

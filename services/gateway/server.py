@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import uvicorn
 
 from services.gateway.app import create_app
+from services.gateway.console import live
 from shared.app.runtime import Deps
 from shared.settings import Settings
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, ending the console's event streams on a stop signal (it waits for every
+    open response to finish, and an event stream does not finish by itself)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        live.close_all()
+        super().handle_exit(sig, frame)
 
 
 def make_server(settings: Settings, deps: Deps | None = None) -> uvicorn.Server:
@@ -17,7 +29,7 @@ def make_server(settings: Settings, deps: Deps | None = None) -> uvicorn.Server:
         log_level="warning",
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    return GatewayServer(config)
 
 
 async def serve(settings: Settings, deps: Deps | None = None) -> None:

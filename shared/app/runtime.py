@@ -113,7 +113,33 @@ class Service:
             for task in stuck:
                 log.warning("background task did not stop in time", extra={"service": self.name})
                 task.cancel()
+        await stop_readers(self.app)
         await self.app.stop()
+
+
+async def stop_readers(app: FastStream) -> None:
+    """Stop the subscribers and wait until their read loops have ended, before the broker
+    closes its connections. FastStream's own stop only requests the loops' cancellation and
+    then closes the connections: a loop still inside XREADGROUP (a busy event loop, or a
+    cancellation redis-py swallowed) then logs "Message fetch error ... Connection closed"."""
+    subscribers = list(getattr(app.broker, "subscribers", []) if app.broker else [])
+    readers = [task for sub in subscribers for task in getattr(sub, "tasks", [])]
+    for sub in subscribers:
+        await sub.stop()
+    await drain(readers, STOP_TIMEOUT_S)
+
+
+async def drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Wait (bounded) for tasks to finish, cancelling again any that swallowed it."""
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.warning("%d stream readers did not stop in time", len(pending))
 
 
 def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:

@@ -36,9 +36,8 @@ KEY_B = "key-b-" + uuid.uuid4().hex
 KEY_ALL = "key-all-" + uuid.uuid4().hex
 # Routes anyone may call: liveness, Prometheus scraping (no workspace labels, checked
 # below) and the API's own description. Everything else needs a key.
-PUBLIC = {
-    "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"
-}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+          "/redoc", "/ui/static/console.js"}
 
 
 @dataclass
@@ -161,6 +160,22 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
             f"/ui/approvals/{a}/decide",
             data={"workspace_id": ws, "action": "reject", "reason": "mine now"},
         ),
+        ("GET", "/ui"): Req("GET", "/ui", params=q),
+        ("GET", "/ui/"): Req("GET", "/ui/", params=q),
+        ("GET", "/ui/tasks"): Req("GET", "/ui/tasks", params=q),
+        ("GET", "/ui/tasks/{task_id}"): Req("GET", f"/ui/tasks/{t}", params=q),
+        ("POST", "/ui/tasks/{task_id}/approvals/{approval_id}/decide"): Req(
+            "POST",
+            f"/ui/tasks/{w.gated_task}/approvals/{a}/decide",
+            data={"workspace_id": ws, "action": "reject", "reason": "mine now"},
+        ),
+        ("GET", "/ui/workspace"): Req("GET", "/ui/workspace", params=q),
+        ("POST", "/ui/workspace/experiments/{experiment_id}/stop"): Req(
+            "POST", f"/ui/workspace/experiments/{e}/stop", data={"workspace_id": ws, "promote": "true"}
+        ),
+        # with a task id, so A's own request (B's task id) is a 404, not an endless stream
+        ("GET", "/ui/events"): Req("GET", "/ui/events", params={**q, "task_id": t}),
+        ("GET", "/ui/static/console.js"): Req("GET", "/ui/static/console.js"),
     }
 
 
@@ -276,6 +291,19 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
     cases_b = requests_for(w.ws_b, w)
     assert set(cases_b) == app_routes(w.app), "a gateway route has no isolation case"
     before = await b_state(redis, w)
+    # Memory: B's goal routed for A finds none of B's history; for B it does. First, before
+    # A's own requests below have finished a task of A's.
+    goal = {"goal": f"Write a blog post about {w.marker} for the isolation suite"}
+    for_a = await w.client.post(
+        "/orchestrate", json={**goal, "workspace_id": w.ws_a}, headers={"X-API-Key": KEY_A}
+    )
+    for_b = await w.client.post(
+        "/orchestrate", json={**goal, "workspace_id": w.ws_b}, headers={"X-API-Key": KEY_B}
+    )
+    assert for_a.json()["context_summary"]["task_history"] == 0, for_a.text
+    assert for_a.json()["context_summary"]["past_successes"] == 0, for_a.text
+    assert for_b.json()["context_summary"]["task_history"] >= 1, for_b.text
+
     # Positive control: the same requests with a key that opens B do reach B's data, so
     # the refusals below are about the key, not about malformed requests.
     for route in [
@@ -298,9 +326,9 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
             continue
         assert anonymous.status_code == 401, (route, anonymous.status_code, anonymous.text[:200])
         assert_no_b_data(w, anonymous, f"anonymous {route}")
-        if route == ("GET", "/ui/approvals"):
+        if route in {("GET", "/ui/approvals"), ("GET", "/ui/tasks"), ("GET", "/ui/workspace")}:
             assert "<form" in anonymous.text, "the page asks for a key instead"
-        elif not route[1].startswith("/ui/"):  # the page's form post uses the cookie
+        elif route[1] != "/ui" and not route[1].startswith("/ui/"):  # pages ask with a form
             assert anonymous.headers.get("www-authenticate") == "Bearer", route
 
         wrong = await req.send(w.client, "not-a-key")
@@ -323,18 +351,6 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
                 assert own.json() == [], (route, own.text[:300])
             else:
                 assert own.status_code == 404, (route, own.status_code, own.text[:300])
-
-    # Memory: B's goal routed for A finds none of B's history; for B it does.
-    goal = {"goal": f"Write a blog post about {w.marker} for the isolation suite"}
-    for_a = await w.client.post(
-        "/orchestrate", json={**goal, "workspace_id": w.ws_a}, headers={"X-API-Key": KEY_A}
-    )
-    for_b = await w.client.post(
-        "/orchestrate", json={**goal, "workspace_id": w.ws_b}, headers={"X-API-Key": KEY_B}
-    )
-    assert for_a.json()["context_summary"]["task_history"] == 0, for_a.text
-    assert for_a.json()["context_summary"]["past_successes"] == 0, for_a.text
-    assert for_b.json()["context_summary"]["task_history"] >= 1, for_b.text
 
     after = await b_state(redis, w)
     after["tasks"] = before["tasks"]  # B's own /orchestrate above adds nothing, but be exact

@@ -1,9 +1,10 @@
 """The approvals page: server-rendered HTML with plain forms, no build step.
 
 Auth is the API's KeyRing. A browser cannot send the X-API-Key header, so the
-page also accepts the key once as `?key=...`, moves it into an HttpOnly,
-SameSite=Strict cookie (which also stops cross-site form posts), and redirects
-to a URL without it.
+page also accepts the key once as `?key=...`: checked first, then moved into an
+HttpOnly, SameSite=Strict cookie, with a redirect to a URL without it. Decision
+forms carry a CSRF token and must come from the gateway's own origin
+(services.gateway.console.guard), the same rules as the console's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.access import WORKSPACE_PATTERN, get_deps, key_ring
-from services.gateway.auth import KEY_COOKIE, decider, presented_key
+from services.gateway.auth import decider
+from services.gateway.console import guard
 from shared.stores import approvals
 
 ACTIONS: dict[str, approvals.Decision] = {
@@ -31,7 +33,7 @@ templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates
 
 
 def _key(request: Request) -> str | None:
-    return presented_key(request) or request.cookies.get(KEY_COOKIE)
+    return guard.browser_key(request)
 
 
 def view_of(record: approvals.ApprovalRecord, now: float) -> dict[str, Any]:
@@ -93,16 +95,11 @@ async def page(
 ) -> Response:
     allowed, user = identity(request, workspace_id)
     if not allowed:
-        return templates.TemplateResponse(
-            request,
-            "key.html",
-            {"workspace_id": workspace_id},
-            status_code=status.HTTP_401_UNAUTHORIZED,
-        )
+        return key_form(request, workspace_id)
     deps = get_deps(request)
     now = datetime.now(UTC).timestamp()
     pending = await approvals.list_pending(deps.redis, workspace_id)
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request,
         "approvals.html",
         {
@@ -111,8 +108,19 @@ async def page(
             "approvals": [view_of(r, now) for r in pending],
             "message": message,
             "error": error,
+            "csrf": guard.csrf_token(request),
         },
         status_code=status_code,
+    )
+    return guard.finish(request, response)
+
+
+def key_form(request: Request, workspace_id: str, error: str = "") -> Response:
+    return templates.TemplateResponse(
+        request,
+        "key.html",
+        {"workspace_id": workspace_id, "error": error},
+        status_code=status.HTTP_401_UNAUTHORIZED,
     )
 
 
@@ -120,13 +128,15 @@ async def page(
 async def approvals_page(
     request: Request,
     workspace_id: str = Query(pattern=WORKSPACE_PATTERN),
-    key: str | None = Query(default=None),
+    key: str | None = Query(default=None, max_length=guard.MAX_KEY_LENGTH),
     msg: str = Query(default="", max_length=300),
 ) -> Response:
-    if key is not None:
+    if key is not None and key_ring(request).enabled:
+        if not guard.key_opens(request, key, workspace_id):
+            return key_form(request, workspace_id, "That key does not open this workspace.")
         target = f"/ui/approvals?{urlencode({'workspace_id': workspace_id})}"
         response = RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
-        response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict", path="/ui")
+        guard.set_key_cookie(response, key)
         return response
     return await page(request, workspace_id, message=msg)
 
@@ -137,13 +147,15 @@ async def decide_form(
     request: Request,
     workspace_id: str = Form(pattern=WORKSPACE_PATTERN),
     action: str = Form(pattern="^(approve|reject|changes)$"),
-    decided_by: str = Form(default=""),
+    csrf_token: str = Form(default="", max_length=200),
+    decided_by: str = Form(default="", max_length=200),
     reason: str = Form(default="", max_length=2000),
     comments: str = Form(default="", max_length=8000),
 ) -> Response:
     allowed, user = identity(request, workspace_id)
     if not allowed:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid API key")
+    guard.check_form(request, csrf_token)
     lines = [c.strip() for c in comments.splitlines() if c.strip()]
     try:
         who = decider(user, decided_by.strip() or None)
