@@ -19,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +34,7 @@ class Request:
     body: bytes | None
     key: str | None
     content_type: str = "application/json"
+    stream: bool = False  # an event stream: read the status, then hang up
 
     def describe(self) -> str:
         body = (self.body or b"")[:300]
@@ -117,19 +118,25 @@ def keys_of(world: World) -> st.SearchStrategy[str | None]:
     )
 
 
-def templates(world: World, ws: str, task_id: str) -> list[tuple[str, str, dict[str, str], Any]]:
-    """One well-formed request per endpoint (method, path, query, JSON body)."""
+Template = tuple[str, str, dict[str, str], Any, str]  # method, path, query, body, kind
+
+
+def templates(world: World, ws: str, task_id: str) -> list[Template]:
+    """One well-formed request per endpoint (method, path, query, body, json/form/none)."""
     q = {"workspace_id": ws}
     gate = {"name": "review", "condition": "after_stage", "condition_params": {"stage": "research"},
             "auto_approve_if": {"quality_above": 0.5}, "timeout_seconds": 60, "on_timeout": "reject"}
+    decision = {"workspace_id": ws, "action": "reject", "csrf_token": "x", "decided_by": "mallory",
+                "reason": "no", "comments": "c"}
     return [
-        ("GET", "/healthz", {}, None),
-        ("GET", "/readyz", {}, None),
-        ("POST", "/orchestrate", {}, {"goal": "Write a blog post", "workspace_id": ws}),
+        ("GET", "/healthz", {}, None, "none"),
+        ("GET", "/readyz", {}, None, "none"),
+        ("POST", "/orchestrate", {}, {"goal": "Write a blog post", "workspace_id": ws}, "json"),
         ("POST", "/execute/self-correct", {}, {
             "agent_name": "content", "payload": {"goal": "A note", "topic": "AI"}, "workspace_id": ws,
             "config": {"max_iterations": 2, "min_quality_score": 0.5}, "brand_voice": {"tone": "warm"},
-            "quality_thresholds": {"content_quality": 0.6}, "budget_constraints": {"max_api_calls": 10}}),
+            "quality_thresholds": {"content_quality": 0.6}, "budget_constraints": {"max_api_calls": 10}},
+         "json"),
         ("POST", "/tasks", {}, {
             "goal": "Write a blog post about AI", "workspace_id": ws, "inputs": {"topic": "AI"},
             "agent_sequence": ["research", "content"], "brand_voice": {"tone": "warm"},
@@ -137,31 +144,50 @@ def templates(world: World, ws: str, task_id: str) -> list[tuple[str, str, dict[
             "quality_thresholds": {"content_quality": 0.6},
             "budget_constraints": {"max_api_calls": 50, "max_cost_usd": 1.0},
             "self_correction": {"max_iterations": 2, "min_quality_score": 0.5},
-            "checkpoints": {"workspace_id": ws, "checkpoints": [gate], "default_timeout": 60}}),
-        ("GET", f"/tasks/{task_id}", q, None),
-        ("GET", f"/tasks/{task_id}/audit", q, None),
-        ("POST", f"/tasks/{task_id}/feedback", {}, {"workspace_id": ws, "rating": 4, "comment": "ok"}),
-        ("GET", "/approvals", q, None),
-        ("GET", f"/approvals/{task_id}", q, None),
+            "checkpoints": {"workspace_id": ws, "checkpoints": [gate], "default_timeout": 60},
+            "deadline_s": 120}, "json"),
+        ("GET", "/tasks", {**q, "status": "failed", "limit": "5", "since": "2026-01-01T00:00:00",
+                           "cursor": "1e308"}, None, "none"),
+        ("GET", f"/tasks/{task_id}", {**q, "wait": "0.2"}, None, "none"),
+        ("GET", f"/tasks/{task_id}/audit", q, None, "none"),
+        ("POST", f"/tasks/{task_id}/feedback", {}, {"workspace_id": ws, "rating": 4, "comment": "ok"}, "json"),
+        ("POST", f"/tasks/{task_id}/cancel", {}, {"workspace_id": ws, "reason": "stop"}, "json"),
+        ("POST", f"/tasks/{task_id}/resume", {}, {"workspace_id": ws,
+                                                  "budget_constraints": {"max_api_calls": 5}}, "json"),
+        ("POST", f"/tasks/{task_id}/rerun", {}, {"workspace_id": ws}, "json"),
+        ("GET", "/approvals", q, None, "none"),
+        ("GET", f"/approvals/{task_id}", q, None, "none"),
         ("POST", f"/approvals/{task_id}/decision", {}, {
             "workspace_id": ws, "decision": "rejected", "decided_by": "mallory", "reason": "no",
-            "comments": ["c"]}),
-        ("GET", f"/approvals/{task_id}/deliveries", q, None),
+            "comments": ["c"]}, "json"),
+        ("GET", f"/approvals/{task_id}/deliveries", q, None, "none"),
         ("PUT", f"/workspaces/{ws}/checkpoints", {}, {
             "workspace_id": ws, "checkpoints": [gate], "enabled": True, "default_timeout": 60,
-            "auto_approve_for_users": ["lead"]}),
-        ("GET", f"/workspaces/{ws}/checkpoints", {}, None),
+            "auto_approve_for_users": ["lead"]}, "json"),
+        ("GET", f"/workspaces/{ws}/checkpoints", {}, None, "none"),
         ("PUT", f"/workspaces/{ws}/webhooks", {}, {
             "urls": ["http://127.0.0.1:6379/", "https://hooks.example.com/rf"],
-            "secret": "s" * 20}),
-        ("GET", f"/workspaces/{ws}/webhooks", {}, None),
+            "secret": "s" * 20}, "json"),
+        ("GET", f"/workspaces/{ws}/webhooks", {}, None, "none"),
         ("POST", f"/workspaces/{ws}/experiments", {}, {
             "name": "exp", "goal_pattern": "(a+)+$", "arm_a": ["content"],
-            "arm_b": ["research", "content"], "split_a": 0.5}),
-        ("GET", f"/workspaces/{ws}/experiments", {}, None),
-        ("GET", f"/workspaces/{ws}/experiments/{task_id}", {}, None),
-        ("POST", f"/workspaces/{ws}/experiments/{task_id}/stop", {}, {"promote": True, "winner": "A"}),
-        ("GET", "/ui/approvals", q, None),
+            "arm_b": ["research", "content"], "split_a": 0.5}, "json"),
+        ("GET", f"/workspaces/{ws}/experiments", {}, None, "none"),
+        ("GET", f"/workspaces/{ws}/experiments/{task_id}", {}, None, "none"),
+        ("POST", f"/workspaces/{ws}/experiments/{task_id}/stop", {}, {"promote": True, "winner": "A"},
+         "json"),
+        ("GET", "/ui/approvals", {**q, "msg": "hello"}, None, "none"),
+        ("POST", f"/ui/approvals/{task_id}/decide", {}, decision, "form"),
+        ("GET", "/ui", q, None, "none"),
+        ("GET", "/ui/", q, None, "none"),
+        ("GET", "/ui/tasks", {**q, "status": "failed", "q": "blog", "page": "2"}, None, "none"),
+        ("GET", f"/ui/tasks/{task_id}", {**q, "msg": "hi"}, None, "none"),
+        ("POST", f"/ui/tasks/{task_id}/approvals/{task_id}/decide", {}, decision, "form"),
+        ("GET", "/ui/workspace", {**q, "msg": "hi"}, None, "none"),
+        ("POST", f"/ui/workspace/experiments/{task_id}/stop", {}, {
+            "workspace_id": ws, "csrf_token": "x", "promote": "true"}, "form"),
+        ("GET", "/ui/events", {**q, "task_id": task_id, "since": "0"}, None, "stream"),
+        ("GET", "/ui/static/console.js", {}, None, "none"),
     ]  # fmt: skip
 
 
@@ -195,9 +221,9 @@ def requests(draw: st.DrawFn, world: World) -> Request:
     every = templates(world, quote(ws, safe="") or "x", task_id)
     submit = [t for t in every if t[:2] == ("POST", "/tasks")]
     # A third of the requests submit a task: those are what must never be lost.
-    method, path, params, body = draw(mostly(st.sampled_from(every), st.sampled_from(submit), odds=2))
+    method, path, params, body, kind = draw(mostly(st.sampled_from(every), st.sampled_from(submit), odds=2))
     if params:
-        params = {k: draw(st.one_of(st.just(ws), workspaces(world))) for k in params}
+        params = {k: draw(mostly(st.just(v), st.one_of(workspaces(world), ODD_TEXT))) for k, v in params.items()}
     if body is not None:
         for _ in range(draw(mostly(st.just(0), st.integers(min_value=1, max_value=3), odds=1))):
             where = draw(st.sampled_from(_paths(body)))
@@ -206,20 +232,25 @@ def requests(draw: st.DrawFn, world: World) -> Request:
             body = {**body, "workspace_id": draw(workspaces(world))}  # mixed workspaces
         if isinstance(body, dict) and draw(st.integers(0, 9)) == 0:
             body = {**body, draw(st.text(max_size=10)): draw(JSON_VALUES)}
-        encoded: bytes | None = json.dumps(body, allow_nan=True).encode()
+    if kind == "form" and isinstance(body, dict):
+        encoded: bytes | None = _form(
+            {str(k): v if isinstance(v, str) else json.dumps(v, allow_nan=True) for k, v in body.items()}
+        ).encode()
+        content_type = "application/x-www-form-urlencoded"
+    elif body is not None:
+        encoded = json.dumps(body, allow_nan=True).encode()
+        content_type = draw(mostly(st.just("application/json"), st.sampled_from(["text/plain", ""])))
     else:
-        encoded = None
-    content_type = draw(mostly(st.just("application/json"), st.sampled_from(["text/plain", ""])))
-    return Request(method, path, params, encoded, draw(keys_of(world)), content_type)
+        encoded, content_type = None, ""
+    if params:  # encoded here: a client library refuses to send a lone surrogate
+        path, params = f"{path}?{_form(params)}", {}
+    return Request(method, path, params, encoded, draw(keys_of(world)), content_type,
+                   stream=kind == "stream")
 
 
-@dataclass
-class Findings:
-    """What the gateway answered: 5xx answers, accepted tasks, counts by status."""
-
-    server_errors: list[str] = field(default_factory=list)
-    accepted: list[tuple[str, str]] = field(default_factory=list)  # (workspace, task id)
-    statuses: dict[int, int] = field(default_factory=dict)
+def _form(fields: dict[str, str]) -> str:
+    """URL-encoded as a hostile client would, lone surrogates as their raw bytes."""
+    return urlencode(fields, encoding="utf-8", errors="surrogatepass")
 
 
 def probe(world: World) -> list[Request]:
@@ -253,6 +284,15 @@ def probe(world: World) -> list[Request]:
     return cases
 
 
+@dataclass
+class Findings:
+    """What the gateway answered: 5xx answers, accepted tasks, counts by status."""
+
+    server_errors: list[str] = field(default_factory=list)
+    accepted: list[tuple[str, str]] = field(default_factory=list)  # (workspace, task id)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
 def send_all(url: str, world: World, examples: int) -> Findings:
     findings = Findings()
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -261,13 +301,22 @@ def send_all(url: str, world: World, examples: int) -> Findings:
             headers = {"X-API-Key": request.key} if request.key else {}
             if request.body is not None and request.content_type:
                 headers["Content-Type"] = request.content_type
-            r = client.request(
-                request.method, request.path, params=request.params, content=request.body,
-                headers=headers,
-            )  # fmt: skip
+            try:
+                with client.stream(
+                    request.method, request.path, params=request.params, content=request.body,
+                    headers=headers,
+                ) as r:  # fmt: skip
+                    if not request.stream:
+                        r.read()
+            except httpx.InvalidURL:  # too long for the client itself to send (> 64 KiB)
+                findings.statuses[0] = findings.statuses.get(0, 0) + 1
+                return
             findings.statuses[r.status_code] = findings.statuses.get(r.status_code, 0) + 1
-            if r.status_code >= 500:
-                findings.server_errors.append(f"{r.status_code} {request.describe()}: {r.text[:300]}")
+            # The console's event stream answers 503 + Retry-After when too many are open.
+            busy = request.stream and r.status_code == 503 and "retry-after" in r.headers
+            if r.status_code >= 500 and not busy:
+                text = "" if request.stream else r.text[:300]
+                findings.server_errors.append(f"{r.status_code} {request.describe()}: {text}")
             if request.method == "POST" and request.path == "/tasks" and r.status_code == 202:
                 answer = r.json()
                 findings.accepted.append((answer["workspace_id"], answer["task_id"]))
