@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -46,12 +45,24 @@ def critique_json_schema(aspects: list[str]) -> dict[str, Any]:
     }
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+def _without_fences(text: str) -> str:
+    """The text without Markdown code fences (```, ```json), in linear time: the regular
+    expression this replaces backtracked quadratically on long runs of whitespace (0.35 s
+    for 16,000 spaces), and a reply is partly shaped by a tenant's goal."""
+    kept = []
+    for line in text.strip().splitlines():
+        bare = line.strip()
+        if bare.startswith("```"):
+            bare = bare[3:].removeprefix("json")
+        if bare.endswith("```"):
+            bare = bare[:-3]
+        kept.append(bare)
+    return "\n".join(kept).strip()
 
 
 def _json_object(text: str) -> Any:
     """The JSON in a reply: the whole text, else its outermost {...} (models add prose)."""
-    cleaned = _FENCE.sub("", text.strip())
+    cleaned = _without_fences(text)
     try:
         return json.loads(cleaned)
     except json.JSONDecodeError as exc:

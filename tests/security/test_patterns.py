@@ -94,3 +94,16 @@ async def test_re2_releases_the_gil_while_it_matches() -> None:
     ticker.cancel()
     assert elapsed > 0.05, "the match must take long enough to tell"
     assert longest_gap < elapsed / 3, (longest_gap, elapsed)
+
+
+def test_a_critique_reply_is_unfenced_in_linear_time() -> None:
+    """The reply is partly shaped by a tenant's goal: whitespace runs cost linear time."""
+    from shared.domain.critique import _json_object
+
+    assert _json_object('```json\n{"a": 1}\n```') == {"a": 1}
+    assert _json_object('```{"a": 1}```') == {"a": 1}
+    assert _json_object('Here:\n```\n{"a": [1,\n  2]}\n```\nDone') == {"a": [1, 2]}
+    started = time.perf_counter()
+    with pytest.raises(ValueError):
+        _json_object("{" + " " * 200_000 + "x")
+    assert time.perf_counter() - started < 0.2
