@@ -278,6 +278,55 @@ class SelfCorrector:
     def _allows(self, calls: int) -> bool:
         return self._budget.allows(calls, self.spent, self._call_cost_usd)
 
+    # --- the event-driven path: one step at a time, the loop state kept by the caller ---
+
+    def resume(
+        self, context: AgentContext, before: Usage, stage_spent: Usage, call_cost_usd: float | None
+    ) -> None:
+        """Continue a stage's accounting where its loop state left it (None: a new stage)."""
+        self._budget = Budget.from_context(context, before)
+        self.spent = stage_spent
+        if call_cost_usd is None:
+            call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
+        self._call_cost_usd = call_cost_usd
+
+    @property
+    def call_cost_usd(self) -> float:
+        """The dearest call seen so far: the cost projection's unit."""
+        return self._call_cost_usd
+
+    def allows(self, calls: int) -> bool:
+        """Whether `calls` more calls fit in the task's budget."""
+        return self._allows(calls)
+
+    def count(self, usage: Usage) -> None:
+        """Add usage spent elsewhere (an agent's attempt) to this stage's accounting."""
+        self.spent = self.spent.plus(usage)
+        if usage.api_calls:
+            self._call_cost_usd = max(self._call_cost_usd, usage.cost_usd / usage.api_calls)
+
+    async def critique(
+        self, agent: AgentSpec, goal: str, draft: str, context: AgentContext, aspects: list[str]
+    ) -> Critique:
+        """One critique of a draft (with one repair of an invalid answer)."""
+        return await self._critique(agent, goal, draft, context, aspects)
+
+    async def attempt(
+        self,
+        agent: AgentSpec,
+        *,
+        goal: str,
+        inputs: dict[str, Any],
+        context: AgentContext,
+        previous_output: str | None,
+        draft: str | None,
+        issues: list[str],
+    ) -> str:
+        """An llm agent's answer to one invocation: a first draft, or a revision of `draft`."""
+        if draft is not None:
+            return await self._revise(agent, goal, draft, issues, context)
+        return await self._first_draft(agent, goal, inputs, context, previous_output, None)
+
     async def _call(self, request: LLMRequest) -> LLMReply:
         reply = await self.provider.complete(request)
         self.spent = self.spent.plus(reply.usage)
