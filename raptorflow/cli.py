@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from raptorflow import cli_approvals, cli_dlq
+from raptorflow import cli_agents, cli_approvals, cli_dlq
 from raptorflow.logs import configure_logging
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
@@ -24,6 +24,8 @@ app.add_typer(cli_approvals.approvals_app, name="approvals")
 app.add_typer(cli_approvals.checkpoints_app, name="checkpoints")
 app.add_typer(cli_approvals.webhooks_app, name="webhooks")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
+app.add_typer(cli_agents.agents_app, name="agents")
+app.add_typer(cli_agents.agent_app, name="agent")
 console = Console()
 err = Console(stderr=True)
 

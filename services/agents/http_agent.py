@@ -54,12 +54,17 @@ async def call(
         left = deadline - datetime.now(UTC).timestamp()
         if left <= 0:
             break
-        headers = {"content-type": "application/json", "x-raptorflow-invocation": event.payload.invocation_id}
+        headers = {
+            "content-type": "application/json",
+            "x-raptorflow-invocation": event.payload.invocation_id,
+        }
         secret = os.environ.get(agent.secret_env) if agent.secret_env else None
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)
         try:
-            reply = await client.post(url, content=body, headers=headers, timeout=min(left, agent.timeout_s))
+            reply = await client.post(
+                url, content=body, headers=headers, timeout=min(left, agent.timeout_s)
+            )
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(_backoff_s(attempt, None))

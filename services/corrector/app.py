@@ -163,7 +163,9 @@ async def _critique_step(
         done = loop.stage_completed(invoked, state, decision, deps.provider.name, time.time())
         return [source.follow(done)]
     except (LLMError, CritiqueParseError) as exc:
-        return [source.follow(loop.stage_failed(invoked, _spent(state, corrector), "error", str(exc)))]
+        return [
+            source.follow(loop.stage_failed(invoked, _spent(state, corrector), "error", str(exc)))
+        ]
     state = _spent(state, corrector)
     record = loop.new_record(state, critique, config)
     state = loop.record_critique(state, output, record)

@@ -189,7 +189,9 @@ def stage_completed(
     )
 
 
-def stage_failed(invoked: AgentInvoked, loop: CorrectionLoop, reason: str, error: str) -> TaskFailed:
+def stage_failed(
+    invoked: AgentInvoked, loop: CorrectionLoop, reason: str, error: str
+) -> TaskFailed:
     """The task ends here; what the stage spent still counts in the task's usage."""
     workflow = invoked.workflow
     return TaskFailed(

@@ -30,7 +30,9 @@ def add_pending(tx: Pipeline, event: Envelope[AgentInvoked]) -> None:
         event.model_dump_json(),
         ex=ttl + KEEP_AFTER_DEADLINE_S,
     )
-    tx.zadd(keys.agent_deadlines(ws), {_member(ws, invoked.invocation_id): invoked.deadline.timestamp()})
+    tx.zadd(
+        keys.agent_deadlines(ws), {_member(ws, invoked.invocation_id): invoked.deadline.timestamp()}
+    )
 
 
 def settle(tx: Pipeline, workspace_id: str, invocation_id: str) -> None:

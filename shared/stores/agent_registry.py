@@ -72,8 +72,12 @@ async def put_agent(
     body = stored.model_dump(mode="json")
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(REGISTRY_KEY, _field(scope, spec.name), json.dumps(body))
-        pipe.xadd(CHANGES_STREAM, _change(version, "put", scope, spec.name, by, body),
-                  maxlen=CHANGES_MAXLEN, approximate=True)
+        pipe.xadd(
+            CHANGES_STREAM,
+            _change(version, "put", scope, spec.name, by, body),
+            maxlen=CHANGES_MAXLEN,
+            approximate=True,
+        )
         await pipe.execute()
     return stored
 
@@ -83,16 +87,21 @@ async def delete_agent(redis: Redis, name: str, scope: str, by: str = "") -> int
     if not await redis.hdel(REGISTRY_KEY, _field(scope, name)):
         return None
     version = int(await redis.incr(VERSION_KEY))
-    await redis.xadd(CHANGES_STREAM, _change(version, "delete", scope, name, by, None),
-                     maxlen=CHANGES_MAXLEN, approximate=True)
+    await redis.xadd(
+        CHANGES_STREAM,
+        _change(version, "delete", scope, name, by, None),
+        maxlen=CHANGES_MAXLEN,
+        approximate=True,
+    )
     return version
 
 
 def _change(
     version: int, op: str, scope: str, name: str, by: str, spec: dict[str, object] | None
 ) -> dict[str, str]:
-    change = AgentChange(version=version, op=op, scope=scope, name=name, by=by,
-                         at=time.time(), spec=spec)
+    change = AgentChange(
+        version=version, op=op, scope=scope, name=name, by=by, at=time.time(), spec=spec
+    )
     return {"change": change.model_dump_json()}
 
 

@@ -19,7 +19,11 @@ class OutboundRefused(ValueError):
 
 
 def _allowlist() -> set[str]:
-    return {h.strip().lower() for h in os.environ.get("RAPTORFLOW_OUTBOUND_ALLOWLIST", "").split(",") if h.strip()}
+    return {
+        h.strip().lower()
+        for h in os.environ.get("RAPTORFLOW_OUTBOUND_ALLOWLIST", "").split(",")
+        if h.strip()
+    }
 
 
 def check_outbound_url(url: str, *, resolve: bool = True) -> None:

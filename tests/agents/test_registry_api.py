@@ -63,7 +63,11 @@ async def test_register_show_list_remove_with_versions(gateway, workspace):
     [
         ("Bad-Name", {"task_types": ["research"], "prompt": "p"}, "name"),
         ("ok_name", {"kind": "http", "task_types": ["research"], "url": "ftp://x"}, "url"),
-        ("ok_name", {"kind": "http", "task_types": ["research"], "url": "http://127.0.0.1/x"}, "url"),
+        (
+            "ok_name",
+            {"kind": "http", "task_types": ["research"], "url": "http://127.0.0.1/x"},
+            "url",
+        ),
         ("ok_name", {"kind": "http", "task_types": ["research"]}, "url"),
         ("ok_name", {"task_types": ["research"], "prompt": "p", "tools": ["Not A Tool"]}, "tool"),
         ("ok_name", {"task_types": ["research"], "prompt": "p", "tools": ["content"]}, "tool"),
@@ -86,7 +90,9 @@ async def test_global_registration_needs_an_admin_key(gateway, workspace):
     denied = await client.put(f"/agents/{name}", json=body, headers={"x-api-key": "wskey"})
     assert denied.status_code == 403
     scoped = await client.put(
-        f"/agents/{name}", params={"workspace_id": workspace}, json=body,
+        f"/agents/{name}",
+        params={"workspace_id": workspace},
+        json=body,
         headers={"x-api-key": "wskey"},
     )
     assert scoped.status_code == 200
