@@ -40,10 +40,16 @@ from shared.domain.self_correction import BudgetExhausted, SelfCorrector
 from shared.messaging.bus import add_publish
 from shared.observability import agent_metrics as telemetry
 from shared.stores import agent_invocations as pending
-from shared.stores.agent_registry import catalog_for
+from shared.stores.agent_registry import (
+    catalog_for,
+    live_workers,
+    replicas,
+    worker_agent_names,
+)
 
 SERVICE = "corrector"
 SWEEP_INTERVAL_S = 0.5
+REPLICAS_INTERVAL_S = 5.0
 log = logging.getLogger("raptorflow.corrector")
 
 
@@ -225,6 +231,15 @@ async def expire_due_invocations(deps: Deps, now: float) -> int:
     return fired
 
 
+async def observe_replicas(deps: Deps) -> None:
+    """The live-replicas gauge of every worker agent."""
+    names = await worker_agent_names(deps.redis, deps.catalog)
+    live = await live_workers(deps.redis, names) if names else set()
+    for name in names:
+        count = sum(r.live for r in await replicas(deps.redis, name)) if name in live else 0
+        telemetry.live_replicas(name, count)
+
+
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
@@ -242,5 +257,8 @@ def build(deps: Deps) -> Service:
             lambda: expire_due_invocations(deps, time.time()),
             "agent deadline sweep",
         )
+    )
+    service.background.append(
+        lambda: every(REPLICAS_INTERVAL_S, lambda: observe_replicas(deps), "agent replicas")
     )
     return service

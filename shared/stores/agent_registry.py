@@ -25,6 +25,7 @@ GLOBAL_SCOPE = "*"
 REGISTRY_KEY = "rf:{agents}:registry"
 VERSION_KEY = "rf:{agents}:version"
 CHANGES_STREAM = "rf:{agents}:changes"
+WORKERS_KEY = "rf:{agents}:workers"
 CHANGES_MAXLEN = 10_000
 HEARTBEAT_TTL_S = 15.0
 HEARTBEAT_INTERVAL_S = 5.0
@@ -72,6 +73,8 @@ async def put_agent(
     body = stored.model_dump(mode="json")
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(REGISTRY_KEY, _field(scope, spec.name), json.dumps(body))
+        if spec.kind == "worker":
+            pipe.sadd(WORKERS_KEY, spec.name)
         pipe.xadd(
             CHANGES_STREAM,
             _change(version, "put", scope, spec.name, by, body),
@@ -184,3 +187,9 @@ async def live_workers(redis: Redis, agents: list[str], now: float | None = None
             pipe.zcount(replicas_key(agent), since, "+inf")
         counts = await pipe.execute()
     return {agent for agent, count in zip(agents, counts, strict=True) if count}
+
+
+async def worker_agent_names(redis: Redis, base: AgentCatalog) -> list[str]:
+    """Every worker agent ever registered or in the file (for the live-replicas gauge)."""
+    registered = {m.decode() for m in await redis.smembers(WORKERS_KEY)}
+    return sorted(registered | {a.name for a in base.agents if a.kind == "worker"})

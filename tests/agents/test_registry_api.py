@@ -101,3 +101,15 @@ async def test_global_registration_needs_an_admin_key(gateway, workspace):
     shown = await client.get(f"/agents/{name}", headers={"x-api-key": "admin"})
     assert shown.json()["source"] == "global"
     await client.delete(f"/agents/{name}", headers={"x-api-key": "admin"})
+
+
+async def test_a_task_naming_an_unknown_agent_gets_422(gateway, workspace):
+    client = await gateway()
+    body = {"goal": "g", "workspace_id": workspace, "agent_sequence": ["no_such_agent"]}
+    response = await client.post("/tasks", json=body)
+    assert response.status_code == 422 and "no_such_agent" in response.text
+    name = _name()
+    spec = {"kind": "worker", "task_types": ["research"]}
+    await client.put(f"/agents/{name}", params={"workspace_id": workspace}, json=spec)
+    accepted = await client.post("/tasks", json={**body, "agent_sequence": [name]})
+    assert accepted.status_code == 202  # registered in this workspace: known

@@ -120,3 +120,16 @@ async def remove_agent(
     if await registry.delete_agent(d.redis, name, scope, by=user or "") is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no agent {name!r} registered in {scope}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def require_known_agents(d: Deps, workspace_id: str, names: list[str] | None) -> None:
+    """422 when a request names an agent the workspace does not know."""
+    if not names:
+        return
+    catalog = await registry.catalog_for(d.redis, d.catalog, workspace_id)
+    unknown = catalog.unknown_agents(names)
+    if unknown:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"agent_sequence: unknown agents {', '.join(unknown)}",
+        )

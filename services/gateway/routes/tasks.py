@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from services.gateway import logic
 from services.gateway.access import WorkspaceQuery, allow, get_deps
+from services.gateway.routes.agents import require_known_agents
 from services.gateway.schemas import TaskAccepted, TaskStatus, TaskSubmission
 from shared.app.runtime import Deps
 from shared.contract import keys
@@ -22,6 +23,7 @@ async def submit_task(
     body: TaskSubmission, request: Request, d: Deps = Depends(get_deps)
 ) -> TaskAccepted:
     allow(request, body.workspace_id)
+    await require_known_agents(d, body.workspace_id, body.agent_sequence)
     event = logic.task_requested(body, task_id=str(uuid.uuid4()))
     await publish(d.redis, [event], d.settings.stream_maxlen)
     return TaskAccepted(task_id=event.correlation_id, workspace_id=body.workspace_id)
