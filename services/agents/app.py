@@ -9,40 +9,57 @@ with an error, which the corrector retries up to the agent's max_attempts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from redis.asyncio.client import Pipeline
 
-from services.agents import http_agent, logic
+from services.agents import http_agent, logic, tools
 from shared.app.runtime import Deps, Service, new_service
-from shared.contract.events import AgentInvoked, AgentResult, Envelope
-from shared.domain.catalog import AgentSpec
+from shared.contract.events import AgentInvoked, AgentResult, Envelope, Usage
+from shared.domain.catalog import AgentCatalog, AgentSpec
 from shared.domain.llm_port import LLMError
-from shared.domain.self_correction import SelfCorrector
+from shared.domain.self_correction import BudgetExhausted, SelfCorrector
 from shared.stores.agent_registry import catalog_for
 
 SERVICE = "agents"
+log = logging.getLogger("raptorflow.agents")
+MAX_TOOL_ROUNDS = 3
 
 
 async def run_llm_agent(
-    event: Envelope[AgentInvoked], agent: AgentSpec, *, deps: Deps
+    event: Envelope[AgentInvoked],
+    agent: AgentSpec,
+    catalog: AgentCatalog,
+    *,
+    deps: Deps,
+    client: httpx.AsyncClient,
 ) -> AgentResult:
+    """One LLM call (or, with tools, the bounded tool-calling loop) for one invocation."""
     invoked = event.payload
     runner = SelfCorrector(deps.provider)
+    runner.resume(event.context, invoked.workflow.usage.plus(invoked.loop.spent), Usage(), None)
     try:
-        output = await runner.attempt(
-            agent,
-            goal=invoked.stage_input.goal,
-            inputs=invoked.stage_input.inputs,
-            context=event.context,
-            previous_output=invoked.previous_output,
-            draft=invoked.draft,
-            issues=invoked.issues,
-        )
-    except LLMError as exc:
-        return logic.error_result(invoked, str(exc), runner.spent)
+        async with tools.tooling_for(
+            agent, catalog, event, redis=deps.redis, client=client, max_rounds=MAX_TOOL_ROUNDS
+        ) as tooling:
+            output = await runner.attempt(
+                agent,
+                goal=invoked.stage_input.goal,
+                inputs=invoked.stage_input.inputs,
+                context=event.context,
+                previous_output=invoked.previous_output,
+                draft=invoked.draft,
+                issues=invoked.issues,
+                tooling=tooling,
+            )
+    except (LLMError, BudgetExhausted) as exc:
+        return logic.error_result(invoked, f"{type(exc).__name__}: {exc}", runner.spent)
+    except Exception as exc:  # a tool's server failing to start or answer: the attempt fails
+        log.warning("llm agent attempt failed", extra={"agent": agent.name}, exc_info=exc)
+        return logic.error_result(invoked, f"{type(exc).__name__}: {exc}", runner.spent)
     answer = logic.AgentAnswer(output=output, usage=runner.spent)
     return logic.result_of(invoked, answer, deps.provider.name)
 
@@ -69,7 +86,7 @@ async def on_agent_invoked(
     if agent.kind == "http":
         result = await run_http_agent(event, agent, client)
     elif agent.kind == "llm":
-        result = await run_llm_agent(event, agent, deps=deps)
+        result = await run_llm_agent(event, agent, catalog, deps=deps, client=client)
     else:
         result = logic.error_result(invoked, f"{agent.name} is a worker agent: not served here")
     return [event.follow(result)]
