@@ -31,12 +31,16 @@ def select_for_stage(
     config: BanditConfig,
     dead: frozenset[str] = frozenset(),
 ) -> SelectionDecision:
-    """Bandit choice among the live agents for the planned agent's task type.
+    """Bandit choice among the live agents for the planned agent's task type; an agent the
+    request named is kept as it is.
 
     A worker agent with no live replica (`dead`) is never chosen: the planned agent's
     place goes to the next live candidate. When no candidate is live, the planned
     agent stays (its invocation then times out visibly rather than never starting)."""
     planned = workflow.current_agent
+    if workflow.routing.source == "requested" and planned not in dead:
+        # "run exactly these agents": the bandit does not swap a requested agent
+        return SelectionDecision(agent=planned, reason="requested", fallback=planned, step=step)
     task_type = task_type_of(planned, catalog)
     candidates = [c for c in catalog.candidates(task_type) if c not in dead]
     fallback = planned
