@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from shared.contract import topology
 from shared.contract.events import (
     AgentInvoked,
     AgentResult,
@@ -219,11 +220,20 @@ class Worker:
             out += [(stream, _text(mid), f) for mid, f in claimed[1] if f]
         if out:
             return out
-        reply = await self.redis.xreadgroup(
-            GROUP, self.replica, {s: ">" for s in self.streams}, count=self.concurrency, block=500
+        # On a cluster, each partition's stream lives in its own slot: one read per stream.
+        groups = (
+            [[s] for s in self.streams] if topology.current().hash_tags else [self.streams]
         )
-        for stream, entries in reply or []:
-            out += [(_text(stream), _text(mid), f) for mid, f in entries]
+        for streams in groups:
+            reply = await self.redis.xreadgroup(
+                GROUP,
+                self.replica,
+                {s: ">" for s in streams},
+                count=self.concurrency,
+                block=max(500 // len(groups), 10),
+            )
+            for stream, entries in reply or []:
+                out += [(_text(stream), _text(mid), f) for mid, f in entries]
         return out
 
     async def _handle(self, stream: str, message_id: str, fields: dict[bytes, bytes]) -> None:
