@@ -50,6 +50,8 @@ from shared.stores.agent_registry import (
 SERVICE = "corrector"
 SWEEP_INTERVAL_S = 0.5
 REPLICAS_INTERVAL_S = 5.0
+RECHECK_S = 5.0
+RESULT_GRACE_S = 300.0  # a result claimed but never committed: the timeout takes over
 log = logging.getLogger("raptorflow.corrector")
 
 
@@ -204,31 +206,48 @@ async def expire_due_invocations(deps: Deps, now: float) -> int:
     fired = 0
     for workspace_id, invocation_id in await pending.due(deps.redis, now):
         source = await pending.load_pending(deps.redis, workspace_id, invocation_id)
-        claimed = source is not None and await pending.claim(
-            deps.redis, workspace_id, invocation_id, pending.TIMEOUT_OWNER
-        )
-        if source is None or not claimed:
+        if source is None:  # settled by its result
             await pending.forget(deps.redis, workspace_id, invocation_id)
             continue
-        invoked = source.payload
-        agent = await _agent(deps, workspace_id, invoked.agent)
-        telemetry.agent_outcome(invoked.agent, invoked.kind, "timeout")
-        follow: Envelope[Any]
-        async with deps.redis.pipeline(transaction=True) as tx:
-            pending.settle(tx, workspace_id, invocation_id)
-            if agent is not None and invoked.attempt < invoked.max_attempts:
-                follow = _invoke(tx, source, loop.retry(invoked, agent, datetime.now(UTC)))
-            else:
-                error = (
-                    f"agent {invoked.agent} did not answer within its deadline "
-                    f"({invoked.attempt} attempt(s))"
-                )
-                failed = loop.stage_failed(invoked, invoked.loop, "agent_timeout", error)
-                follow = source.follow(failed, key="timeout")
-            add_publish(tx, follow, deps.settings.stream_maxlen)
-            await tx.execute()
+        if not await _claim_overdue(deps, source, now):
+            continue
+        await _time_out(deps, source)
         fired += 1
     return fired
+
+
+async def _claim_overdue(deps: Deps, source: Envelope[AgentInvoked], now: float) -> bool:
+    """Claim an overdue invocation for the timeout. A result that claimed it first is being
+    handled: look again shortly, and take over only if it never commits (its message was
+    dead-lettered), so no invocation can hold its task forever."""
+    ws, invocation_id = source.workspace_id, source.payload.invocation_id
+    if await pending.claim(deps.redis, ws, invocation_id, pending.TIMEOUT_OWNER):
+        return True
+    if now < source.payload.deadline.timestamp() + RESULT_GRACE_S:
+        await pending.postpone(deps.redis, ws, invocation_id, now + RECHECK_S)
+        return False
+    await pending.take_over(deps.redis, ws, invocation_id, pending.TIMEOUT_OWNER)
+    return True
+
+
+async def _time_out(deps: Deps, source: Envelope[AgentInvoked]) -> None:
+    invoked = source.payload
+    agent = await _agent(deps, source.workspace_id, invoked.agent)
+    telemetry.agent_outcome(invoked.agent, invoked.kind, "timeout")
+    follow: Envelope[Any]
+    async with deps.redis.pipeline(transaction=True) as tx:
+        pending.settle(tx, source.workspace_id, invoked.invocation_id)
+        if agent is not None and invoked.attempt < invoked.max_attempts:
+            follow = _invoke(tx, source, loop.retry(invoked, agent, datetime.now(UTC)))
+        else:
+            error = (
+                f"agent {invoked.agent} did not answer within its deadline "
+                f"({invoked.attempt} attempt(s))"
+            )
+            failed = loop.stage_failed(invoked, invoked.loop, "agent_timeout", error)
+            follow = source.follow(failed, key="timeout")
+        add_publish(tx, follow, deps.settings.stream_maxlen)
+        await tx.execute()
 
 
 async def observe_replicas(deps: Deps) -> None:

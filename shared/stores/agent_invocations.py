@@ -71,6 +71,17 @@ async def due(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str
     return out
 
 
+async def postpone(redis: Redis, workspace_id: str, invocation_id: str, at: float) -> None:
+    """Look at an invocation's deadline again at `at` (a result is being handled)."""
+    await redis.zadd(keys.agent_deadlines(workspace_id), {_member(workspace_id, invocation_id): at})
+
+
+async def take_over(redis: Redis, workspace_id: str, invocation_id: str, owner: str) -> None:
+    """Claim an invocation whose first claimer never settled it."""
+    key = keys.agent_answered(workspace_id, invocation_id)
+    await redis.set(key, owner, ex=KEEP_AFTER_DEADLINE_S)
+
+
 async def forget(redis: Redis, workspace_id: str, invocation_id: str) -> None:
     await redis.zrem(keys.agent_deadlines(workspace_id), _member(workspace_id, invocation_id))
 
