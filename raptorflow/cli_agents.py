@@ -24,7 +24,9 @@ console = Console()
 err = Console(stderr=True)
 
 GATEWAY_URL = os.environ.get("RAPTORFLOW_GATEWAY_URL", "http://127.0.0.1:8000")
-GatewayOption = typer.Option(GATEWAY_URL, help="Gateway URL (RAPTORFLOW_GATEWAY_URL).")
+GatewayOption = typer.Option(
+    GATEWAY_URL, envvar="RAPTORFLOW_GATEWAY_URL", help="Gateway URL (RAPTORFLOW_GATEWAY_URL)."
+)
 ScopeOption = typer.Option(None, "--workspace", "-w", help="Workspace (omit: global, admin key).")
 
 
@@ -76,12 +78,13 @@ def show(name: str, workspace: str | None = ScopeOption, gateway: str = GatewayO
 @agents_app.command("register")
 def register(
     name: str,
-    spec_file: Path = typer.Option(..., "--file", "-f", help="JSON file of the agent's spec."),
+    spec_file: str = typer.Option(..., "--file", "-f", help="JSON spec file ('-': stdin)."),
     workspace: str | None = ScopeOption,
     gateway: str = GatewayOption,
 ) -> None:
     """Register or replace an agent from a JSON spec (kind, task_types, prompt|url, ...)."""
-    body = json.loads(spec_file.read_text())
+    text = sys.stdin.read() if spec_file == "-" else Path(spec_file).read_text()
+    body = json.loads(text)
     stored = _call(gateway, "PUT", f"/agents/{name}", workspace, body)
     console.print(f"registered {name} version {stored['version']}")
 
