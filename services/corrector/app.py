@@ -1,4 +1,4 @@
-"""Corrector service: StageCleared -> AgentInvoked -> AgentResult -> CritiqueDone -> ... StageCompleted.
+"""Corrector service: StageCleared -> AgentInvoked -> AgentResult -> CritiqueDone ... StageCompleted.
 
 Every kind of agent runs through the same path: the corrector publishes an
 AgentInvoked (with its loop state), the agent answers an AgentResult, the

@@ -20,7 +20,9 @@ async def test_agents_cli_register_list_show_remove(redis_url, redis, workspace)
         env = {"RAPTORFLOW_GATEWAY_URL": stack.gateway_url}
 
         async def run(*args: str, input: str | None = None):
-            return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env, input=input)
+            return await asyncio.to_thread(
+                CliRunner().invoke, app, list(args), env=env, input=input
+            )
 
         spec = json.dumps({"kind": "worker", "task_types": ["research"]})
         done = await run("agents", "register", name, "-w", workspace, "-f", "-", input=spec)

@@ -85,7 +85,9 @@ def allow_localhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-async def _run(redis_url: str, redis: Any, workspace: str, url: str, **fields: Any) -> tuple[str, dict[str, str]]:
+async def _run(
+    redis_url: str, redis: Any, workspace: str, url: str, **fields: Any
+) -> tuple[str, dict[str, str]]:
     name = f"h_{uuid.uuid4().hex[:8]}"
     async with LocalStack(settings_for(redis_url), start_redis=False) as stack:
         assert stack.deps is not None
@@ -98,18 +100,24 @@ async def _run(redis_url: str, redis: Any, workspace: str, url: str, **fields: A
         return task_id, await wait_for_task(stack.deps, workspace, task_id, timeout=60)
 
 
-async def test_http_agent_is_signed_retried_critiqued_and_revised(redis_url, redis, workspace, allow_localhost):
+async def test_http_agent_is_signed_retried_critiqued_and_revised(
+    redis_url, redis, workspace, allow_localhost
+):
     with AgentServer([503, 429]) as server:
         task_id, view = await _run(redis_url, redis, workspace, server.url)
     assert view["status"] == "completed", view
     assert all(server.signatures_ok) and len(server.requests) >= 4  # 2 retried + 2 drafts
     revision = server.requests[-1]
     assert revision["draft"] and revision["issues"] and "workflow" not in revision
-    completed = next(e for e in await events_of_task(redis, task_id) if e["type"] == "StageCompleted")
+    completed = next(
+        e for e in await events_of_task(redis, task_id) if e["type"] == "StageCompleted"
+    )
     assert completed["payload"]["provider"].startswith("http:")
 
 
-async def test_http_agent_invalid_answer_fails_the_task_visibly(redis_url, redis, workspace, allow_localhost):
+async def test_http_agent_invalid_answer_fails_the_task_visibly(
+    redis_url, redis, workspace, allow_localhost
+):
     with AgentServer([], answer={"output": 12345}) as server:
         task_id, view = await _run(redis_url, redis, workspace, server.url, max_attempts=2)
     assert view["status"] == "failed", view

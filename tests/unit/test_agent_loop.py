@@ -132,8 +132,12 @@ def test_the_selector_passes_over_dead_workers_and_keeps_requested_agents():
     rng, config = random.Random(1), BanditConfig()
     dead = selector.select_for_stage(planned, catalog, {}, 0, rng, config, dead=frozenset({"w"}))
     assert dead.agent != "w"
-    requested = planned.model_copy(update={"routing": RoutingInfo(source="requested", confidence=1)})
+    requested = planned.model_copy(
+        update={"routing": RoutingInfo(source="requested", confidence=1)}
+    )
     kept = selector.select_for_stage(requested, catalog, {}, 0, rng, config)
     assert kept.agent == "w" and kept.reason == "requested"
-    swapped = selector.select_for_stage(requested, catalog, {}, 0, rng, config, dead=frozenset({"w"}))
+    swapped = selector.select_for_stage(
+        requested, catalog, {}, 0, rng, config, dead=frozenset({"w"})
+    )
     assert swapped.agent != "w"
