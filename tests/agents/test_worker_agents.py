@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -234,3 +235,48 @@ async def test_a_worker_drops_an_invalid_invocation(redis, bad):
             return info["pending"] == 0 and (await redis.xinfo_groups(stream))[0]["lag"] == 0
 
         await eventually(acked, 10)
+
+
+async def test_a_raw_worker_written_from_the_docs_with_only_the_required_fields(
+    redis_url, redis, workspace
+):
+    """docs/agents.md sections 2-5 with plain Redis commands, no SDK: the minimal answer."""
+    name = _name()
+    stream = agent_stream(name, workspace)
+    async with running_stack(redis_url) as stack:
+        await register(stack, workspace, name)
+        with contextlib.suppress(Exception):
+            await redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+        await redis.zadd(f"rf:agent:replicas:{name}", {"raw-1": int(time.time() * 1000)})
+        task_id = await submit(redis, workspace, [name])
+        answered = 0
+        while answered < 5:
+            reply = await redis.xreadgroup("workers", "raw-1", {stream: ">"}, count=1, block=200)
+            view = await redis.hget(f"rf:ws:{workspace}:task:{task_id}", "status")
+            if not reply:
+                if view in (b"completed", b"failed"):
+                    break
+                continue
+            message_id, fields = reply[0][1][0]
+            env = json.loads(fields[b"__data__"])
+            inv = env["payload"]
+            output = improving_answer(
+                AgentRequest(invocation_id=inv["invocation_id"], agent=name, task_id=task_id,
+                             workspace_id=workspace, goal=inv["stage_input"]["goal"],
+                             draft=inv["draft"], issues=inv["issues"], deadline=inv["deadline"])
+            )  # fmt: skip
+            result = {
+                "type": "AgentResult",
+                "correlation_id": env["correlation_id"],
+                "workspace_id": env["workspace_id"],
+                "context": env["context"],
+                "payload": {"invocation_id": inv["invocation_id"], "agent": name, "output": output},
+            }
+            async with redis.pipeline(transaction=True) as tx:
+                tx.xadd(inv["reply_to"], {"__data__": json.dumps(result)})
+                tx.xack(stream, "workers", message_id)
+                await tx.execute()
+            answered += 1
+        view = await wait_for_task(stack.deps, workspace, task_id, timeout=60)
+    assert view["status"] == "completed", view
+    assert answered >= 2
