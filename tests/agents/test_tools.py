@@ -95,3 +95,23 @@ async def test_openai_tool_calling_loop_with_an_mcp_tool(redis_url, redis, works
     assert "FACT: edge AI grew 40%" in completed["output"]
     usage = completed["self_correction_metadata"]["usage"]
     assert usage["api_calls"] >= 4  # two model rounds + the MCP call + the critique
+
+
+async def test_offline_llm_agent_calls_its_http_tool(redis_url, redis, workspace, monkeypatch):
+    from tests.agents.test_http_agents import AgentServer
+
+    monkeypatch.setenv("RAPTORFLOW_OUTBOUND_ALLOWLIST", "127.0.0.1")
+    tool, user = f"h_{uuid.uuid4().hex[:8]}", f"l_{uuid.uuid4().hex[:8]}"
+    with AgentServer([], answer={"output": "HTTP TOOL FACT"}) as server:
+        async with LocalStack(settings_for(redis_url), start_redis=False) as stack:
+            assert stack.deps is not None
+            for spec in (
+                AgentSpec(name=tool, kind="http", task_types=["research"], url=server.url),
+                AgentSpec(name=user, task_types=["research"], prompt="Research.", tools=[tool]),
+            ):
+                await agent_registry.put_agent(redis, stack.deps.catalog, spec, workspace)
+            task_id = await submit(redis, workspace, [user], goal="Research edge AI chips")
+            view = await wait_for_task(stack.deps, workspace, task_id, timeout=60)
+    assert view["status"] == "completed", view
+    assert server.requests[0]["stage_input"]["goal"] == "Research edge AI chips"
+    assert "HTTP TOOL FACT" in (await _completed(redis, task_id))["output"]
