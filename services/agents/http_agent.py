@@ -22,6 +22,7 @@ from shared.stores.outbound_guard import OutboundRefused, check_outbound_url
 from shared.stores.webhooks import SIGNATURE_HEADER, sign
 
 MAX_TRIES = 4
+MAX_ANSWER_BYTES = 1_000_000
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -75,6 +76,8 @@ async def call(
             continue
         if reply.status_code >= 400:
             raise HttpAgentError(f"{agent.name} answered HTTP {reply.status_code}")
+        if len(reply.content) > MAX_ANSWER_BYTES:
+            raise HttpAgentError(f"{agent.name} answered more than {MAX_ANSWER_BYTES} bytes")
         try:
             return AgentAnswer.model_validate_json(reply.content)
         except ValidationError as exc:
