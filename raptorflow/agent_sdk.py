@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.contract import topology
 from shared.contract.events import (
@@ -182,7 +182,13 @@ class Worker:
         beat = asyncio.create_task(self._heartbeats())
         try:
             while not self._stop.is_set():
-                for stream, message_id, fields in await self._next_messages():
+                try:
+                    batch = await self._next_messages()
+                except RedisError as exc:  # Redis restarting: keep the replica, try again
+                    log.warning("reading invocations failed (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for stream, message_id, fields in batch:
                     await limit.acquire()
                     task = asyncio.create_task(self._handle(stream, message_id, fields))
                     running.add(task)
@@ -248,10 +254,14 @@ class Worker:
         async with self._keep_claimed(stream, message_id):
             answer, error = await self._call(event)
         result = result_envelope(event, answer, error)
-        async with self.redis.pipeline(transaction=True) as tx:
-            tx.xadd(event.payload.reply_to, {DATA_FIELD: result.model_dump_json()})
-            tx.xack(stream, GROUP, message_id)
-            await tx.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as tx:
+                tx.xadd(event.payload.reply_to, {DATA_FIELD: result.model_dump_json()})
+                tx.xack(stream, GROUP, message_id)
+                await tx.execute()
+        except RedisError as exc:  # left pending: this or another replica reclaims it
+            log.warning("answering %s failed (%s); it stays pending", message_id, exc)
+            return
         self.handled += 1
 
     async def _call(
