@@ -403,7 +403,8 @@ class AgentInvoked(Payload):
     iteration: int = Field(ge=1, description="Which draft of the stage this is (1: first).")
     attempt: int = Field(ge=1, description="Which try of this invocation (retries after timeouts).")
     max_attempts: int = Field(ge=1)
-    deadline: datetime = Field(description="Answer before this; later answers are ignored.")
+    deadline: datetime = Field(description="Answer before this; once the timeout sweep has settled the invocation, "
+        "a late answer is ignored.")
     reply_to: str = Field(description="The stream to XADD the AgentResult envelope to.")
     workflow: Workflow
     loop: CorrectionLoop
