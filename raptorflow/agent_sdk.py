@@ -251,6 +251,9 @@ class Worker:
             log.warning("invalid invocation acknowledged and dropped: %s", exc.errors()[:1])
             await self.redis.xack(stream, GROUP, message_id)
             return
+        if event.payload.deadline.timestamp() < time.time():  # already retried or failed
+            await self.redis.xack(stream, GROUP, message_id)
+            return
         async with self._keep_claimed(stream, message_id):
             answer, error = await self._call(event)
         result = result_envelope(event, answer, error)
