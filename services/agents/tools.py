@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from shared.contract.events import (
     Usage,
     envelope_class,
 )
-from shared.domain.catalog import AgentCatalog, AgentSpec
+from shared.domain.catalog import AgentCatalog, AgentSpec, mcp_command_allowed
 from shared.domain.llm_port import ToolCall, ToolSpec
 from shared.domain.self_correction import Tooling
 from shared.messaging.codec import DATA_FIELD
@@ -150,6 +151,10 @@ async def _mcp_session(stack: contextlib.AsyncExitStack, agent: AgentSpec, serve
     from mcp.client.stdio import stdio_client
 
     spec = agent.mcp_servers[server]
+    allowed = os.environ.get("RAPTORFLOW_MCP_ALLOWED_COMMANDS")
+    if agent.version > 0 and not mcp_command_allowed(spec.command, allowed):
+        # registered at run time, by a tenant: only commands the operator allowed
+        raise PermissionError(f"MCP server {server}: command not allowed by the operator")
     params = StdioServerParameters(command=spec.command, args=spec.args)
     read, write = await stack.enter_async_context(stdio_client(params))
     session = await stack.enter_async_context(ClientSession(read, write))

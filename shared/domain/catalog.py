@@ -33,6 +33,12 @@ class McpServerSpec(BaseModel):
     args: list[str] = Field(default_factory=list, max_length=32)
 
 
+def mcp_command_allowed(command: str, allowed: str | None) -> bool:
+    """Whether an MCP server command may be started for an agent registered at run time:
+    only commands the operator listed (comma-separated, exact), never by default."""
+    return command in {c.strip() for c in (allowed or "").split(",") if c.strip()}
+
+
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -74,6 +74,16 @@ async def test_register_show_list_remove_with_versions(gateway, workspace):
         ("ok_name", {"task_types": ["nope"], "prompt": "p"}, "task types"),
         ("ok_name", {"task_types": ["research"], "prompt": "p", "timeout_s": "inf"}, "timeout_s"),
         ("ok_name", {"task_types": ["research"], "prompt": "p", "surprise": 1}, "surprise"),
+        (
+            "ok_name",
+            {
+                "task_types": ["research"],
+                "prompt": "p",
+                "tools": ["mcp:x/t"],
+                "mcp_servers": {"x": {"command": "/bin/sh", "args": ["-c", "id"]}},
+            },
+            "mcp_servers",
+        ),
     ],
 )
 async def test_invalid_registrations_get_422(gateway, workspace, name, body, field):

@@ -52,7 +52,8 @@ async def test_offline_llm_agent_calls_its_worker_tool(redis_url, redis, workspa
     assert "TOOL FACT about Research edge AI chips" in completed["output"]
 
 
-async def test_openai_tool_calling_loop_with_an_mcp_tool(redis_url, redis, workspace):
+async def test_openai_tool_calling_loop_with_an_mcp_tool(redis_url, redis, workspace, monkeypatch):
+    monkeypatch.setenv("RAPTORFLOW_MCP_ALLOWED_COMMANDS", sys.executable)
     name = f"m_{uuid.uuid4().hex[:8]}"
     script = PurposeScript(scores=[0.95])
     rounds: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ without it the registration is global and needs a key that opens every workspace
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
@@ -15,11 +16,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.access import WORKSPACE_PATTERN, allow, get_deps
 from shared.app.runtime import Deps
-from shared.domain.catalog import AGENT_NAME_PATTERN, AgentSpec
+from shared.domain.catalog import AGENT_NAME_PATTERN, AgentSpec, mcp_command_allowed
 from shared.stores import agent_registry as registry
 from shared.stores.outbound_guard import OutboundRefused, check_outbound_url
 
 router = APIRouter(tags=["agents"])
+MCP_ALLOWLIST_ENV = "RAPTORFLOW_MCP_ALLOWED_COMMANDS"
 ScopeQuery = Query(default=None, pattern=WORKSPACE_PATTERN, description="Omit for global.")
 
 
@@ -43,6 +45,16 @@ def _validated(name: str, body: dict[str, Any]) -> AgentSpec:
         spec = AgentSpec.model_validate({**body, "name": name, "version": 0})
     except ValidationError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json())) from exc
+    allowed = os.environ.get(MCP_ALLOWLIST_ENV)
+    refused = [
+        n for n, m in spec.mcp_servers.items() if not mcp_command_allowed(m.command, allowed)
+    ]
+    if refused:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"mcp_servers: {', '.join(refused)} start a command the operator has not allowed "
+            f"({MCP_ALLOWLIST_ENV}); MCP servers run on RaptorFlow's hosts",
+        )
     if spec.url is not None:
         try:
             check_outbound_url(str(spec.url), resolve=False)
