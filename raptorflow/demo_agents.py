@@ -17,6 +17,7 @@ from raptorflow.agent_sdk import AgentRequest, Worker, agent
 from shared.contract import keys
 from shared.domain.catalog import AgentSpec
 from shared.stores import agent_registry
+from shared.stores.agent_registry import GLOBAL_SCOPE
 
 if TYPE_CHECKING:
     from raptorflow.demo import Demo
@@ -72,7 +73,8 @@ async def worker_process(demo: Demo) -> AsyncIterator[asyncio.subprocess.Process
 
 async def _register(demo: Demo, **fields: Any) -> None:
     spec = AgentSpec.model_validate(fields)
-    await agent_registry.put_agent(demo.deps.redis, demo.deps.catalog, spec, demo.workspace)
+    # global: each run uses a fresh workspace, and an agent's name is one agent everywhere
+    await agent_registry.put_agent(demo.deps.redis, demo.deps.catalog, spec, GLOBAL_SCOPE)
 
 
 async def flow_worker_agent(demo: Demo) -> None:

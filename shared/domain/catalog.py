@@ -51,8 +51,9 @@ class AgentSpec(BaseModel):
     url: AnyHttpUrl | None = Field(default=None, description="http agents: where to POST.")
     secret_env: str | None = Field(
         default=None,
-        pattern=r"^[A-Z][A-Z0-9_]{0,63}$",
-        description="http agents: the environment variable holding the HMAC signing key.",
+        pattern=r"^RAPTORFLOW_AGENT_SECRET_[A-Z0-9_]{1,40}$",
+        description="http agents: the environment variable holding the HMAC signing key "
+        "(RAPTORFLOW_AGENT_SECRET_*, so a registration cannot name another secret).",
     )
     tools: list[str] = Field(
         default_factory=list,

@@ -31,6 +31,10 @@ HEARTBEAT_TTL_S = 15.0
 HEARTBEAT_INTERVAL_S = 5.0
 
 
+class NameTaken(ValueError):
+    """The name belongs to an agent of another scope."""
+
+
 def replicas_key(agent: str) -> str:
     """Sorted set: replica id -> last heartbeat (unix ms). Written by every worker replica."""
     return f"rf:agent:replicas:{agent}"
@@ -66,6 +70,16 @@ async def put_agent(
     Raises ValueError (the caller's 422) when the merged catalog would be invalid
     (unknown task type, a tool that is not a worker or http agent)."""
     current = await runtime_specs(redis)
+    elsewhere = sorted(sc for (sc, name) in current if name == spec.name and sc != scope)
+    if elsewhere or (scope != GLOBAL_SCOPE and spec.name in base.names):
+        # a worker agent's stream and heartbeats are named by the agent alone, so one
+        # name must mean one agent: another workspace's worker must never get these tasks
+        where = (
+            "the catalog file"
+            if not elsewhere
+            else ("global" if "*" in elsewhere else "another workspace")
+        )
+        raise NameTaken(f"agent name {spec.name!r} is taken ({where}); choose another")
     scoped = [s for (sc, _), s in current.items() if sc in (GLOBAL_SCOPE, scope)]
     base.merged([*scoped, spec])  # raises ValueError when inconsistent
     version = int(await redis.incr(VERSION_KEY))

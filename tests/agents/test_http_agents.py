@@ -81,7 +81,7 @@ def _request(body: dict[str, Any]) -> AgentRequest:
 @pytest.fixture
 def allow_localhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RAPTORFLOW_OUTBOUND_ALLOWLIST", "127.0.0.1")
-    monkeypatch.setenv("RF_TEST_AGENT_SECRET", SECRET)
+    monkeypatch.setenv("RAPTORFLOW_AGENT_SECRET_TEST", SECRET)
     yield
 
 
@@ -93,7 +93,7 @@ async def _run(
         assert stack.deps is not None
         spec = AgentSpec.model_validate(
             {"name": name, "kind": "http", "task_types": ["research"], "url": url,
-             "secret_env": "RF_TEST_AGENT_SECRET", **fields}
+             "secret_env": "RAPTORFLOW_AGENT_SECRET_TEST", **fields}
         )  # fmt: skip
         await agent_registry.put_agent(redis, stack.deps.catalog, spec, workspace)
         task_id = await submit(redis, workspace, [name])

@@ -100,7 +100,7 @@ async def test_global_registration_needs_an_admin_key(gateway, workspace):
     denied = await client.put(f"/agents/{name}", json=body, headers={"x-api-key": "wskey"})
     assert denied.status_code == 403
     scoped = await client.put(
-        f"/agents/{name}",
+        f"/agents/{_name()}",
         params={"workspace_id": workspace},
         json=body,
         headers={"x-api-key": "wskey"},
@@ -123,3 +123,29 @@ async def test_a_task_naming_an_unknown_agent_gets_422(gateway, workspace):
     await client.put(f"/agents/{name}", params={"workspace_id": workspace}, json=spec)
     accepted = await client.post("/tasks", json={**body, "agent_sequence": [name]})
     assert accepted.status_code == 202  # registered in this workspace: known
+
+
+async def test_one_name_means_one_agent_across_workspaces(gateway, workspace):
+    """A worker's stream is named by the agent alone: another workspace cannot take the name,
+    nor shadow a file agent; the owner may re-register it."""
+    client = await gateway()
+    name = _name()
+    body = {"kind": "worker", "task_types": ["research"]}
+    mine = await client.put(f"/agents/{name}", params={"workspace_id": workspace}, json=body)
+    assert mine.status_code == 200
+    again = await client.put(f"/agents/{name}", params={"workspace_id": workspace}, json=body)
+    assert again.status_code == 200
+    theirs = await client.put(
+        f"/agents/{name}", params={"workspace_id": f"{workspace}-b"}, json=body
+    )
+    assert theirs.status_code == 409 and "another workspace" in theirs.text
+    shadow = await client.put("/agents/content", params={"workspace_id": workspace}, json=body)
+    assert shadow.status_code == 409 and "catalog file" in shadow.text
+
+
+async def test_an_http_agent_may_only_name_its_own_secret_variable(gateway, workspace):
+    client = await gateway()
+    body = {"kind": "http", "task_types": ["research"], "url": "https://agent.example/x",
+            "secret_env": "OPENAI_API_KEY"}  # fmt: skip
+    response = await client.put(f"/agents/{_name()}", params={"workspace_id": workspace}, json=body)
+    assert response.status_code == 422 and "secret_env" in response.text

@@ -95,6 +95,8 @@ async def register_agent(
     spec = _validated(name, body)
     try:
         return await registry.put_agent(d.redis, d.catalog, spec, scope, by=user or "")
+    except registry.NameTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
