@@ -27,6 +27,7 @@ VERSION_KEY = "rf:{agents}:version"
 CHANGES_STREAM = "rf:{agents}:changes"
 WORKERS_KEY = "rf:{agents}:workers"
 CHANGES_MAXLEN = 10_000
+MAX_AGENTS_PER_SCOPE = 200
 HEARTBEAT_TTL_S = 15.0
 HEARTBEAT_INTERVAL_S = 5.0
 
@@ -80,6 +81,9 @@ async def put_agent(
             else ("global" if "*" in elsewhere else "another workspace")
         )
         raise NameTaken(f"agent name {spec.name!r} is taken ({where}); choose another")
+    in_scope = {name for (sc, name) in current if sc == scope}
+    if spec.name not in in_scope and len(in_scope) >= MAX_AGENTS_PER_SCOPE:
+        raise ValueError(f"{scope} already has {MAX_AGENTS_PER_SCOPE} registered agents")
     scoped = [s for (sc, _), s in current.items() if sc in (GLOBAL_SCOPE, scope)]
     base.merged([*scoped, spec])  # raises ValueError when inconsistent
     version = int(await redis.incr(VERSION_KEY))
