@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.gateway.auth import KeyRing
 from services.gateway.metrics import add_metrics_route
 from services.gateway.routes import (
+    agents,
     approvals,
     console,
     experiments,
@@ -26,7 +27,7 @@ from services.gateway.routes import (
 from shared.app.runtime import Deps, build_deps
 from shared.settings import Settings
 
-ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments, console)
+ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments, console, agents)
 
 
 def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:

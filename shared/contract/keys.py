@@ -243,3 +243,22 @@ def experiment_goals(workspace_id: str, experiment_id: str) -> str:
 def routing_calibration(workspace_id: str) -> str:
     """Hash: the workspace's online correction of the router's confidence (shared.domain.recalibration)."""
     return f"memory:routing_calibration:{_ws(workspace_id)}"
+
+
+def agent_pending(workspace_id: str, invocation_id: str) -> str:
+    """The AgentInvoked envelope awaiting its AgentResult (what a timeout re-publishes)."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:pending:{invocation_id}"
+
+
+def agent_answered(workspace_id: str, invocation_id: str) -> str:
+    """Who settled an invocation first: a result's event id, or `timeout`."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:answered:{invocation_id}"
+
+
+def agent_deadlines(workspace_id: str) -> str:
+    """Sorted set of `workspace|invocation_id` by deadline, one per partition (as approvals)."""
+    return f"rf:agent:deadlines{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_agent_deadlines() -> list[str]:
+    return [f"rf:agent:deadlines{s}" for s in topology.current().suffixes()]

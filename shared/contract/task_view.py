@@ -76,7 +76,7 @@ class TaskView(BaseModel):
     budget_exhausted: bool = False
     failure_reason: str | None = Field(
         default=None, description="rejected, budget_exhausted, error, invalid_plan, expired, "
-        "deadline."
+        "deadline, agent_timeout."
     )
     error: str | None = None
     cancelled_by: str | None = None

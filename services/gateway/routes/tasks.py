@@ -22,6 +22,7 @@ from fastapi import (
 
 from services.gateway import lifecycle, logic
 from services.gateway.access import WorkspaceQuery, allow, get_deps
+from services.gateway.routes.agents import require_known_agents
 from services.gateway.schemas import CancelRequest, RerunRequest, ResumeRequest, TaskSubmission
 from shared.app.runtime import Deps
 from shared.contract import keys
@@ -61,6 +62,7 @@ async def submit_task(
 ) -> TaskAccepted:
     """Accept a task: its view (status `accepted`) and its TaskRequested commit together."""
     allow(request, body.workspace_id)
+    await require_known_agents(d, body.workspace_id, body.agent_sequence)
     event = logic.task_requested(body, task_id=body.task_id or str(uuid.uuid4()))
     now = event.occurred_at.timestamp()
     fields = tasks.acceptance_fields(event, tasks.request_hash(body.model_dump(mode="json")), now)
