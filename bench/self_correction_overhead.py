@@ -167,7 +167,7 @@ async def stages(
     completed = StageCompleted.stream()
     samples = []
     async with LocalStack(
-        settings, services=["corrector"], provider=provider, start_redis=False
+        settings, services=["corrector", "agents"], provider=provider, start_redis=False
     ) as stack:
         assert stack.deps is not None
         redis = stack.deps.redis

@@ -9,7 +9,7 @@ import os
 import typer
 from rich.console import Console
 
-from raptorflow import cli_approvals, cli_dlq, cli_tasks
+from raptorflow import cli_agents, cli_approvals, cli_dlq, cli_tasks
 from raptorflow.client import WaitTimeout
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
@@ -22,6 +22,8 @@ app.add_typer(cli_approvals.checkpoints_app, name="checkpoints")
 app.add_typer(cli_approvals.webhooks_app, name="webhooks")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 app.add_typer(cli_tasks.tasks_app, name="tasks")
+app.add_typer(cli_agents.agents_app, name="agents")
+app.add_typer(cli_agents.agent_app, name="agent")
 console = Console()
 err = Console(stderr=True)
 

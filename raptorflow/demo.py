@@ -1,4 +1,4 @@
-"""The seed's six demo flows, run through the real services on a real Redis."""
+"""The seed's six demo flows, then two agent flows, run through the real services on a real Redis."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from raptorflow import demo_agents
 from raptorflow.stack import LocalStack, wait_for_status, wait_for_task
 from shared.app.facade import (
     evaluate_checkpoint,
@@ -36,6 +37,7 @@ from shared.messaging.bus import publish
 from shared.settings import Settings
 from shared.stores import approvals
 
+FLOWS = 8  # the seed's six, then a worker agent and an llm agent with a tool
 FIRST_GOAL = "Create a blog post about AI trends"
 SIMILAR_GOAL = "Write a blog about machine learning"
 UNRELATED_GOAL = "Audit our Kubernetes cluster costs"
@@ -337,7 +339,7 @@ class Demo:
         for title, ok, _ in self.results:
             table.add_row(title, "[green]held[/green]" if ok else "[red]did not hold[/red]")
         self.console.print(table)
-        return all(ok for _, ok, _ in self.results) and len(self.results) == 6
+        return all(ok for _, ok, _ in self.results) and len(self.results) == FLOWS
 
 
 async def run_demo(
@@ -375,6 +377,8 @@ async def run_demo(
             ("checkpoints", demo.flow_checkpoints),
             ("context propagation", demo.flow_context),
             ("complete workflow", demo.flow_complete),
+            ("worker agent", lambda: demo_agents.flow_worker_agent(demo)),
+            ("llm agent with a tool", lambda: demo_agents.flow_tool(demo)),
         ]
         with Progress(
             SpinnerColumn(),

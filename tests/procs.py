@@ -22,6 +22,7 @@ from pathlib import Path
 import redis as sync_redis
 
 from shared.contract.events import (
+    AgentInvoked,
     ApprovalNeeded,
     Payload,
     SequenceChosen,
@@ -40,6 +41,7 @@ READY_STREAM: dict[str, type[Payload]] = {
     "corrector": StageCleared,
     "memory": TaskRequested,
     "notifier": ApprovalNeeded,
+    "agents": AgentInvoked,
 }
 
 

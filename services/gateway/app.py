@@ -15,6 +15,7 @@ from services.gateway.auth import KeyRing
 from services.gateway.limits import add_edge_guards
 from services.gateway.metrics import add_metrics_route
 from services.gateway.routes import (
+    agents,
     approvals,
     console,
     experiments,
@@ -27,7 +28,7 @@ from services.gateway.routes import (
 from shared.app.runtime import Deps, build_deps
 from shared.settings import Settings
 
-ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments, console)
+ROUTERS = (health, orchestration, tasks, approvals, workspaces, ui, experiments, console, agents)
 
 
 def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:

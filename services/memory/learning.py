@@ -30,6 +30,7 @@ from shared.domain.performance import apply_feedback
 from shared.memory.store import TaskRecord
 from shared.messaging.bus import ServiceBus
 from shared.messaging.tx import Tx
+from shared.stores.agent_registry import catalog_for
 
 log = logging.getLogger("raptorflow.memory.learning")
 NOTHING: Sequence[Envelope[Any]] = ()
@@ -125,8 +126,9 @@ async def apply_rating(
         return False
     view = {k.decode(): v.decode() for k, v in raw_view.items()}
     raw_stages = await deps.redis.hgetall(keys.task_stages(workspace_id, feedback.task_id))
+    catalog = await catalog_for(deps.redis, deps.catalog, workspace_id)
     agents = rated_agents([json.loads(v) for v in raw_stages.values()]) or _planned_agents(
-        view, deps.catalog
+        view, catalog
     )
     critic_quality = view.get("critic_quality") or view.get("quality")
     goal = view.get("goal")

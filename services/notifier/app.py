@@ -208,8 +208,8 @@ def build(deps: Deps) -> Service:
     ) -> Sequence[Envelope[Any]]:
         return await on_approval_withdrawn(event, tx, deps=deps)
 
-    bus.on(ApprovalNeeded, needed)
-    bus.on(ApprovalWithdrawn, withdrawn)
-    bus.dead_letters_end_tasks = False  # a lost notification leaves the approval waiting
+    # A lost notification leaves the approval waiting (on the approvals page): the task goes on.
+    bus.on(ApprovalNeeded, needed, dead_letter_ends_task=False)
+    bus.on(ApprovalWithdrawn, withdrawn, dead_letter_ends_task=False)
     service.background.append(lambda: dispatch_forever(deps))
     return service

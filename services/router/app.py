@@ -16,6 +16,7 @@ from shared.domain.patterns import PatternError
 from shared.domain.routing import PlanError, RouteDecision
 from shared.messaging.tx import Tx
 from shared.stores import tasks
+from shared.stores.agent_registry import catalog_for
 
 SERVICE = "router"
 
@@ -42,8 +43,9 @@ async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision |
     none could be chosen."""
     request = event.payload
     try:
+        catalog = await catalog_for(deps.redis, deps.catalog, event.workspace_id)
         return (
-            logic.requested_route(request, deps.catalog)
+            logic.requested_route(request, catalog)
             or await experiment_route(deps, request.goal, event.workspace_id, event.correlation_id)
             or await route(deps, request.goal, event.workspace_id)
         )

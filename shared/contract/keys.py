@@ -246,6 +246,25 @@ def routing_calibration(workspace_id: str) -> str:
     return f"memory:routing_calibration:{_ws(workspace_id)}"
 
 
+def agent_pending(workspace_id: str, invocation_id: str) -> str:
+    """The AgentInvoked envelope awaiting its AgentResult (what a timeout re-publishes)."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:pending:{invocation_id}"
+
+
+def agent_answered(workspace_id: str, invocation_id: str) -> str:
+    """Who settled an invocation first: a result's event id, or `timeout`."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:answered:{invocation_id}"
+
+
+def agent_deadlines(workspace_id: str) -> str:
+    """Sorted set of `workspace|invocation_id` by deadline, one per partition (as approvals)."""
+    return f"rf:agent:deadlines{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_agent_deadlines() -> list[str]:
+    return [f"rf:agent:deadlines{s}" for s in topology.current().suffixes()]
+
+
 def readiness_probe(process: str) -> str:
     """The key a gateway writes to tell whether Redis takes writes (expires in seconds)."""
     return f"rf:ready:{process}"

@@ -76,7 +76,8 @@ class TaskView(BaseModel):
     budget_exhausted: bool = False
     failure_reason: str | None = Field(
         default=None, description="rejected, budget_exhausted, error, invalid_plan, expired, "
-        "deadline, or dead_lettered (a service could not process one of its events)."
+        "deadline, agent_timeout, or dead_lettered (a service could not process one of its "
+        "events)."
     )
     error: str | None = None
     dead_letter_id: str | None = Field(

@@ -25,7 +25,7 @@ from shared.domain.critique import (
     overall_score,
     parse_critique,
 )
-from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
+from shared.domain.llm_port import LLMError, LLMProvider, LLMReply, LLMRequest, ToolCall, ToolSpec
 
 _CONTENT_NS = uuid.UUID("0b7e2c44-5f7a-4d36-8b1b-2a0f4c9a7d11")
 OUTPUT_LIMIT = 20_000
@@ -113,6 +113,33 @@ class SelfCorrectionResult(BaseModel):
 
 
 OnCritique = Callable[[IterationRecord, str], Awaitable[None]]
+TOOL_RESULT_LIMIT = 8000
+
+
+@dataclass(frozen=True)
+class Tooling:
+    """An llm agent's tools for one attempt: what the model sees, and how a call runs
+    (returning the tool's text and what it spent). Rounds are bounded."""
+
+    specs: list[ToolSpec]
+    run: Callable[[ToolCall], Awaitable[tuple[str, Usage]]]
+    max_rounds: int = 3
+
+
+def _assistant_calls(reply: LLMReply) -> dict[str, Any]:
+    """The assistant message that asked for tools, as the conversation records it."""
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in reply.tool_calls
+        ],
+    }
 
 
 def content_id_for(scope: str, iteration: int) -> str:
@@ -198,6 +225,7 @@ class SelfCorrector:
         self.spent = Usage()
         self._call_cost_usd = 0.0
         self._budget = Budget()
+        self._tooling: Tooling | None = None
 
     async def run(
         self,
@@ -317,7 +345,86 @@ class SelfCorrector:
     def _allows(self, calls: int) -> bool:
         return self._budget.allows(calls, self.spent, self._call_cost_usd)
 
+    # --- the event-driven path: one step at a time, the loop state kept by the caller ---
+
+    def resume(
+        self, context: AgentContext, before: Usage, stage_spent: Usage, call_cost_usd: float | None
+    ) -> None:
+        """Continue a stage's accounting where its loop state left it (None: a new stage)."""
+        self._budget = Budget.from_context(context, before)
+        self.spent = stage_spent
+        if call_cost_usd is None:
+            call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
+        self._call_cost_usd = call_cost_usd
+
+    @property
+    def call_cost_usd(self) -> float:
+        """The dearest call seen so far: the cost projection's unit."""
+        return self._call_cost_usd
+
+    def allows(self, calls: int) -> bool:
+        """Whether `calls` more calls fit in the task's budget."""
+        return self._allows(calls)
+
+    def count(self, usage: Usage) -> None:
+        """Add usage spent elsewhere (an agent's attempt) to this stage's accounting."""
+        self.spent = self.spent.plus(usage)
+        if usage.api_calls:
+            self._call_cost_usd = max(self._call_cost_usd, usage.cost_usd / usage.api_calls)
+
+    async def critique(
+        self, agent: AgentSpec, goal: str, draft: str, context: AgentContext, aspects: list[str]
+    ) -> Critique:
+        """One critique of a draft (with one repair of an invalid answer)."""
+        return await self._critique(agent, goal, draft, context, aspects)
+
+    async def attempt(
+        self,
+        agent: AgentSpec,
+        *,
+        goal: str,
+        inputs: dict[str, Any],
+        context: AgentContext,
+        previous_output: str | None,
+        draft: str | None,
+        issues: list[str],
+        tooling: Tooling | None = None,
+    ) -> str:
+        """An llm agent's answer to one invocation: a first draft, or a revision of `draft`."""
+        self._tooling = tooling
+        if draft is not None:
+            return await self._revise(agent, goal, draft, issues, context)
+        return await self._first_draft(agent, goal, inputs, context, previous_output, None)
+
     async def _call(self, request: LLMRequest) -> LLMReply:
+        if self._tooling is not None and request.purpose in ("generate", "revise"):
+            return await self._call_with_tools(request, self._tooling)
+        return await self._call_once(request)
+
+    async def _call_with_tools(self, request: LLMRequest, tooling: Tooling) -> LLMReply:
+        """The tool-calling loop: the model calls tools until it answers in text, for at
+        most `max_rounds` rounds; every model call and tool call counts in the budget."""
+        history: list[dict[str, Any]] = []
+        reply = await self._call_once(request.model_copy(update={"tools": tooling.specs}))
+        for _ in range(tooling.max_rounds):
+            if not reply.tool_calls:
+                return reply
+            if not self._allows(len(reply.tool_calls) + 1):
+                raise BudgetExhausted("the budget leaves no room for the tool calls asked for")
+            history.append(_assistant_calls(reply))
+            for call in reply.tool_calls:
+                text, usage = await tooling.run(call)
+                self.spent = self.spent.plus(usage)
+                history.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": text[:TOOL_RESULT_LIMIT]}
+                )
+            update = {"tools": tooling.specs, "history": list(history)}
+            reply = await self._call_once(request.model_copy(update=update))
+        if reply.tool_calls and not reply.text.strip():
+            raise LLMError(f"the model still asked for tools after {tooling.max_rounds} rounds")
+        return reply
+
+    async def _call_once(self, request: LLMRequest) -> LLMReply:
         reply = await self.provider.complete(request)
         self.spent = self.spent.plus(reply.usage)
         self._call_cost_usd = max(self._call_cost_usd, reply.usage.cost_usd)

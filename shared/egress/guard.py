@@ -129,6 +129,8 @@ class EgressPolicy:
             raise EgressRefused(f"not a URL: {exc}") from exc
         if parsed.scheme not in SCHEMES:
             raise EgressRefused(f"scheme {parsed.scheme!r}")
+        if _normal_host(parsed.host) in self.hosts:
+            return  # named by the operator: it must resolve when called, not necessarily now
         await self.resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
 
 

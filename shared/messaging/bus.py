@@ -150,8 +150,13 @@ class ServiceBus(PerMessageConsumer, BatchedConsumer):
         after_commit: Callable[[Envelope[Any]], None] | None = None,
         concurrency: int | None = None,
         batched: bool = True,
+        dead_letter_ends_task: bool = True,
     ) -> None:
         """Subscribe `handler` to the stream of `payload_type` (reader and reclaimer).
+
+        A message of it that is dead-lettered ends its task as failed (an accepted task is
+        never lost), unless `dead_letter_ends_task` is False: for messages whose loss the
+        task survives (an agent's answer, retried at its deadline; a notification).
 
         `after_commit` sees each event once its handler's transaction committed (metrics).
         `concurrency` overrides settings.handler_concurrency (1 for handlers whose optimistic
@@ -179,6 +184,8 @@ class ServiceBus(PerMessageConsumer, BatchedConsumer):
         title_of = payload_type.__doc__ or ""
         for stream in payload_type.streams():  # one per partition
             self.streams.append(stream)
+            if not dead_letter_ends_task:
+                self.spared_streams.add(stream)
             title = f"{self.service}:{stream.removeprefix('rf:stream:')}"
             about = description or title_of.strip()
             self._subscribe_reader(

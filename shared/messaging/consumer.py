@@ -52,9 +52,9 @@ class Consumer:
         self.handled = 0
         self.dead_lettered = 0
         self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}
-        # A message this service cannot process ends its task as failed (an accepted task
-        # is never lost); a service off the task's path (the notifier) turns this off.
-        self.dead_letters_end_tasks = True
+        # Streams whose dead letters leave the task alone (ServiceBus.on's
+        # dead_letter_ends_task=False); any other letter ends its task as failed.
+        self.spared_streams: set[str] = set()
 
     def _queue_event(self, tx: Tx, event: Envelope[Any]) -> None:
         """Queue an XADD of a follow-up event as it is (ServiceBus: `bus.queue_xadd`)."""
@@ -165,7 +165,7 @@ class Consumer:
             error=error,
             reason=reason,
             deliveries=deliveries,
-            ends_task=self.dead_letters_end_tasks,
+            ends_task=stream not in self.spared_streams,
         )
 
 

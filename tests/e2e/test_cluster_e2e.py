@@ -162,3 +162,43 @@ async def test_partitioned_streams_on_one_redis() -> None:
                 )
                 assert await redis.xlen(TaskRequested.stream(workspace)) >= 1
         await redis.aclose()
+
+
+async def test_worker_agent_on_the_cluster(cluster_layout: str, client: ClusterClient) -> None:
+    """A worker agent's streams, answers (MULTI of XADD + XACK) and heartbeats on a cluster:
+    each partition's stream is read on its own slot; every workspace's stage completes."""
+    from raptorflow.agent_sdk import AgentRequest, Worker, agent
+    from shared.domain.catalog import AgentSpec
+    from shared.stores import agent_registry
+    from tests.agents.sample_agents import improving_answer
+
+    name = "cluster_worker"
+
+    @agent(name)
+    async def writer(request: AgentRequest) -> str:
+        return improving_answer(request)
+
+    settings = settings_for(cluster_layout, redis_cluster=True, stream_partitions=PARTITIONS)
+    async with LocalStack(settings, start_redis=False) as stack:
+        assert stack.deps is not None
+        spec = AgentSpec(name=name, kind="worker", task_types=["research"])
+        await agent_registry.put_agent(stack.deps.redis, stack.deps.catalog, spec, "*")
+        worker = Worker(writer, stack.deps.redis, claim_idle_ms=5000)
+        import asyncio
+
+        running = asyncio.create_task(worker.run())
+        try:
+            await eventually(lambda: agent_registry.live_workers(stack.deps.redis, [name]), 20)
+            for workspace in WORKSPACES[:3]:
+                event = new_envelope(
+                    TaskRequested(goal="Research AI trends", agent_sequence=[name]),
+                    workspace_id=workspace,
+                )
+                await publish(stack.deps.redis, [event])
+                view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
+                assert view["status"] == "completed", view
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            await agent_registry.delete_agent(stack.deps.redis, name, "*")
+    assert worker.handled >= 6  # two drafts per task

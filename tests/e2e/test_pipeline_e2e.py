@@ -20,8 +20,10 @@ EXPECTED_PARENT = {
     "SequenceChosen": {"TaskRequested"},
     "StageAssigned": {"SequenceChosen", "StageAdvanced"},
     "StageCleared": {"StageAssigned", "ApprovalResolved"},
-    "CritiqueDone": {"StageCleared"},
-    "StageCompleted": {"StageCleared"},
+    "AgentInvoked": {"StageCleared", "AgentResult"},
+    "AgentResult": {"AgentInvoked"},
+    "CritiqueDone": {"AgentResult"},
+    "StageCompleted": {"AgentResult"},
     "StageAdvanced": {"StageCompleted", "ApprovalResolved"},
     "TaskCompleted": {"StageCompleted", "ApprovalResolved"},
 }

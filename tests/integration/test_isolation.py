@@ -56,6 +56,7 @@ class World:
     app: FastAPI
     gateway_url: str
     secrets: list[str] = field(default_factory=list)
+    agent: str = ""
 
 
 @dataclass
@@ -153,6 +154,12 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
         ),
         ("POST", "/workspaces/{workspace_id}/experiments/{experiment_id}/stop"): Req(
             "POST", f"/workspaces/{ws}/experiments/{e}/stop", json={"promote": True, "winner": "A"}
+        ),
+        ("GET", "/agents"): Req("GET", "/agents", params=q),
+        ("GET", "/agents/{name}"): Req("GET", f"/agents/{w.agent}", params=q),
+        ("DELETE", "/agents/{name}"): Req("DELETE", f"/agents/{w.agent}", params=q),
+        ("PUT", "/agents/{name}"): Req(
+            "PUT", f"/agents/{w.agent}", params=q, json={"kind": "worker", "task_types": ["research"]}
         ),
         ("GET", "/ui/approvals"): Req("GET", "/ui/approvals", params=q),
         ("POST", "/ui/approvals/{approval_id}/decide"): Req(
@@ -255,6 +262,16 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
                 headers=b,
             )
             assert r.status_code == 201, r.text
+            experiment = r
+            agent = f"b_{uuid.uuid4().hex[:10]}"
+            r = await client.put(
+                f"/agents/{agent}",
+                params={"workspace_id": ws_b},
+                json={"kind": "worker", "task_types": ["research"], "description": marker},
+                headers=b,
+            )
+            assert r.status_code == 200, r.text
+            r = experiment
             yield World(
                 ws_a=ws_a,
                 ws_b=ws_b,
@@ -268,6 +285,7 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
                 app=app,
                 gateway_url=stack.gateway_url,
                 secrets=[marker, hook_url, r.json()["experiment_id"]],
+                agent=agent,
             )
 
 
@@ -312,6 +330,7 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
         ("GET", "/approvals/{approval_id}"),
         ("GET", "/workspaces/{workspace_id}/webhooks"),
         ("GET", "/workspaces/{workspace_id}/experiments/{experiment_id}"),
+        ("GET", "/agents/{name}"),
     ]:
         r = await cases_b[route].send(w.client, KEY_ALL)
         assert r.status_code == 200, (route, r.text)

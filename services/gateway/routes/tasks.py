@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from services.gateway import lifecycle, logic
 from services.gateway.access import WorkspaceQuery, allow, get_deps, is_admin
+from services.gateway.routes.agents import require_known_agents
 from services.gateway.schemas import CancelRequest, RerunRequest, ResumeRequest, TaskSubmission
 from shared.app.runtime import Deps
 from shared.contract import keys
@@ -70,6 +71,7 @@ async def submit_task(
             status.HTTP_403_FORBIDDEN,
             detail=f"user_id: this API key belongs to {user}; it cannot submit as {body.user_id}",
         )
+    await require_known_agents(d, body.workspace_id, body.agent_sequence)
     replace = await _checkpoints_policy(body, request, d)
     body = body.model_copy(update={"user_id": user or body.user_id})
     try:
