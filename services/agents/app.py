@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.agents import http_agent, logic, tools
 from shared.app.runtime import Deps, Service, new_service
@@ -22,6 +21,8 @@ from shared.contract.events import AgentInvoked, AgentResult, Envelope, Usage
 from shared.domain.catalog import AgentCatalog, AgentSpec
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, SelfCorrector
+from shared.messaging.tx import Tx
+from shared.stores import tasks
 from shared.stores.agent_registry import catalog_for
 
 SERVICE = "agents"
@@ -75,7 +76,7 @@ async def run_http_agent(
 
 
 async def on_agent_invoked(
-    event: Envelope[AgentInvoked], tx: Pipeline, *, deps: Deps, client: httpx.AsyncClient
+    event: Envelope[AgentInvoked], tx: Tx, *, deps: Deps, client: httpx.AsyncClient
 ) -> Sequence[Envelope[Any]]:
     invoked = event.payload
     catalog = await catalog_for(deps.redis, deps.catalog, event.workspace_id)
@@ -96,8 +97,9 @@ def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
     client = httpx.AsyncClient(follow_redirects=False)
 
-    async def invoked(event: Envelope[AgentInvoked], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def invoked(event: Envelope[AgentInvoked], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_agent_invoked(event, tx, deps=deps, client=client)
 
-    bus.on(AgentInvoked, invoked, batched=False)  # waits on an LLM or a URL
+    # A cancelled or expired task's invocations are dropped; waits on an LLM or a URL.
+    bus.on(AgentInvoked, tasks.unless_stopped(deps.redis, invoked), batched=False)
     return service
