@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, statu
 from services.gateway import logic, ui, workspace_api
 from services.gateway.auth import KeyRing, authorize, decider
 from services.gateway.learning_routes import learning_router
-from services.gateway.metrics import add_metrics_route
+from services.gateway.metrics import add_metrics_route, add_probe_routes
 from services.gateway.schemas import (
     ContextSummary,
     DecisionRequest,
@@ -289,5 +289,6 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     app.include_router(workspace_api.router(ring))
     app.include_router(ui.router(ring))
     add_metrics_route(app)
+    add_probe_routes(app)
     app.include_router(learning_router(ring))
     return app
