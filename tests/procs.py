@@ -28,6 +28,7 @@ from shared.contract.events import (
     SequenceChosen,
     StageCleared,
     StageCompleted,
+    TaskCompleted,
     TaskRequested,
 )
 
@@ -41,6 +42,15 @@ READY_STREAM: dict[str, type[Payload]] = {
     "corrector": StageCleared,
     "memory": TaskRequested,
     "notifier": ApprovalNeeded,
+}
+
+# The stream whose handler a fault test interrupts (memory: the one that writes history).
+VICTIM_STREAM: dict[str, type[Payload]] = {
+    "router": TaskRequested,
+    "selector": SequenceChosen,
+    "checkpoint": StageCompleted,
+    "corrector": StageCleared,
+    "memory": TaskCompleted,
 }
 
 

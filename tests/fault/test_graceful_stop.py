@@ -11,26 +11,18 @@ whose replies take as long as a test needs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from raptorflow.redis_server import RedisServer, free_port
-from shared.contract.events import (
-    CritiqueDone,
-    SequenceChosen,
-    StageCleared,
-    StageCompleted,
-    TaskCompleted,
-    TaskRequested,
-)
-from shared.messaging.bus import make_redis
+from shared.contract.events import CritiqueDone, StageCleared, StageCompleted
 from tests.fakes.openai_script import PurposeScript, purpose_of
 from tests.fakes.openai_server import Reply, ScriptedOpenAIServer, delay
-from tests.helpers import eventually, settings_for
-from tests.procs import ProcessGroup, ServiceProcess, service_processes
+from tests.helpers import eventually
+from tests.procs import VICTIM_STREAM, ProcessGroup, ServiceProcess, service_processes
 from tests.reliability import (
     assert_exactly_once,
     effects_of,
@@ -46,24 +38,6 @@ UPSTREAM = ("router", "selector", "checkpoint", "memory")
 BATCH = 16
 GRACE_S = 15.0
 
-# The stream whose handler each SIGTERM interrupts (memory: the one that writes history).
-VICTIM_STREAM = {
-    "router": TaskRequested,
-    "selector": SequenceChosen,
-    "checkpoint": StageCompleted,
-    "corrector": StageCleared,
-    "memory": TaskCompleted,
-}
-
-
-@pytest.fixture(scope="module")
-def aof_redis() -> Iterator[RedisServer]:
-    server = RedisServer(appendonly=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 @pytest.fixture(scope="module")
 def stack(aof_redis: RedisServer) -> Iterator[ProcessGroup]:
@@ -71,15 +45,6 @@ def stack(aof_redis: RedisServer) -> Iterator[ProcessGroup]:
     env = {"RAPTORFLOW_SHUTDOWN_GRACE_S": str(GRACE_S)}
     with service_processes(aof_redis.url, *UPSTREAM, env=env) as group:
         yield group
-
-
-@pytest.fixture
-async def client(aof_redis: RedisServer) -> AsyncIterator[Redis]:
-    redis = make_redis(settings_for(aof_redis.url))
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
 
 
 @pytest.fixture
