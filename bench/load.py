@@ -32,6 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from raptorflow.redis_server import RedisServer  # noqa: E402
 from shared.contract.events import stream_for  # noqa: E402
@@ -80,6 +89,13 @@ async def occurred(redis: Redis, event_type: str) -> dict[str, datetime]:
         start = "(" + page[-1][0].decode()
 
 
+def load_progress() -> Progress:
+    """Finished tasks against the total, on stderr (stdout carries the JSON summary)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                    transient=True)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -91,6 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis = Redis.from_url(server.url)
     loads = [os.getloadavg()[0]]
     summary: dict[str, Any] = {"tasks": args.tasks, "killed": args.kill}
+    progress = load_progress()
     try:
         procs = [ServiceProcess(name, server.url).start() for name in SERVICES]
         for proc in procs:
@@ -100,8 +117,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         task_ids: list[str] = []
         killed_at = restarted_at = None
         next_sample = t0 + 15
+        bar = progress.add_task("finished", total=args.tasks)
+        progress.start()
         while True:
             done = await done_count(redis)
+            progress.update(bar, completed=done)
             if len(task_ids) < args.tasks and len(task_ids) - done < args.concurrency:
                 n = min(args.concurrency - (len(task_ids) - done), args.tasks - len(task_ids))
                 task_ids += await submit_batch(redis, WORKSPACE, n, tag=f"{len(task_ids)}-")
@@ -125,6 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 loads.append(os.getloadavg()[0])
                 next_sample += 15
             await asyncio.sleep(0.05)
+        progress.stop()
         elapsed = time.monotonic() - t0
         loads.append(os.getloadavg()[0])
         # Memory applies outcomes more slowly than the pipeline finishes them (~30 tasks/s
@@ -165,6 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         return summary
     finally:
+        progress.stop()
         for proc in procs:
             proc.stop()
         await redis.aclose()

@@ -167,7 +167,7 @@ async def stages(
     completed = StageCompleted.stream()
     samples = []
     async with LocalStack(
-        settings, services=["corrector"], provider=provider, start_redis=False
+        settings, services=["corrector", "agents"], provider=provider, start_redis=False
     ) as stack:
         assert stack.deps is not None
         redis = stack.deps.redis
@@ -179,7 +179,7 @@ async def stages(
                 event = stage_event(iterations)
                 llm_before = provider.llm_s
                 started = time.perf_counter()
-                await publish(redis, [event], settings.stream_maxlen)
+                await publish(redis, [event])
                 while True:
                     got = await reader.xread({completed: last}, count=1, block=10_000)
                     if not got:

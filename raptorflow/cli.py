@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
-from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from raptorflow import cli_approvals, cli_dlq
-from raptorflow.logs import configure_logging
+from raptorflow import cli_agents, cli_approvals, cli_dlq, cli_tasks
+from raptorflow.client import WaitTimeout
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
+from shared.observability.logs import configure_logging
 from shared.settings import get_settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)
@@ -24,25 +21,27 @@ app.add_typer(cli_approvals.approvals_app, name="approvals")
 app.add_typer(cli_approvals.checkpoints_app, name="checkpoints")
 app.add_typer(cli_approvals.webhooks_app, name="webhooks")
 app.add_typer(cli_dlq.dlq_app, name="dlq")
+app.add_typer(cli_tasks.tasks_app, name="tasks")
+app.add_typer(cli_agents.agents_app, name="agents")
+app.add_typer(cli_agents.agent_app, name="agent")
 console = Console()
 err = Console(stderr=True)
 
 GATEWAY_URL = os.environ.get("RAPTORFLOW_GATEWAY_URL", "http://127.0.0.1:8000")
 
 
-def _headers() -> dict[str, str]:
-    key = os.environ.get("RAPTORFLOW_API_KEY")
-    return {"X-API-Key": key} if key else {}
-
-
 @app.command()
-def run() -> None:
+def run(
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
+) -> None:
     """Run every service and the gateway in one process (embedded Redis if REDIS_URL is unset)."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.stack import LocalStack
     from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
-    settings = get_settings()
+    settings = settings_with(get_settings(), host, port)
 
     async def main() -> None:
         async with LocalStack(settings, with_gateway=True) as stack:
@@ -50,7 +49,7 @@ def run() -> None:
             console.print(f"RaptorFlow running: gateway {stack.gateway_url}, redis "
                           f"{'embedded at ' + stack.settings.redis_url_value() if stack.embedded_redis else 'REDIS_URL'}, "
                           f"provider {provider}{' (offline: deterministic rules)' if provider == 'offline' else ''}. "
-                          "Ctrl+C to stop.")
+                          f"Console: {stack.gateway_url}/ui. Ctrl+C to stop.")
             await wait_for_stop_signal()
 
     asyncio.run(main())
@@ -68,12 +67,19 @@ def service(name: str = typer.Argument(..., help=f"One of: {', '.join(ALL_SERVIC
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: bool = typer.Option(
+        False, "--serve", help="Keep the gateway and its console up afterwards, until Ctrl+C."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Gateway bind address (RAPTORFLOW_GATEWAY_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Gateway port (RAPTORFLOW_GATEWAY_PORT)."),
+) -> None:
     """Run the seed's six demo flows end to end and print what happened in each."""
+    from raptorflow.cli_serve import settings_with
     from raptorflow.demo import run_demo
 
     configure_logging(service="demo", level="WARNING")
-    ok = asyncio.run(run_demo(get_settings(), console))
+    ok = asyncio.run(run_demo(settings_with(get_settings(), host, port), console, serve=serve))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -82,45 +88,29 @@ def submit(
     goal: str,
     workspace: str = typer.Option(..., "--workspace", "-w", help="Workspace id."),
     user: str | None = typer.Option(None, "--user", help="User id."),
-    wait: bool = typer.Option(False, "--wait", help="Wait until the task ends and print it."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the task ends and summarise it."),
     timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
+    idempotency_key: str | None = typer.Option(None, help="Retry-safe: same key, same task."),
+    deadline: float | None = typer.Option(None, help="Fail the task after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw task document."),
     gateway: str = typer.Option(GATEWAY_URL, help="Gateway URL (RAPTORFLOW_GATEWAY_URL)."),
 ) -> None:
     """Submit a goal through the gateway; with --wait, follow it to the end."""
-    body: dict[str, Any] = {"goal": goal, "workspace_id": workspace}
-    if user:
-        body["user_id"] = user
-    with httpx.Client(base_url=gateway, headers=_headers(), timeout=30) as client:
-        response = client.post("/tasks", json=body)
-        if response.status_code >= 400:
-            err.print(f"[red]{response.status_code}[/red] {response.text}")
-            raise typer.Exit(1)
-        task_id = response.json()["task_id"]
-        console.print(f"task {task_id} accepted")
+    with cli_tasks.client(gateway, workspace) as rf:
+        accepted = cli_tasks.call(lambda: rf.submit(
+            goal, user_id=user, idempotency_key=idempotency_key, deadline_s=deadline))
         if not wait:
+            cli_tasks.emit(accepted, as_json,
+                           lambda: console.print(f"task {accepted.task_id} {accepted.status}"))
             return
-        status = _follow(client, task_id, workspace, timeout)
-    console.print_json(json.dumps(status))
-    raise typer.Exit(0 if status.get("status") == "completed" else 1)
-
-
-def _follow(client: httpx.Client, task_id: str, workspace: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
-        bar = progress.add_task("waiting", total=None)
-        while time.monotonic() < deadline:
-            response = client.get(f"/tasks/{task_id}", params={"workspace_id": workspace})
-            if response.status_code == 200:
-                status = response.json()
-                progress.update(bar, description=f"status: {status['status']}, "
-                                f"stages done: {len(status['stages'])}")
-                if status["status"] in {"completed", "failed", "rejected"}:
-                    return status
-            time.sleep(0.2)
-    err.print(f"[yellow]task still {status.get('status', 'unknown')} after {timeout}s[/yellow]")
-    return status
+        err.print(f"task {accepted.task_id} accepted; waiting up to {timeout:.0f}s")
+        try:
+            view = cli_tasks.call(lambda: rf.wait(accepted.task_id, timeout=timeout))
+        except WaitTimeout as exc:
+            view = exc.view
+            err.print(f"[yellow]task still {view.status} after {timeout}s[/yellow]")
+    cli_tasks.emit(view, as_json, lambda: cli_tasks.summary(view))
+    raise typer.Exit(0 if view.status == "completed" else 1)
 
 
 @app.command()

@@ -15,11 +15,19 @@ from typing import Any, TypeVar
 import typer
 from redis.asyncio import Redis
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from shared.messaging import dead_letters
 from shared.messaging.bus import make_redis
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -33,7 +41,7 @@ AsJson = typer.Option(False, "--json", help="Print JSON.")
 
 def _run(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
     """Run `work` with a fresh client from the environment (never a cached one)."""
-    settings = Settings()
+    settings = get_settings()
 
     async def main() -> T:
         redis = make_redis(settings)
@@ -129,13 +137,16 @@ def replay_cmd(
                 return [], [f"no dead letter {i}" for i in missing]
             letters = [letter for letter in found if letter is not None]
         done, problems = [], []
+        progress, bar = replay_progress(len(letters))
         for letter in letters:
+            progress.advance(bar)
             try:
-                new_id = await dead_letters.replay(redis, letter, settings.stream_maxlen)
+                new_id = await dead_letters.replay(redis, letter)
             except dead_letters.NotReplayable as exc:
                 problems.append(str(exc))
                 continue
             done.append(f"{letter.id} -> {letter.stream} {new_id}")
+        progress.stop()
         return done, problems
 
     done, problems = _run(work)
@@ -145,6 +156,15 @@ def replay_cmd(
         err.print(f"[red]{problem}[/red]")
     console.print(f"{len(done)} replayed")
     raise typer.Exit(1 if problems else 0)
+
+
+def replay_progress(total: int) -> tuple[Progress, TaskID]:
+    """A started bar on stderr (stdout keeps the replayed lines); gone once stopped."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=True)
+    bar = progress.add_task("replaying", total=total)
+    progress.start()
+    return progress, bar
 
 
 def dead_letters_limit() -> int:

@@ -64,7 +64,7 @@ def asyncapi_document() -> dict[str, Any]:
         schema_version="3.0.0",
     )
     document: dict[str, Any] = json.loads(spec.to_specification().to_json())
-    return with_envelope_payloads(document)
+    return with_agent_channels(with_envelope_payloads(document))
 
 
 def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +93,47 @@ def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
             messages[name]["payload"] = ref
             messages[name]["contentType"] = "application/json"
             messages[name]["correlationId"] = {"location": "$message.payload#/correlation_id"}
+    return document
+
+
+def with_agent_channels(document: dict[str, Any]) -> dict[str, Any]:
+    """The streams external workers use (docs/agents.md): each worker agent's invocation
+    stream, read by its `workers` group, and the result stream it answers on."""
+    components = document.setdefault("components", {})
+    messages = components.setdefault("messages", {})
+    for name, event_type in (("WorkerInvocation", "AgentInvoked"), ("WorkerResult", "AgentResult")):
+        messages[name] = {
+            "title": f"{event_type} envelope",
+            "contentType": "application/json",
+            "correlationId": {"location": "$message.payload#/correlation_id"},
+            "payload": {"$ref": f"#/components/schemas/Envelope_{event_type}_"},
+        }
+    channels = document.setdefault("channels", {})
+    channels["workers:AgentInvoked:{agent}"] = {
+        "address": "rf:stream:AgentInvoked:{agent}",
+        "description": "A worker agent's invocations (`:pK` appended per partition when the "
+        "deployment partitions streams). Read with XREADGROUP as group `workers`.",
+        "parameters": {"agent": {"description": "The agent's name (^[a-z][a-z0-9_]{0,63}$)."}},
+        "bindings": {"redis": {"groupName": "workers", "bindingVersion": "custom"}},
+        "messages": {"WorkerInvocation": {"$ref": "#/components/messages/WorkerInvocation"}},
+    }
+    channels["workers:AgentResult"] = {
+        "address": "rf:stream:AgentResult",
+        "description": "Where a worker answers: the invocation's `reply_to` names the exact stream.",
+        "bindings": {"redis": {"groupName": "corrector", "bindingVersion": "custom"}},
+        "messages": {"WorkerResult": {"$ref": "#/components/messages/WorkerResult"}},
+    }
+    operations = document.setdefault("operations", {})
+    operations["workers:receiveInvocation"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/workers:AgentInvoked:{agent}"},
+        "messages": [{"$ref": "#/channels/workers:AgentInvoked:{agent}/messages/WorkerInvocation"}],
+    }
+    operations["workers:sendResult"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/workers:AgentResult"},
+        "messages": [{"$ref": "#/channels/workers:AgentResult/messages/WorkerResult"}],
+    }
     return document
 
 

@@ -1,4 +1,4 @@
-"""The seed's six demo flows, run through the real services on a real Redis."""
+"""The seed's six demo flows, then two agent flows, run through the real services on a real Redis."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from raptorflow import demo_agents
 from raptorflow.stack import LocalStack, wait_for_status, wait_for_task
 from shared.app.facade import (
     evaluate_checkpoint,
@@ -21,7 +22,7 @@ from shared.app.facade import (
     route,
     select_best_agent,
 )
-from shared.app.runtime import Deps
+from shared.app.runtime import Deps, wait_for_stop_signal
 from shared.contract.events import TaskRequested, new_envelope, stream_for
 from shared.contract.models import (
     AgentContext,
@@ -36,9 +37,36 @@ from shared.messaging.bus import publish
 from shared.settings import Settings
 from shared.stores import approvals
 
+FLOWS = 8  # the seed's six, then a worker agent and an llm agent with a tool
 FIRST_GOAL = "Create a blog post about AI trends"
 SIMILAR_GOAL = "Write a blog about machine learning"
 UNRELATED_GOAL = "Audit our Kubernetes cluster costs"
+
+
+def seed_checkpoints(workspace: str) -> WorkflowCheckpoints:
+    """The seed's two checkpoints: a strategy review after the strategy stage, and a
+    review before publishing."""
+    return WorkflowCheckpoints(
+        workspace_id=workspace,
+        checkpoints=[
+            WorkflowCheckpoint(
+                name="strategy_review",
+                description="Review strategy before content generation",
+                condition=CheckpointCondition.AFTER_STAGE,
+                condition_params={"stage": "strategy"},
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
+                timeout_seconds=3600,
+            ),
+            WorkflowCheckpoint(
+                name="pre_publish",
+                description="Review before publishing",
+                condition=CheckpointCondition.BEFORE_EXECUTION,
+                action=CheckpointAction.REQUEST_APPROVAL,
+                auto_approve_if={"quality_above": 0.9},
+            ),
+        ],
+    )
 
 
 class Demo:
@@ -63,7 +91,7 @@ class Demo:
             context=context,
             user_id=context.user_id,
         )
-        await publish(self.deps.redis, [event], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [event])
         view = await wait_for_task(self.deps, self.workspace, event.correlation_id, timeout=60)
         view["task_id"] = event.correlation_id
         return view
@@ -170,27 +198,7 @@ class Demo:
         )
 
     async def flow_checkpoints(self) -> None:
-        config = WorkflowCheckpoints(
-            workspace_id=self.workspace,
-            checkpoints=[
-                WorkflowCheckpoint(
-                    name="strategy_review",
-                    description="Review strategy before content generation",
-                    condition=CheckpointCondition.AFTER_STAGE,
-                    condition_params={"stage": "strategy"},
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.85, "success_rate_above": 0.8},
-                    timeout_seconds=3600,
-                ),
-                WorkflowCheckpoint(
-                    name="pre_publish",
-                    description="Review before publishing",
-                    condition=CheckpointCondition.BEFORE_EXECUTION,
-                    action=CheckpointAction.REQUEST_APPROVAL,
-                    auto_approve_if={"quality_above": 0.9},
-                ),
-            ],
-        )
+        config = seed_checkpoints(self.workspace)
         context = AgentContext(workspace_id=self.workspace)
         auto = evaluate_checkpoint(
             "strategy_review", config, context, {"quality_score": 0.9, "agent_success_rate": 0.85}
@@ -211,7 +219,7 @@ class Demo:
             TaskRequested(goal="Plan a product launch strategy", checkpoints=gated),
             workspace_id=self.workspace,
         )
-        await publish(self.deps.redis, [task], self.deps.settings.stream_maxlen)
+        await publish(self.deps.redis, [task])
         waiting = await wait_for_status(
             self.deps, self.workspace, task.correlation_id, {"awaiting_approval"}, timeout=60
         )
@@ -310,8 +318,8 @@ class Demo:
         self.say(
             "6. Complete workflow (through the HTTP gateway)",
             [
-                f"POST /tasks -> {accepted['task_id']}; routing {status['details'].get('routing_source')}"
-                f" -> {status['details'].get('agent_sequence')}",
+                f"POST /tasks -> {accepted['task_id']}; routing {status.get('routing_source')}"
+                f" -> {status.get('agent_sequence')}",
                 *[
                     f"  stage {s['stage_index']} {s['agent']}: quality {s['quality']:.2f}, "
                     f"iterations {s['self_correction_metadata']['iterations']}, provider {s['provider']}"
@@ -319,7 +327,7 @@ class Demo:
                 ],
                 f"invalid body -> {bad.status_code} ({bad.json()['detail'][0]['loc']})",
                 f"dead letters: {dead}; final status {status['status']}, success "
-                f"{status['details'].get('success')}",
+                f"{status.get('success')}",
             ],
             ok,
         )
@@ -331,12 +339,18 @@ class Demo:
         for title, ok, _ in self.results:
             table.add_row(title, "[green]held[/green]" if ok else "[red]did not hold[/red]")
         self.console.print(table)
-        return all(ok for _, ok, _ in self.results) and len(self.results) == 6
+        return all(ok for _, ok, _ in self.results) and len(self.results) == FLOWS
 
 
 async def run_demo(
-    settings: Settings, console: Console | None = None, *, start_redis: bool | None = None
+    settings: Settings,
+    console: Console | None = None,
+    *,
+    start_redis: bool | None = None,
+    serve: bool = False,
+    serve_until: Callable[[], Awaitable[None]] = wait_for_stop_signal,
 ) -> bool:
+    """Run the six flows; with `serve`, keep the gateway (and its console) up until Ctrl+C."""
     console = console or Console()
     stack = LocalStack(settings, with_gateway=True, start_redis=start_redis)
     async with stack:
@@ -363,6 +377,8 @@ async def run_demo(
             ("checkpoints", demo.flow_checkpoints),
             ("context propagation", demo.flow_context),
             ("complete workflow", demo.flow_complete),
+            ("worker agent", lambda: demo_agents.flow_worker_agent(demo)),
+            ("llm agent with a tool", lambda: demo_agents.flow_tool(demo)),
         ]
         with Progress(
             SpinnerColumn(),
@@ -376,4 +392,26 @@ async def run_demo(
                 progress.update(task, description=f"flow: {name}")
                 await flow()
                 progress.advance(task)
-        return demo.summary()
+        ok = demo.summary()
+        await _console_after(stack, demo.workspace, console, serve_until if serve else None)
+        return ok
+
+
+async def _console_after(
+    stack: LocalStack,
+    workspace: str,
+    console: Console,
+    serve_until: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Point to the console; with `serve_until`, keep it up until that returns."""
+    if serve_until is None:
+        console.print(
+            f"To look at these tasks in the console, run [bold]raptorflow demo --serve[/bold] "
+            f"(or [bold]make serve[/bold] and open {stack.gateway_url}/ui)."
+        )
+        return
+    console.print(
+        f"Console: [bold]{stack.gateway_url}/ui/tasks?workspace_id={workspace}[/bold] "
+        "(Ctrl+C to stop)"
+    )
+    await serve_until()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services.agents.app import build as build_agents
 from services.checkpoint.app import build as build_checkpoint
 from services.corrector.app import build as build_corrector
 from services.memory.app import build as build_memory
@@ -19,5 +20,6 @@ STREAM_SERVICES: dict[str, Callable[[Deps], Service]] = {
     "corrector": build_corrector,
     "memory": build_memory,
     "notifier": build_notifier,
+    "agents": build_agents,
 }
 ALL_SERVICES = [*STREAM_SERVICES, "gateway"]

@@ -22,7 +22,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.stack")
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "rejected", "cancelled"})
 
 
 class LocalStack:
@@ -97,9 +97,14 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         if self._gateway_server is not None and self._gateway_task is not None:
+            from services.gateway.console import live
+
+            live.close_all()  # uvicorn waits for open responses; event streams never end
             self._gateway_server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._gateway_task, timeout=10)
+        # Service.stop waits for its stream readers (see runtime.stop_readers), so none is
+        # left inside XREADGROUP when its connection or Redis goes away.
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
                 await service.stop()
@@ -108,7 +113,14 @@ class LocalStack:
         if self.metrics is not None:
             self.metrics.close()
         if self.redis_server is not None:
-            self.redis_server.stop()
+            await asyncio.to_thread(self.redis_server.stop)
+
+
+def consume_tasks(service: Service) -> list[asyncio.Task[Any]]:
+    """The read loops FastStream runs for a service's subscribers (tests look at them)."""
+    broker = service.app.broker
+    subscribers = getattr(broker, "subscribers", []) if broker is not None else []
+    return [task for sub in subscribers for task in getattr(sub, "tasks", [])]
 
 
 async def wait_for_task(

@@ -9,6 +9,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contract import topology
+from shared.contract.topology import Topology
 from shared.domain.recalibration import DEFAULT_MODE, RecalibrationMode
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -103,7 +105,12 @@ class Settings(BaseSettings):
         "Keep it below the orchestrator's kill deadline (Kubernetes: terminationGracePeriodSeconds).",
     )
     max_deliveries: int = Field(default=5, ge=1)
-    stream_maxlen: int = Field(default=100_000, ge=100)
+    stream_maxlen: int = Field(
+        default=100_000,
+        ge=100,
+        description="About how many entries a stream keeps; never trims what a group still needs.",
+    )
+    stream_trim_interval_s: float = Field(default=5.0, gt=0, le=3600)
     processed_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
     api_keys: SecretStr | None = Field(
@@ -126,6 +133,12 @@ class Settings(BaseSettings):
     def redis_url_value(self) -> str:
         return self.redis_url.get_secret_value()
 
+    def layout(self) -> Topology:
+        """How this deployment lays streams and keys over Redis (partitions, hash tags)."""
+        return Topology(
+            partitions=self.stream_partitions, hash_tags=self.redis_cluster or self.hash_tags
+        )
+
     def wants_openai(self) -> bool:
         if self.llm_provider == "offline":
             return False
@@ -136,4 +149,8 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, read once from the environment. Installs their stream
+    layout too, so every name a process computes follows its deployment."""
+    settings = Settings()
+    topology.use(settings.layout())
+    return settings

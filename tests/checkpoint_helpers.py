@@ -70,7 +70,7 @@ async def submit(
         user_id=user,
         context=AgentContext(workspace_id=workspace, user_id=user),
     )
-    await publish(redis, [event], 100_000)
+    await publish(redis, [event])
     return event.correlation_id
 
 

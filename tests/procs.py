@@ -23,6 +23,7 @@ from pathlib import Path
 import redis as sync_redis
 
 from shared.contract.events import (
+    AgentInvoked,
     ApprovalNeeded,
     Payload,
     SequenceChosen,
@@ -42,6 +43,7 @@ READY_STREAM: dict[str, type[Payload]] = {
     "corrector": StageCleared,
     "memory": TaskRequested,
     "notifier": ApprovalNeeded,
+    "agents": AgentInvoked,
 }
 
 # The stream whose handler a fault test interrupts (memory: the one that writes history).
@@ -51,6 +53,7 @@ VICTIM_STREAM: dict[str, type[Payload]] = {
     "checkpoint": StageCompleted,
     "corrector": StageCleared,
     "memory": TaskCompleted,
+    "agents": AgentInvoked,
 }
 
 

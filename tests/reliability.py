@@ -42,7 +42,7 @@ async def submit_batch(
         )
         for i in range(n)
     ]
-    await publish(redis, events, 100_000)
+    await publish(redis, events)
     return [e.correlation_id for e in events]
 
 

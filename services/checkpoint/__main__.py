@@ -1,5 +1,6 @@
 """`python -m services.checkpoint`: run the checkpoint service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.checkpoint.app import build
+from shared.app.entry import run_service
 
-main("checkpoint")
+run_service("checkpoint", build)

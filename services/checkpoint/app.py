@@ -3,7 +3,9 @@
 StageAssigned -> StageCleared | ApprovalNeeded
 StageCompleted -> StageAdvanced | TaskCompleted | ApprovalNeeded
 ApprovalResolved -> StageCleared | StageAdvanced | TaskCompleted | TaskFailed
-A background sweep turns overdue approvals into their timeout outcome.
+TaskCancelled -> its pending approvals withdrawn (ApprovalWithdrawn)
+A background sweep turns overdue approvals into their timeout outcome, and tasks past
+their deadline into TaskFailed(deadline).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from redis.asyncio.client import Pipeline
 
 from services.checkpoint import logic
 from shared.app.runtime import Deps, Service, every, new_service
@@ -25,10 +25,12 @@ from shared.contract.events import (
     StageAssigned,
     StageCompleted,
     StageOutcome,
+    TaskCancelled,
     Workflow,
 )
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
-from shared.stores import approvals, audit
+from shared.messaging.tx import Tx
+from shared.stores import approvals, audit, tasks
 
 SERVICE = "checkpoint"
 SWEEP_INTERVAL_S = 1.0
@@ -55,7 +57,7 @@ async def agent_success_rate(
 
 
 def _audit_evaluations(
-    tx: Pipeline,
+    tx: Tx,
     workspace_id: str,
     evaluated: logic.Evaluated,
     needed: ApprovalNeeded | None,
@@ -86,7 +88,7 @@ def _audit_evaluations(
 
 async def _gate(
     deps: Deps,
-    tx: Pipeline,
+    tx: Tx,
     event: Envelope[StageAssigned] | Envelope[StageCompleted],
     condition: CheckpointCondition,
     quality: float | None,
@@ -137,7 +139,7 @@ async def _gate(
 
 
 async def on_stage_assigned(
-    event: Envelope[StageAssigned], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageAssigned], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     workflow = event.payload.workflow
     previous_quality = workflow.outcomes[-1].quality if workflow.outcomes else None
@@ -146,7 +148,7 @@ async def on_stage_assigned(
 
 
 async def on_stage_completed(
-    event: Envelope[StageCompleted], tx: Pipeline, *, deps: Deps
+    event: Envelope[StageCompleted], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     completed = event.payload
     outcome = logic.stage_outcome(completed)
@@ -166,7 +168,7 @@ async def on_stage_completed(
 
 
 async def on_approval_resolved(
-    event: Envelope[ApprovalResolved], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalResolved], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     record = await approvals.get_approval(deps.redis, event.workspace_id, event.payload.approval_id)
     needed: ApprovalNeeded = record.needed.payload
@@ -204,7 +206,6 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
                 decided_by=TIMEOUT_ACTOR,
                 reason="approval timed out",
                 expired=True,
-                maxlen=deps.settings.stream_maxlen,
             )
             fired += 1
         except approvals.ApprovalConflict:
@@ -212,28 +213,59 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
     return fired
 
 
-async def sweep_forever(deps: Deps) -> None:
-    await every(
-        SWEEP_INTERVAL_S,
-        lambda: expire_due_approvals(deps, datetime.now(UTC).timestamp()),
-        "approval timeout sweep",
+async def on_task_cancelled(
+    event: Envelope[TaskCancelled], tx: Tx, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    """A cancelled task's pending approval leaves the list (its webhook hears ApprovalWithdrawn)."""
+    await approvals.withdraw_for_task(
+        deps.redis, event.workspace_id, event.correlation_id, reason="cancelled",
     )
+    return ()
+
+
+async def expire_due_tasks(deps: Deps, now: float) -> int:
+    """End each task past its deadline as failed (reason deadline), wherever it is: this
+    sweep needs nothing from the service that holds the task, so it fires even while that
+    service is down. Its pending approval is withdrawn."""
+    fired = 0
+    for workspace_id, task_id in await tasks.due_deadlines(deps.redis, now):
+        if await tasks.expire(deps.redis, workspace_id, task_id, now=now):
+            fired += 1
+            await approvals.withdraw_for_task(
+                deps.redis, workspace_id, task_id, reason="deadline",
+            )
+    return fired
+
+
+async def sweep_once(deps: Deps) -> None:
+    now = datetime.now(UTC).timestamp()
+    await expire_due_approvals(deps, now)
+    await expire_due_tasks(deps, now)
+
+
+async def sweep_forever(deps: Deps) -> None:
+    await every(SWEEP_INTERVAL_S, lambda: sweep_once(deps), "approval and task deadline sweep")
 
 
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def assigned(event: Envelope[StageAssigned], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def assigned(event: Envelope[StageAssigned], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_assigned(event, tx, deps=deps)
 
-    async def completed(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def completed(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_stage_completed(event, tx, deps=deps)
 
-    async def resolved(event: Envelope[ApprovalResolved], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def resolved(event: Envelope[ApprovalResolved], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_resolved(event, tx, deps=deps)
 
-    bus.on(StageAssigned, assigned)
-    bus.on(StageCompleted, completed)
-    bus.on(ApprovalResolved, resolved)
+    async def cancelled(event: Envelope[TaskCancelled], tx: Tx) -> Sequence[Envelope[Any]]:
+        return await on_task_cancelled(event, tx, deps=deps)
+
+    # A cancelled or expired task's events are dropped here, its next hop.
+    bus.on(StageAssigned, tasks.unless_stopped(deps.redis, assigned))
+    bus.on(StageCompleted, tasks.unless_stopped(deps.redis, completed))
+    bus.on(ApprovalResolved, tasks.unless_stopped(deps.redis, resolved))
+    bus.on(TaskCancelled, cancelled)
     service.background.append(lambda: sweep_forever(deps))
     return service

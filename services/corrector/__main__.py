@@ -1,5 +1,6 @@
 """`python -m services.corrector`: run the corrector service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.corrector.app import build
+from shared.app.entry import run_service
 
-main("corrector")
+run_service("corrector", build)

@@ -1,5 +1,6 @@
 """`python -m services.gateway`: run the gateway service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.gateway.server import serve
+from shared.app.entry import run_server
 
-main("gateway")
+run_server("gateway", serve)

@@ -7,7 +7,7 @@ from typing import Any
 from services.gateway.schemas import TaskSubmission
 from shared.contract.events import Envelope, TaskRequested, new_envelope
 from shared.contract.models import AgentContext
-from shared.stores import approvals
+from shared.contract.records import ApprovalRecord
 
 
 def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskRequested]:
@@ -29,6 +29,7 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
             agent_sequence=body.agent_sequence,
             self_correction=body.self_correction,
             checkpoints=body.checkpoints,
+            deadline_s=body.deadline_s,
         ),
         workspace_id=body.workspace_id,
         context=context,
@@ -37,7 +38,7 @@ def task_requested(body: TaskSubmission, *, task_id: str) -> Envelope[TaskReques
     )
 
 
-def approval_summary(record: approvals.ApprovalRecord) -> dict[str, Any]:
+def approval_summary(record: ApprovalRecord) -> dict[str, Any]:
     needed = record.needed.payload
     return {
         "approval_id": record.approval_id,

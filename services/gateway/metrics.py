@@ -1,13 +1,9 @@
-"""The gateway's `/metrics` (the process's whole registry: all services when run as one)
-and its Kubernetes probes, on the app's own port."""
+"""The gateway's `/metrics`: the process's whole registry (all services when run as one)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-from shared.observability.probes import redis_answers
 
 
 def add_metrics_route(app: FastAPI) -> None:
@@ -21,17 +17,3 @@ def add_metrics_route(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-def add_probe_routes(app: FastAPI) -> None:
-    """/livez answers from the event loop (a stuck loop times the probe out); /readyz also
-    needs Redis to answer PING. Uvicorn stops accepting connections on SIGTERM by itself."""
-
-    @app.get("/livez", include_in_schema=False)
-    async def livez() -> PlainTextResponse:
-        return PlainTextResponse("ok\n")
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> PlainTextResponse:
-        reason = await redis_answers(request.app.state.deps.redis)()
-        return PlainTextResponse(f"{reason or 'ok'}\n", status_code=503 if reason else 200)

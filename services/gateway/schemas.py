@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.contract.events import MAX_DEADLINE_S
 from shared.contract.models import (
     BudgetConstraints,
     QualityThresholds,
@@ -14,6 +15,9 @@ from shared.contract.models import (
     WorkflowCheckpoints,
     WorkspaceId,
 )
+
+# No ':' (the key separator): a task id must never name another task's key.
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")]
 
 
 class OrchestrateRequest(BaseModel):
@@ -66,21 +70,40 @@ class TaskSubmission(BaseModel):
     budget_constraints: BudgetConstraints = Field(default_factory=dict)
     self_correction: SelfCorrectionConfig | None = None
     checkpoints: WorkflowCheckpoints | None = None
+    task_id: TaskId | None = Field(
+        default=None, description="The caller's own id for the task; a repeat with the same "
+        "body answers the same task, with a different body 409."
+    )
+    deadline_s: float | None = Field(
+        default=None, gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False,
+        description="Seconds from acceptance after which the task fails (reason deadline).",
+    )
 
 
-class TaskAccepted(BaseModel):
-    task_id: str
-    workspace_id: str
-    status: Literal["accepted"] = "accepted"
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: WorkspaceId
+    cancelled_by: UserId | None = Field(
+        default=None, description="Who cancels, unless the API key names its user."
+    )
+    reason: str = Field(default="", max_length=2000)
 
 
-class TaskStatus(BaseModel):
-    task_id: str
-    workspace_id: str
-    status: str
-    goal: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
-    stages: list[dict[str, Any]] = Field(default_factory=list)
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: WorkspaceId
+    budget_constraints: BudgetConstraints | None = Field(
+        default=None, description="New limits for the resumed run; without them it carries "
+        "what is left of the original budget."
+    )
+
+
+class RerunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: WorkspaceId
 
 
 class DecisionRequest(BaseModel):

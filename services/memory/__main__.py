@@ -1,5 +1,6 @@
 """`python -m services.memory`: run the memory service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.memory.app import build
+from shared.app.entry import run_service
 
-main("memory")
+run_service("memory", build)

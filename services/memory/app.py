@@ -3,11 +3,11 @@ decisions and agent performance, and keeps the task view for GET /tasks/{id}."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
-
-from redis.asyncio.client import Pipeline
 
 from services.memory import calibration, learning, logic, store
 from shared.app.runtime import Deps, Service, new_service
@@ -19,6 +19,7 @@ from shared.contract.events import (
     Envelope,
     SequenceChosen,
     StageCompleted,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequested,
@@ -27,14 +28,16 @@ from shared.contract.events import (
 from shared.domain.bandit import BanditConfig
 from shared.domain.recalibration import outcome_of
 from shared.memory.store import TaskRecord
+from shared.messaging.tx import Tx
 from shared.observability import telemetry
+from shared.stores import tasks
 
 SERVICE = "memory"
 NOTHING: Sequence[Envelope[Any]] = ()
 
 
 async def _store_record(
-    deps: Deps, tx: Pipeline, workspace_id: str, record: TaskRecord | None
+    deps: Deps, tx: Tx, workspace_id: str, record: TaskRecord | None
 ) -> None:
     if record is None:
         return
@@ -43,7 +46,7 @@ async def _store_record(
 
 
 def _routing_outcome(
-    tx: Pipeline, workspace_id: str, task_id: str, success: bool, quality: float
+    tx: Tx, workspace_id: str, task_id: str, success: bool, quality: float
 ) -> None:
     key = keys.routing_decision(workspace_id, task_id)
     tx.hset(key, mapping={"outcome_success": str(success).lower(), "outcome_quality": str(quality)})
@@ -67,110 +70,154 @@ async def _recalibrate(
     )
 
 
-def build(deps: Deps) -> Service:
-    service, bus = new_service(SERVICE, deps)
-    bandit = BanditConfig()
+async def on_task_cancelled(
+    deps: Deps, event: Envelope[TaskCancelled], tx: Tx
+) -> Sequence[Envelope[Any]]:
+    """Neither a success nor a failure: no history, no agent outcome, no calibration; the
+    view says cancelled, and a TaskCancelled published straight onto the stream stops the
+    task here too."""
+    tx.set(keys.task_stopped(event.workspace_id, event.correlation_id), "cancelled",
+           ex=tasks.VIEW_TTL_S, nx=True)
+    store.add_view(tx, event.workspace_id, event.correlation_id,
+                   logic.view_of_cancel(event.payload, time.time()))
+    key = keys.routing_decision(event.workspace_id, event.correlation_id)
+    if await deps.redis.exists(key):
+        tx.hset(key, "outcome_cancelled", "true")
+    return NOTHING
 
-    async def on_requested(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_request(event.payload, time.time()),
+
+async def _ended_elsewhere(deps: Deps, event: Envelope[Any], reason: str | None) -> bool:
+    """An outcome that raced a cancel or a deadline (published before the stop was seen):
+    the task already ended, so it teaches routing and selection nothing."""
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    return stopped is not None and stopped != reason
+
+
+async def on_requested(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
+    # The gateway wrote all this at acceptance; a task published straight onto the
+    # stream gets its view, index entry, deadline and kept request here.
+    accepted_at = event.occurred_at.timestamp()
+    fields = logic.view_of_request(event.payload, accepted_at)
+    store.add_view(tx, event.workspace_id, event.correlation_id, fields)
+    if "deadline_at" in fields:
+        tasks.queue_deadline(
+            tx, event.workspace_id, event.correlation_id, float(fields["deadline_at"])
         )
-        return NOTHING
+    tx.set(keys.task_request(event.workspace_id, event.correlation_id),
+           event.model_dump_json(), ex=tasks.VIEW_TTL_S, nx=True)
+    return NOTHING
 
-    async def on_sequence(event: Envelope[SequenceChosen], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        now = time.time()
-        key = keys.routing_decision(event.workspace_id, event.correlation_id)
-        tx.hset(key, mapping=logic.routing_fields(event.payload, now))
-        learning.record_assignment(tx, event.workspace_id, event.payload.workflow)
-        tx.expire(key, keys.TASK_HISTORY_TTL_S)
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
-        )
-        return NOTHING
 
-    async def on_critique(event: Envelope[CritiqueDone], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_critique(
-            tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
-        )
-        return NOTHING
+async def on_sequence(event: Envelope[SequenceChosen], tx: Tx) -> Sequence[Envelope[Any]]:
+    now = time.time()
+    key = keys.routing_decision(event.workspace_id, event.correlation_id)
+    tx.hset(key, mapping=logic.routing_fields(event.payload, now))
+    learning.record_assignment(tx, event.workspace_id, event.payload.workflow)
+    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_sequence(event.payload, now)
+    )
+    return NOTHING
 
-    async def on_stage(event: Envelope[StageCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_stage_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            event.payload.workflow.stage_index,
-            logic.view_of_stage(event.payload),
-        )
-        budget_stop = logic.view_of_budget_stop(event.payload)
-        if budget_stop:
-            store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
-        return NOTHING
 
-    async def on_approval(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_approval(event.payload, time.time()),
-        )
-        return NOTHING
+async def on_critique(event: Envelope[CritiqueDone], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_critique(
+        tx, event.workspace_id, event.payload.content_id, logic.critique_fields(event.payload)
+    )
+    return NOTHING
 
-    async def on_decision(
-        event: Envelope[ApprovalResolved], tx: Pipeline
-    ) -> Sequence[Envelope[Any]]:
-        store.add_view(
-            tx,
-            event.workspace_id,
-            event.correlation_id,
-            logic.view_of_decision(event.payload, time.time()),
-        )
-        return NOTHING
 
-    async def on_completed(event: Envelope[TaskCompleted], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        done = event.payload
-        now = time.time()
+async def on_stage(event: Envelope[StageCompleted], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_stage_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        event.payload.workflow.stage_index,
+        logic.view_of_stage(event.payload),
+    )
+    budget_stop = logic.view_of_budget_stop(event.payload)
+    if budget_stop:
+        store.add_view(tx, event.workspace_id, event.correlation_id, budget_stop)
+    return NOTHING
+
+
+async def on_approval(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        logic.view_of_approval(event.payload, time.time()),
+    )
+    return NOTHING
+
+
+async def on_decision(event: Envelope[ApprovalResolved], tx: Tx) -> Sequence[Envelope[Any]]:
+    store.add_view(
+        tx,
+        event.workspace_id,
+        event.correlation_id,
+        logic.view_of_decision(event.payload, time.time()),
+    )
+    return NOTHING
+
+
+async def on_completed(
+    event: Envelope[TaskCompleted], tx: Tx, *, deps: Deps, bandit: BanditConfig
+) -> Sequence[Envelope[Any]]:
+    if await _ended_elsewhere(deps, event, None):
+        return NOTHING
+    done = event.payload
+    now = time.time()
+    await store.record_stage_outcomes(
+        deps.redis,
+        event.workspace_id,
+        event.event_id,
+        done.workflow.outcomes,
+        bandit,
+        deps.settings.processed_ttl_s,
+    )
+    await _recalibrate(deps, event, done.workflow, done.success)
+    await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
+    _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
+    learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
+    )
+    return NOTHING
+
+
+async def on_failed(
+    event: Envelope[TaskFailed], tx: Tx, *, deps: Deps, bandit: BanditConfig
+) -> Sequence[Envelope[Any]]:
+    if await _ended_elsewhere(deps, event, event.payload.reason):
+        return NOTHING
+    failed = event.payload
+    now = time.time()
+    if failed.workflow is not None:
         await store.record_stage_outcomes(
             deps.redis,
             event.workspace_id,
             event.event_id,
-            done.workflow.outcomes,
+            failed.workflow.outcomes,
             bandit,
             deps.settings.processed_ttl_s,
         )
-        await _recalibrate(deps, event, done.workflow, done.success)
-        await _store_record(deps, tx, event.workspace_id, logic.record_of_completion(done, now))
-        _routing_outcome(tx, event.workspace_id, event.correlation_id, done.success, done.quality)
-        learning.record_arm_outcome(tx, event.workspace_id, done.workflow, done.success, done.quality)
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_completion(done, now)
-        )
-        return NOTHING
+        await _recalibrate(deps, event, failed.workflow, False)
+        _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
+        learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
+    await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
+    if failed.workflow is not None:  # where a resume continues from
+        tx.set(keys.task_snapshot(event.workspace_id, event.correlation_id),
+               logic.snapshot_of(event), ex=tasks.VIEW_TTL_S)
+    store.add_view(
+        tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
+    )
+    return NOTHING
 
-    async def on_failed(event: Envelope[TaskFailed], tx: Pipeline) -> Sequence[Envelope[Any]]:
-        failed = event.payload
-        now = time.time()
-        if failed.workflow is not None:
-            await store.record_stage_outcomes(
-                deps.redis,
-                event.workspace_id,
-                event.event_id,
-                failed.workflow.outcomes,
-                bandit,
-                deps.settings.processed_ttl_s,
-            )
-            await _recalibrate(deps, event, failed.workflow, False)
-            _routing_outcome(tx, event.workspace_id, event.correlation_id, False, 0.0)
-            learning.record_arm_outcome(tx, event.workspace_id, failed.workflow, False, 0.0)
-        await _store_record(deps, tx, event.workspace_id, logic.record_of_failure(failed, now))
-        store.add_view(
-            tx, event.workspace_id, event.correlation_id, logic.view_of_failure(failed, now)
-        )
-        return NOTHING
 
+def build(deps: Deps) -> Service:
+    service, bus = new_service(SERVICE, deps)
+    bandit = BanditConfig()
     bus.on(TaskRequested, on_requested)
     bus.on(SequenceChosen, on_sequence)
     bus.on(CritiqueDone, on_critique)
@@ -178,7 +225,10 @@ def build(deps: Deps) -> Service:
     bus.on(ApprovalNeeded, on_approval)
     bus.on(ApprovalResolved, on_decision)
     # One at a time: concurrent outcomes of one agent only collide on its WATCHed aggregates.
-    bus.on(TaskCompleted, on_completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
-    bus.on(TaskFailed, on_failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    completed = partial(on_completed, deps=deps, bandit=bandit)
+    bus.on(TaskCompleted, completed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    failed = partial(on_failed, deps=deps, bandit=bandit)
+    bus.on(TaskFailed, failed, after_commit=telemetry.observe_task_outcome, concurrency=1)
+    bus.on(TaskCancelled, functools.partial(on_task_cancelled, deps))
     learning.subscribe(bus, deps, bandit)
     return service

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from services.memory.store import update_once
 from shared.contract import keys
@@ -21,6 +20,7 @@ from shared.domain.recalibration import (
     prior,
     update,
 )
+from shared.messaging.tx import Tx
 
 
 async def record_outcome(
@@ -41,12 +41,12 @@ async def record_outcome(
     """
     key = keys.routing_calibration(workspace_id)
 
-    async def plan() -> Callable[[Pipeline], WorkspaceCalibration]:
+    async def plan() -> Callable[[Tx], WorkspaceCalibration]:
         raw = await redis.hgetall(key)
         state = WorkspaceCalibration.from_hash(raw) if raw else prior(config)
         new = update(state, outcome.global_logit, outcome.right, config)
 
-        def write(tx: Pipeline) -> WorkspaceCalibration:
+        def write(tx: Tx) -> WorkspaceCalibration:
             tx.hset(key, mapping=new.to_hash())
             tx.expire(key, keys.TASK_HISTORY_TTL_S)
             return new

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from services.memory import store
 from services.memory.feedback import rated_agents, rated_record
@@ -29,6 +28,8 @@ from shared.domain.catalog import AgentCatalog
 from shared.domain.performance import apply_feedback
 from shared.memory.store import TaskRecord
 from shared.messaging.bus import ServiceBus
+from shared.messaging.tx import Tx
+from shared.stores.agent_registry import catalog_for
 
 log = logging.getLogger("raptorflow.memory.learning")
 NOTHING: Sequence[Envelope[Any]] = ()
@@ -41,7 +42,7 @@ def _arm_key(workspace_id: str, workflow: Workflow) -> str | None:
     return keys.experiment_arm(workspace_id, routing.experiment_id, routing.experiment_arm)
 
 
-def record_assignment(tx: Pipeline, workspace_id: str, workflow: Workflow) -> None:
+def record_assignment(tx: Tx, workspace_id: str, workflow: Workflow) -> None:
     """Count a task the router put into an experiment arm (at SequenceChosen)."""
     key = _arm_key(workspace_id, workflow)
     if key is not None:
@@ -49,7 +50,7 @@ def record_assignment(tx: Pipeline, workspace_id: str, workflow: Workflow) -> No
 
 
 def record_arm_outcome(
-    tx: Pipeline, workspace_id: str, workflow: Workflow, success: bool, quality: float
+    tx: Tx, workspace_id: str, workflow: Workflow, success: bool, quality: float
 ) -> None:
     """Fold a finished experiment task into its arm, and remember its goal for promotion."""
     key = _arm_key(workspace_id, workflow)
@@ -68,7 +69,7 @@ def record_arm_outcome(
 
 
 async def promote_winner(
-    deps: Deps, tx: Pipeline, workspace_id: str, concluded: ExperimentConcluded
+    deps: Deps, tx: Tx, workspace_id: str, concluded: ExperimentConcluded
 ) -> int:
     """Store the winner as the proven route for every goal the experiment covered.
 
@@ -107,7 +108,7 @@ def _planned_agents(view: dict[str, str], catalog: AgentCatalog) -> list[tuple[s
 
 async def apply_rating(
     deps: Deps,
-    tx: Pipeline,
+    tx: Tx,
     workspace_id: str,
     event_id: str,
     feedback: FeedbackGiven,
@@ -124,8 +125,9 @@ async def apply_rating(
         return False
     view = {k.decode(): v.decode() for k, v in raw_view.items()}
     raw_stages = await deps.redis.hgetall(keys.task_stages(workspace_id, feedback.task_id))
+    catalog = await catalog_for(deps.redis, deps.catalog, workspace_id)
     agents = rated_agents([json.loads(v) for v in raw_stages.values()]) or _planned_agents(
-        view, deps.catalog
+        view, catalog
     )
     critic_quality = view.get("critic_quality") or view.get("quality")
     goal = view.get("goal")
@@ -191,12 +193,12 @@ async def _rate_agent(
 def subscribe(bus: ServiceBus, deps: Deps, bandit: BanditConfig) -> None:
     """Register the feedback and experiment-conclusion consumers on the memory service."""
 
-    async def on_feedback(event: Envelope[FeedbackGiven], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def on_feedback(event: Envelope[FeedbackGiven], tx: Tx) -> Sequence[Envelope[Any]]:
         await apply_rating(deps, tx, event.workspace_id, event.event_id, event.payload, bandit)
         return NOTHING
 
     async def on_concluded(
-        event: Envelope[ExperimentConcluded], tx: Pipeline
+        event: Envelope[ExperimentConcluded], tx: Tx
     ) -> Sequence[Envelope[Any]]:
         await promote_winner(deps, tx, event.workspace_id, event.payload)
         return NOTHING

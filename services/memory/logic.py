@@ -9,15 +9,17 @@ from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
     CritiqueDone,
+    Envelope,
     SequenceChosen,
     StageCompleted,
+    TaskCancelled,
     TaskCompleted,
     TaskFailed,
     TaskRequested,
 )
 from shared.contract.keys import goal_hash
 from shared.contract.models import SelfCorrectionConfig
-from shared.memory.store import TaskRecord
+from shared.contract.records import TaskRecord
 
 
 def record_of_completion(done: TaskCompleted, now: float) -> TaskRecord | None:
@@ -105,13 +107,36 @@ def routing_fields(chosen: SequenceChosen, now: float) -> dict[str, str]:
     }
 
 
-def view_of_request(request: TaskRequested, now: float) -> dict[str, str]:
-    return {
-        "status": "requested",
+def view_of_request(request: TaskRequested, accepted_at: float) -> dict[str, str]:
+    """The first view of a task (the gateway writes the same at acceptance)."""
+    view = {
+        "status": "accepted",
         "goal": request.goal,
-        "created_at": str(now),
-        "updated_at": str(now),
+        "created_at": repr(accepted_at),
+        "updated_at": repr(accepted_at),
     }
+    if request.deadline_s is not None:
+        view["deadline_at"] = repr(accepted_at + request.deadline_s)
+    return view
+
+
+def view_of_cancel(cancelled: TaskCancelled, now: float) -> dict[str, str]:
+    return {
+        "status": "cancelled",
+        "cancelled_by": cancelled.cancelled_by or "",
+        "cancel_reason": cancelled.reason,
+        "updated_at": repr(now),
+    }
+
+
+def snapshot_of(failed: Envelope[TaskFailed]) -> str:
+    """What a resume needs: the workflow where it stopped and the task's context."""
+    assert failed.payload.workflow is not None
+    return json.dumps({
+        "workflow": failed.payload.workflow.model_dump(mode="json"),
+        "context": failed.context.model_dump(mode="json"),
+        "user_id": failed.user_id,
+    })
 
 
 def view_of_sequence(chosen: SequenceChosen, now: float) -> dict[str, str]:

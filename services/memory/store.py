@@ -1,15 +1,34 @@
-"""The write side of memory: the only code that writes the memory keys."""
+"""The write side of memory: the only code that writes the memory keys.
+
+Two exactly-once mechanisms meet here, on purpose:
+
+- Writes that only *add* (task records, views, critiques, routing decisions, arm and
+  pool counters) are queued on the handler's `Tx`, like every other service's: they
+  commit with the event's processed marker and its XACK, once.
+- Folds of an aggregate a concurrent replica may be changing too (agent performance,
+  feedback ratings, the routing calibration) are read-modify-writes. Queued on the
+  handler's transaction they would lose updates: the bus WATCHes only the processed
+  markers, and in batched mode the write is replayed after other handlers ran, so two
+  replicas that read the same value both write value + 1 (a conflict would also abort
+  the whole batch). `update_once` runs each fold in a transaction of its own that
+  WATCHes the aggregate and a marker of its own (per event and stage or agent), so it
+  is retried on a conflict and applied once on a redelivery.
+  tests/integration/test_memory_exactly_once.py shows the lost update and the fix.
+
+The vector index upsert (`index_task`) is keyed by goal hash: repeating it on a
+redelivery writes the same entry, so it needs neither.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.memory.logic import index_attributes
@@ -26,11 +45,11 @@ from shared.domain.performance import (
 from shared.memory import shared_pool as shared_learning
 from shared.memory.embeddings.base import Vectors as Vector
 from shared.memory.store import TaskRecord
-
-VIEW_TTL_S = keys.TASK_HISTORY_TTL_S
+from shared.messaging.tx import Tx
+from shared.stores import tasks
 
 T = TypeVar("T")
-Plan = Callable[[], Awaitable[Callable[[Pipeline], T]]]
+Plan = Callable[[], Awaitable[Callable[[Tx], T]]]
 
 
 async def update_once(
@@ -82,14 +101,14 @@ return 1
 """
 
 
-def add_sequence_vector(tx: Pipeline, key: str, sequence: list[str], vector: Vector) -> None:
+def add_sequence_vector(tx: Tx, key: str, sequence: list[str], vector: Vector) -> None:
     """Queue the addition of a success's goal vector to its sequence's sum (a centroid feature)."""
     blob = np.asarray(vector, dtype="<f8").tobytes()
     tx.eval(_ADD_VECTOR, 1, key, json.dumps(sequence), blob)
 
 
 def add_task_record(
-    tx: Pipeline, workspace_id: str, record: TaskRecord, vector: Vector | None = None
+    tx: Tx, workspace_id: str, record: TaskRecord, vector: Vector | None = None
 ) -> None:
     """The seed's task history hash with its 30-day TTL, plus the recent-history index;
     a success also counts for its sequence and, given its goal vector, adds to the
@@ -111,7 +130,7 @@ async def index_task(
     record: TaskRecord,
     *,
     vector: Vector | None = None,
-    tx: Pipeline | None = None,
+    tx: Tx | None = None,
 ) -> Vector:
     """Embed the goal (unless given) and upsert it in the workspace's vector index (idempotent);
     returns the goal's vector.
@@ -131,7 +150,7 @@ async def index_task(
         )
         # Counter and sum are not idempotent: on the handler's transaction they count once
         # per event.
-        def queue(pipe: Pipeline) -> None:
+        def queue(pipe: Tx) -> None:
             pipe.hincrby(keys.pool_sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
             add_sequence_vector(pipe, keys.pool_sequence_vectors(workspace_id), record.agent_sequence,
                                 embedded)
@@ -145,42 +164,19 @@ async def index_task(
     return embedded
 
 
-def add_critique(tx: Pipeline, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:
+def add_critique(tx: Tx, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:
     key = keys.critique(workspace_id, content_id)
     tx.hset(key, mapping=fields)
     tx.expire(key, keys.CRITIQUE_TTL_S)
 
 
-# A task's events arrive on different streams, so memory may see TaskCompleted before
-# that task's TaskRequested (after a restart, or with replicas): a status may only move
-# forward. Terminal statuses stay; "requested" never overwrites a status.
-_UPDATE_VIEW = """
-local current = redis.call('HGET', KEYS[1], 'status')
-local status = ARGV[2]
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-local terminal = {completed = true, failed = true, rejected = true}
-if status ~= '' and not (current and (terminal[current] and not terminal[status]
-    or status == 'requested')) then
-  redis.call('HSET', KEYS[1], 'status', status)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
+def add_view(tx: Tx, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
+    """The task view's update (a status only moves forward: shared.stores.tasks)."""
+    tasks.queue_view(tx, workspace_id, task_id, fields, time.time())
 
 
-def add_view(tx: Pipeline, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
-    key = keys.task_view(workspace_id, task_id)
-    rest = {k: v for k, v in fields.items() if k != "status"}
-    args = [str(VIEW_TTL_S), fields.get("status", "")]
-    for name, value in rest.items():
-        args += [name, value]
-    tx.eval(_UPDATE_VIEW, 1, key, *args)
-
-
-def add_stage_view(tx: Pipeline, workspace_id: str, task_id: str, index: int, stage: str) -> None:
-    key = keys.task_stages(workspace_id, task_id)
-    tx.hset(key, str(index), stage)
-    tx.expire(key, VIEW_TTL_S)
+def add_stage_view(tx: Tx, workspace_id: str, task_id: str, index: int, stage: str) -> None:
+    tasks.queue_stage(tx, workspace_id, task_id, index, stage)
 
 
 async def record_stage_outcomes(
@@ -252,7 +248,7 @@ async def update_arm_once(
     arm_key = keys.agent_performance(workspace_id, task_type, agent)
     step_key = keys.performance_step(workspace_id, task_type)
 
-    async def plan() -> Callable[[Pipeline], None]:
+    async def plan() -> Callable[[Tx], None]:
         async with redis.pipeline(transaction=False) as reads:  # one round trip for both
             reads.hgetall(arm_key)
             reads.get(step_key)
@@ -260,7 +256,7 @@ async def update_arm_once(
         step = int(current_step or 0) + (1 if advance_step else 0)
         updated = change(from_redis_hash(raw) if raw else AgentPerformance(agent=agent), step)
 
-        def write(tx: Pipeline) -> None:
+        def write(tx: Tx) -> None:
             tx.hset(arm_key, mapping=to_redis_hash(updated))
             if advance_step:
                 tx.set(step_key, step)

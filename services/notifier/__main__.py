@@ -1,5 +1,6 @@
 """`python -m services.notifier`: run the webhook notifier against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.notifier.app import build
+from shared.app.entry import run_service
 
-main("notifier")
+run_service("notifier", build)

@@ -1,4 +1,5 @@
-"""Notifier service: ApprovalNeeded -> signed webhook deliveries, retried with backoff.
+"""Notifier service: ApprovalNeeded, ApprovalWithdrawn -> signed webhook deliveries, retried
+with backoff.
 
 Its own consumer group on the ApprovalNeeded stream, so a slow or failing
 webhook never delays gating. The handler only records the delivery and queues
@@ -16,13 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
 from shared.contract import keys
-from shared.contract.events import ApprovalNeeded, Envelope
-from shared.stores import webhooks
+from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
+from shared.messaging.tx import Tx
+from shared.stores import approvals, tasks, webhooks
 
 SERVICE = "notifier"
 LEASE_S = 30.0
@@ -41,8 +42,17 @@ return due
 
 
 async def on_approval_needed(
-    event: Envelope[ApprovalNeeded], tx: Pipeline, *, deps: Deps
+    event: Envelope[ApprovalNeeded], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
+    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    if stopped is not None:
+        # The checkpoint created this approval while the task was being cancelled (or ran
+        # out of time): nobody is asked; it is withdrawn instead (once, under WATCH).
+        await approvals.withdraw(
+            deps.redis, event.workspace_id, event.payload.approval_id,
+            reason="cancelled" if stopped == "cancelled" else "deadline",
+        )
+        return ()
     config = await webhooks.load_config(deps.redis, event.workspace_id)
     if config is None or not config.urls:
         return ()
@@ -53,6 +63,25 @@ async def on_approval_needed(
         logic.notification_body(event),
         [str(u) for u in config.urls],
         time.time(),
+    )
+    return ()
+
+
+async def on_approval_withdrawn(
+    event: Envelope[ApprovalWithdrawn], tx: Tx, *, deps: Deps
+) -> Sequence[Envelope[Any]]:
+    """Tell the webhook that a pending approval no longer needs a decision."""
+    config = await webhooks.load_config(deps.redis, event.workspace_id)
+    if config is None or not config.urls:
+        return ()
+    webhooks.add_delivery(
+        tx,
+        event.workspace_id,
+        f"{event.payload.approval_id}.withdrawn",
+        logic.withdrawal_body(event),
+        [str(u) for u in config.urls],
+        time.time(),
+        event_type="ApprovalWithdrawn",
     )
     return ()
 
@@ -74,8 +103,8 @@ async def deliver_one(
     """One attempt at one target; records the attempt and reschedules or finishes it."""
     key = keys.webhook_delivery(workspace_id, approval_id)
     member = webhooks.outbox_member(workspace_id, approval_id, target)
-    body, url, attempts_raw = await deps.redis.hmget(
-        key, ["body", f"{target}:url", f"{target}:attempts"]
+    body, url, attempts_raw, event_type = await deps.redis.hmget(
+        key, ["body", f"{target}:url", f"{target}:attempts", "event"]
     )
     config = await webhooks.load_config(deps.redis, workspace_id)
     if body is None or url is None or config is None:
@@ -86,7 +115,7 @@ async def deliver_one(
     headers = {
         "Content-Type": "application/json",
         webhooks.SIGNATURE_HEADER: webhooks.sign(config.secret.get_secret_value(), timestamp, body),
-        webhooks.EVENT_HEADER: "ApprovalNeeded",
+        webhooks.EVENT_HEADER: event_type.decode() if event_type else "ApprovalNeeded",
         webhooks.DELIVERY_HEADER: f"{approval_id}/{target}",
     }
     status_code: int | None = None
@@ -143,9 +172,15 @@ async def dispatch_forever(deps: Deps) -> None:
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def needed(event: Envelope[ApprovalNeeded], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def needed(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_needed(event, tx, deps=deps)
 
+    async def withdrawn(
+        event: Envelope[ApprovalWithdrawn], tx: Tx
+    ) -> Sequence[Envelope[Any]]:
+        return await on_approval_withdrawn(event, tx, deps=deps)
+
     bus.on(ApprovalNeeded, needed)
+    bus.on(ApprovalWithdrawn, withdrawn)
     service.background.append(lambda: dispatch_forever(deps))
     return service

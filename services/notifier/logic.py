@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from shared.contract.events import ApprovalNeeded, Envelope
+from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF_S = 0.5
@@ -54,3 +54,19 @@ def verdict(status_code: int | None, attempts: int, max_attempts: int = MAX_ATTE
 def backoff_s(attempts: int, base: float = BASE_BACKOFF_S, cap: float = MAX_BACKOFF_S) -> float:
     """Exponential: base, 2*base, 4*base, ... after the 1st, 2nd, 3rd failed attempt."""
     return float(min(base * 2 ** max(attempts - 1, 0), cap))
+
+
+def withdrawal_body(withdrawn: Envelope[ApprovalWithdrawn]) -> bytes:
+    """The JSON a webhook receives when an approval it was told about needs no decision."""
+    p = withdrawn.payload
+    return json.dumps(
+        {
+            "type": "ApprovalWithdrawn",
+            "event_id": withdrawn.event_id,
+            "approval_id": p.approval_id,
+            "workspace_id": withdrawn.workspace_id,
+            "task_id": p.task_id,
+            "reason": p.reason,
+            "withdrawn_at": p.withdrawn_at.isoformat(),
+        }
+    ).encode()

@@ -1,5 +1,6 @@
 """`python -m services.router`: run the router service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.router.app import build
+from shared.app.entry import run_service
 
-main("router")
+run_service("router", build)

@@ -6,21 +6,22 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from services.router import logic
+from services.router.experiment_routing import experiment_route
 from shared.app.facade import context_inputs, context_with, route
 from shared.app.runtime import Deps, Service, new_service
 from shared.contract.events import Envelope, TaskRequested
 from shared.domain.llm_port import LLMError
 from shared.domain.routing import PlanError, RouteDecision
-from shared.stores.experiment_store import experiment_route
+from shared.messaging.tx import Tx
+from shared.stores import tasks
+from shared.stores.agent_registry import catalog_for
 
 SERVICE = "router"
 
 
 async def on_task_requested(
-    event: Envelope[TaskRequested], tx: Pipeline, *, deps: Deps
+    event: Envelope[TaskRequested], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     request = event.payload
     # The context's reads do not depend on the route: they run while the route is chosen.
@@ -41,8 +42,9 @@ async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision |
     none could be chosen."""
     request = event.payload
     try:
+        catalog = await catalog_for(deps.redis, deps.catalog, event.workspace_id)
         return (
-            logic.requested_route(request, deps.catalog)
+            logic.requested_route(request, catalog)
             or await experiment_route(deps, request.goal, event.workspace_id, event.correlation_id)
             or await route(deps, request.goal, event.workspace_id)
         )
@@ -53,8 +55,8 @@ async def _decide(deps: Deps, event: Envelope[TaskRequested]) -> RouteDecision |
 def build(deps: Deps) -> Service:
     service, bus = new_service(SERVICE, deps)
 
-    async def handle(event: Envelope[TaskRequested], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def handle(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_task_requested(event, tx, deps=deps)
 
-    bus.on(TaskRequested, handle, batched=False)  # may wait on the LLM planner
+    bus.on(TaskRequested, tasks.unless_stopped(deps.redis, handle), batched=False)  # may wait on the LLM planner
     return service

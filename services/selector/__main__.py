@@ -1,5 +1,6 @@
 """`python -m services.selector`: run the selector service against REDIS_URL."""
 
-from raptorflow.launcher import main
+from services.selector.app import build
+from shared.app.entry import run_service
 
-main("selector")
+run_service("selector", build)

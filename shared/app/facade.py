@@ -28,6 +28,7 @@ from shared.domain.checkpoints import evaluate_checkpoint as _evaluate_checkpoin
 from shared.domain.performance import AgentPerformance
 from shared.domain.recalibration import WorkspaceCalibration
 from shared.domain.routing import (
+    ReuseCandidate,
     RouteDecision,
     best_reuse,
     centroid_cosines,
@@ -145,16 +146,10 @@ async def workspace_calibration(deps: Deps, workspace_id: str) -> WorkspaceCalib
     )
 
 
-async def route(
-    deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True
-) -> RouteDecision:
-    """Reuse a proven sequence when confident, else plan (or, without planner, say so).
-
-    Every decision carries memory's candidate and its global logit, reused or
-    not, so that the memory service can label the outcome and correct this
-    workspace's calibration; `settings.routing_recalibration` says how that
-    correction is applied (off: not read at all).
-    """
+async def _reuse_candidate(
+    deps: Deps, goal: str, workspace_id: str
+) -> tuple[list[Neighbour], ReuseCandidate | None]:
+    """The goal's neighbours and memory's best remembered sequence, if any."""
     use_calibration = deps.settings.routing_recalibration != "off"
     (neighbours, distinct, stored, centroids), calibration = await asyncio.gather(
         recall(deps, goal, workspace_id),
@@ -171,6 +166,20 @@ async def route(
         calibration=calibration if neighbours else None,
         recalibration=deps.settings.routing_recalibration,
     )
+    return neighbours, candidate
+
+
+async def route(
+    deps: Deps, goal: str, workspace_id: str, *, use_planner: bool = True
+) -> RouteDecision:
+    """Reuse a proven sequence when confident, else plan (or, without planner, say so).
+
+    Every decision carries memory's candidate and its global logit, reused or
+    not, so that the memory service can label the outcome and correct this
+    workspace's calibration; `settings.routing_recalibration` says how that
+    correction is applied (off: not read at all).
+    """
+    neighbours, candidate = await _reuse_candidate(deps, goal, workspace_id)
     reuse, reason = decide_without_planner(candidate, deps.settings.reuse_confidence, deps.catalog)
     seen_sequence = candidate.agent_sequence if candidate else None
     seen_logit = candidate.global_logit if candidate else None

@@ -16,6 +16,7 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
+from shared.contract import topology
 from shared.domain.catalog import AgentCatalog, load_catalog
 from shared.domain.llm_port import LLMProvider
 from shared.llm.factory import make_provider
@@ -24,12 +25,14 @@ from shared.memory.embeddings.base import Embedder
 from shared.memory.store import MemoryReader
 from shared.memory.vector_index import VectorIndex, open_vector_index
 from shared.messaging.bus import ServiceBus, make_broker, make_redis
+from shared.messaging.trimming import StreamTrimmer
 from shared.observability import probes, telemetry
 from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.runtime")
 
 STOP_TIMEOUT_S = 5.0
+LEAVE_TIMEOUT_S = 2.0
 
 BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
 
@@ -54,6 +57,7 @@ class Deps:
 
 
 async def build_deps(settings: Settings, *, provider: LLMProvider | None = None) -> Deps:
+    topology.use(settings.layout())  # every stream and key name follows this deployment's
     redis = make_redis(settings)
     embedder = make_embedder(
         settings.embeddings,
@@ -110,7 +114,8 @@ class Service:
         timeout (settings.shutdown_grace_s) to commit and are cancelled after it. A cancelled
         handler's transaction never ran, so its message stays pending for a replica to
         reclaim: finished or untouched, never half-done. The background loops stop meanwhile."""
-        await asyncio.gather(self.app.stop(), self._stop_background())
+        await asyncio.gather(stop_readers(self.app), self._stop_background())
+        await self.app.stop()
         await self._leave_groups()
 
     async def _stop_background(self) -> None:
@@ -130,7 +135,7 @@ class Service:
         that still holds messages stays: its entries wait there for a reclaim."""
         consumer = self.bus.settings.consumer_name
         try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):  # the client retries a Redis outage
+            async with asyncio.timeout(LEAVE_TIMEOUT_S):  # the client retries a Redis outage
                 for stream in self.bus.streams:
                     await self.bus.redis.eval(
                         _DELETE_IDLE_CONSUMER, 1, stream, self.name, consumer
@@ -149,12 +154,45 @@ return -1
 """
 
 
+async def stop_readers(app: FastStream) -> None:
+    """Stop the subscribers, all at once (each stops reading, then waits up to the graceful
+    timeout for its in-flight handlers), and wait until their read loops have ended, before
+    the broker closes its connections. FastStream's own stop only requests the loops'
+    cancellation and then closes the connections: a loop still inside XREADGROUP (a busy
+    event loop, or a cancellation redis-py swallowed) then logs "Message fetch error ...
+    Connection closed"."""
+    subscribers = list(getattr(app.broker, "subscribers", []) if app.broker else [])
+    readers = [task for sub in subscribers for task in getattr(sub, "tasks", [])]
+    await asyncio.gather(*(sub.stop() for sub in subscribers))
+    await drain(readers, STOP_TIMEOUT_S)
+
+
+async def drain(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Wait (bounded) for tasks to finish, cancelling again any that swallowed it."""
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.warning("%d stream readers did not stop in time", len(pending))
+
+
 def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:
     broker = make_broker(deps.settings, service=name)
     bus = ServiceBus(name, broker, deps.redis, deps.settings)
     service = Service(name=name, app=FastStream(broker, logger=None), bus=bus)
     service.background.append(lambda: telemetry.watch_streams(deps.redis, bus.streams, name))
+    service.background.append(lambda: keep_trimmed(deps, bus.streams))
     return service, bus
+
+
+async def keep_trimmed(deps: Deps, streams: list[str]) -> None:
+    """Trim the streams this service reads, every `stream_trim_interval_s` (see trimming)."""
+    trimmer = await StreamTrimmer.for_server(deps.redis, deps.settings.stream_maxlen)
+    await every(deps.settings.stream_trim_interval_s, lambda: trimmer.trim_all(streams), "trim")
 
 
 def stop_signal() -> asyncio.Event:

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
@@ -31,6 +32,7 @@ from shared.contract.models import (
 )
 
 SCHEMA_VERSION = 1
+MAX_DEADLINE_S = 30 * 24 * 3600.0
 STREAM_PREFIX = "rf:stream:"
 DEAD_LETTER_STREAM = f"{STREAM_PREFIX}dead-letter"
 _EVENT_NAMESPACE = uuid.UUID("6f1f6d3e-8c1e-4a3e-9f55-6b0e6e1f0a01")
@@ -57,6 +59,10 @@ class Payload(BaseModel):
     @classmethod
     def streams(cls) -> list[str]:
         return streams_for(cls.event_type)
+
+    def route(self, workspace_id: str) -> str:
+        """The stream this payload is published on (AgentInvoked: per worker agent)."""
+        return stream_for(self.event_type, workspace_id)
 
 
 def stream_for(event_type: str, workspace_id: str | None = None) -> str:
@@ -185,6 +191,15 @@ class TaskRequested(Payload):
     checkpoints: WorkflowCheckpoints | None = Field(
         default=None, description="Override the workspace's checkpoints for this task."
     )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        allow_inf_nan=False,
+        description="End the task as failed (reason `deadline`) this many seconds after "
+        "`occurred_at`, wherever it is.",
+        examples=[600],
+    )
 
 
 class Neighbour(BaseModel):
@@ -209,6 +224,9 @@ class SelectionInfo(BaseModel):
     fallback: str
     explored: bool = False
     posterior_means: dict[str, float] = Field(default_factory=dict)
+    skipped: dict[str, str] = Field(
+        default_factory=dict, description="Candidates passed over, and why (no live worker)."
+    )
 
 
 class StageAssigned(Payload):
@@ -327,7 +345,10 @@ class TaskFailed(Payload):
 
     workflow: Workflow | None = None
     goal: str = ""
-    reason: Literal["rejected", "budget_exhausted", "error", "invalid_plan", "expired"]
+    reason: Literal[
+        "rejected", "budget_exhausted", "error", "invalid_plan", "expired", "deadline",
+        "agent_timeout",
+    ]
     error: str
     execution_time_s: float = 0.0
 
@@ -349,6 +370,119 @@ class ExperimentConcluded(Payload):
     mean_quality: float = Field(ge=0, le=1)
 
 
+class TaskCancelled(Payload):
+    """A person or a system stopped the task: every service drops it at its next hop."""
+
+    task_id: str = Field(min_length=1, max_length=100)
+    cancelled_by: str | None = Field(default=None, max_length=128, description="Who cancelled.")
+    reason: str = Field(default="", max_length=2000)
+    cancelled_at: datetime = Field(default_factory=utcnow)
+
+
+class ApprovalWithdrawn(Payload):
+    """A pending approval no longer needs a decision: its task was cancelled or ran out of time."""
+
+    approval_id: str
+    task_id: str
+    reason: Literal["cancelled", "deadline"]
+    withdrawn_at: datetime = Field(default_factory=utcnow)
+
+
+class CorrectionLoop(BaseModel):
+    """The corrector's self-correction state for one stage, carried across attempts.
+
+    Workers ignore it; the corrector reads it back from the pending invocation."""
+
+    threshold: float = Field(ge=0, le=1)
+    scope: str = Field(description="Names the content ids of this stage run.")
+    iteration: int = Field(default=1, ge=1, description="The draft being asked for.")
+    scores: list[float] = Field(default_factory=list, description="Critique score per draft.")
+    best_output: str | None = None
+    best_score: float = -1.0
+    best_iteration: int = 1
+    best_aspect_scores: dict[str, float] = Field(default_factory=dict)
+    spent: Usage = Field(default_factory=Usage, description="This stage's usage so far.")
+    call_cost_usd: float = Field(default=0.0, description="The dearest call seen so far.")
+    started_at: float = Field(description="Unix seconds when the stage started.")
+
+
+class StageInput(BaseModel):
+    """What the task asks of the stage."""
+
+    goal: str = Field(max_length=4000)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentInvoked(Payload):
+    """One attempt of a stage, addressed to an agent; answered by an AgentResult.
+
+    llm and http agents are served by the built-in runner on `rf:stream:AgentInvoked`;
+    a worker agent's invocations go to its own stream `rf:stream:AgentInvoked:<agent>`."""
+
+    invocation_id: str = Field(description="Echo it in the AgentResult.")
+    agent: str
+    kind: Literal["llm", "worker", "http"]
+    task_type: str
+    stage_input: StageInput
+    previous_output: str | None = Field(default=None, description="The previous stage's output.")
+    draft: str | None = Field(default=None, description="On a revision: the draft to revise.")
+    issues: list[str] = Field(
+        default_factory=list, description="On a revision: the issues to fix, numbered from 1."
+    )
+    iteration: int = Field(ge=1, description="Which draft of the stage this is (1: first).")
+    attempt: int = Field(ge=1, description="Which try of this invocation (retries after timeouts).")
+    max_attempts: int = Field(ge=1)
+    deadline: datetime = Field(description="Answer before this; once the timeout sweep has settled the invocation, "
+        "a late answer is ignored.")
+    reply_to: str = Field(description="The stream to XADD the AgentResult envelope to.")
+    workflow: Workflow
+    loop: CorrectionLoop
+
+    def route(self, workspace_id: str) -> str:
+        if self.kind != "worker":
+            return stream_for(self.event_type, workspace_id)
+        return agent_stream(self.agent, workspace_id)
+
+
+def agent_stream(agent: str, workspace_id: str | None = None) -> str:
+    """A worker agent's invocation stream (of the workspace's partition)."""
+    layout = topology.current()
+    base = f"{STREAM_PREFIX}AgentInvoked:{agent}"
+    if not layout.partitioned:
+        return base
+    if workspace_id is None:
+        raise ValueError(f"streams are partitioned: which workspace's stream of {agent}?")
+    return f"{base}{layout.workspace_suffix(workspace_id)}"
+
+
+def agent_streams(agent: str) -> list[str]:
+    """Every partition's invocation stream of a worker agent: what its workers read."""
+    return [f"{STREAM_PREFIX}AgentInvoked:{agent}{s}" for s in topology.current().suffixes()]
+
+
+class AgentResult(Payload):
+    """An agent's answer to one AgentInvoked: an output, or an error."""
+
+    invocation_id: str = Field(min_length=1, max_length=200)
+    agent: str = Field(min_length=1, max_length=64)
+    attempt: int = Field(default=1, ge=1, le=100)
+    output: str | None = Field(default=None, max_length=200_000)
+    usage: Usage = Field(default_factory=Usage, description="Calls, tokens and cost it spent.")
+    self_score: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="Optional self-assessment."
+    )
+    error: str | None = Field(default=None, max_length=4000)
+    provider: str = Field(default="", max_length=100, description="Who produced it.")
+
+    @model_validator(mode="after")
+    def _output_or_error(self) -> AgentResult:
+        if (self.output is None) == (self.error is None):
+            raise ValueError("exactly one of output and error")
+        if self.output is not None and not self.output.strip():
+            raise ValueError("output is empty")
+        return self
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.event_type: cls
     for cls in (
@@ -365,6 +499,10 @@ EVENT_TYPES: dict[str, type[Payload]] = {
         TaskFailed,
         FeedbackGiven,
         ExperimentConcluded,
+        TaskCancelled,
+        ApprovalWithdrawn,
+        AgentInvoked,
+        AgentResult,
     )
 }
 
@@ -422,6 +560,8 @@ class Envelope(BaseModel, Generic[P]):
 
     @property
     def stream(self) -> str:
+        if isinstance(self.payload, Payload):
+            return self.payload.route(self.workspace_id)
         return stream_for(self.type, self.workspace_id)
 
 

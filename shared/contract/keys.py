@@ -58,7 +58,23 @@ def performance_step(workspace_id: str, task_type: str) -> str:
 
 
 def vector_set(workspace_id: str) -> str:
+    """Vector set of one workspace's remembered goals (Redis 8 vector sets back end)."""
     return f"memory:vset:{_ws(workspace_id)}"
+
+
+def vector_hash(workspace_id: str) -> str:
+    """Hash item_id -> little-endian float32 bytes (exact back end)."""
+    return f"memory:vec:{_ws(workspace_id)}"
+
+
+def vector_attributes(workspace_id: str) -> str:
+    """Hash item_id -> JSON attributes (exact back end)."""
+    return f"memory:vecattr:{_ws(workspace_id)}"
+
+
+def vector_changes(workspace_id: str) -> str:
+    """Change-log stream (one entry per mutation) that replicas replay to stay in step."""
+    return f"memory:vecver:{_ws(workspace_id)}"
 
 
 def task_view(workspace_id: str, task_id: str) -> str:
@@ -68,6 +84,47 @@ def task_view(workspace_id: str, task_id: str) -> str:
 
 def task_stages(workspace_id: str, task_id: str) -> str:
     return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:stages"
+
+
+def task_index(workspace_id: str) -> str:
+    """Sorted set of the workspace's task ids by acceptance time (GET /tasks, newest first)."""
+    return f"rf:ws:{_ws(workspace_id)}:tasks"
+
+
+def task_ended(workspace_id: str, task_id: str) -> str:
+    """A one-entry stream written when the task reaches a terminal status: long-polls block
+    on it (XREAD BLOCK) instead of polling the view."""
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:ended"
+
+
+def task_stopped(workspace_id: str, task_id: str) -> str:
+    """Why a task was stopped from outside (cancelled, deadline): each service drops the task's
+    events at its next hop while this key exists."""
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:stopped"
+
+
+def task_request(workspace_id: str, task_id: str) -> str:
+    """The accepted TaskRequested envelope (JSON), what a rerun copies."""
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:request"
+
+
+def task_snapshot(workspace_id: str, task_id: str) -> str:
+    """The workflow and context at the task's failure (JSON), what a resume continues from."""
+    return f"rf:ws:{_ws(workspace_id)}:task:{task_id}:snapshot"
+
+
+def idempotency(workspace_id: str, key_digest: str) -> str:
+    """JSON {task_id, request_hash} of one Idempotency-Key (its sha256), for 24 hours."""
+    return f"rf:ws:{_ws(workspace_id)}:idempotency:{key_digest}"
+
+
+def task_deadlines(workspace_id: str) -> str:
+    """Sorted set of `workspace|task_id` by deadline, one per partition like approvals'."""
+    return f"rf:tasks:deadlines{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_task_deadlines() -> list[str]:
+    return [f"rf:tasks:deadlines{s}" for s in topology.current().suffixes()]
 
 
 def processed(workspace_id: str, service: str, event_id: str) -> str:
@@ -186,3 +243,22 @@ def experiment_goals(workspace_id: str, experiment_id: str) -> str:
 def routing_calibration(workspace_id: str) -> str:
     """Hash: the workspace's online correction of the router's confidence (shared.domain.recalibration)."""
     return f"memory:routing_calibration:{_ws(workspace_id)}"
+
+
+def agent_pending(workspace_id: str, invocation_id: str) -> str:
+    """The AgentInvoked envelope awaiting its AgentResult (what a timeout re-publishes)."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:pending:{invocation_id}"
+
+
+def agent_answered(workspace_id: str, invocation_id: str) -> str:
+    """Who settled an invocation first: a result's event id, or `timeout`."""
+    return f"rf:ws:{_ws(workspace_id)}:agent:answered:{invocation_id}"
+
+
+def agent_deadlines(workspace_id: str) -> str:
+    """Sorted set of `workspace|invocation_id` by deadline, one per partition (as approvals)."""
+    return f"rf:agent:deadlines{topology.current().workspace_suffix(workspace_id)}"
+
+
+def all_agent_deadlines() -> list[str]:
+    return [f"rf:agent:deadlines{s}" for s in topology.current().suffixes()]

@@ -9,15 +9,18 @@ handler's transaction touches (source stream, output streams, processed marker,
 the workspace's keys) hashes to the same slot, so MULTI/EXEC works on a cluster,
 while different partitions spread over the shards.
 
-The layout is process-wide, like the settings it comes from: every process of a
-deployment must agree on it, so it is read once from the environment.
+Every process of a deployment must agree on the layout, so it is process-wide: the
+composition root installs the one its settings describe (`Settings.layout()`, installed
+by `build_deps` and by `get_settings`); until then names keep the plain shape. The
+contract itself reads no configuration.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -62,21 +65,26 @@ class Topology:
         return f"{self.tag(self.partition_of(workspace_id))}{workspace_id}"
 
 
-@lru_cache(maxsize=1)
+_installed = Topology()
+
+
 def current() -> Topology:
-    """The deployment's layout, from RAPTORFLOW_STREAM_PARTITIONS and RAPTORFLOW_REDIS_CLUSTER."""
-    from shared.settings import get_settings
-
-    settings = get_settings()
-    return Topology(
-        partitions=settings.stream_partitions,
-        hash_tags=settings.redis_cluster or settings.hash_tags,
-    )
+    """The layout every stream and key name of this process follows."""
+    return _installed
 
 
-def reset() -> None:
-    """Forget the cached layout (tests that change the environment)."""
-    from shared.settings import get_settings
+def use(layout: Topology) -> Topology:
+    """Install the deployment's layout (the composition root does); returns the one replaced."""
+    global _installed
+    previous, _installed = _installed, layout
+    return previous
 
-    get_settings.cache_clear()
-    current.cache_clear()
+
+@contextmanager
+def using(layout: Topology) -> Iterator[Topology]:
+    """The layout for a block (tests and benchmarks of other layouts), restored after."""
+    previous = use(layout)
+    try:
+        yield layout
+    finally:
+        use(previous)

@@ -16,8 +16,33 @@ Purpose = Literal["generate", "critique", "revise", "plan"]
 OFFLINE = "offline"
 
 
+class ToolSpec(BaseModel):
+    """A function the model may call (OpenAI function-calling shape)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        }
+    )
+
+
+class ToolCall(BaseModel):
+    """One call the model asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class LLMRequest(BaseModel):
-    """One chat call. `facts` carries the structured inputs a deterministic provider needs."""
+    """One chat call. `facts` carries the structured inputs a deterministic provider needs.
+
+    With `tools`, the model may answer with tool calls instead of text; `history` holds
+    the conversation after the user message (assistant tool calls and tool results)."""
 
     purpose: Purpose
     system: str
@@ -26,6 +51,8 @@ class LLMRequest(BaseModel):
     schema_name: str = "answer"
     facts: dict[str, Any] = Field(default_factory=dict)
     max_tokens: int = 1200
+    tools: list[ToolSpec] = Field(default_factory=list)
+    history: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LLMReply(BaseModel):
@@ -33,6 +60,7 @@ class LLMReply(BaseModel):
     usage: Usage
     provider: str
     model: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
 class LLMError(RuntimeError):

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -24,7 +25,7 @@ from shared.domain.critique import (
     overall_score,
     parse_critique,
 )
-from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
+from shared.domain.llm_port import LLMError, LLMProvider, LLMReply, LLMRequest, ToolCall, ToolSpec
 
 _CONTENT_NS = uuid.UUID("0b7e2c44-5f7a-4d36-8b1b-2a0f4c9a7d11")
 OUTPUT_LIMIT = 20_000
@@ -112,6 +113,33 @@ class SelfCorrectionResult(BaseModel):
 
 
 OnCritique = Callable[[IterationRecord, str], Awaitable[None]]
+TOOL_RESULT_LIMIT = 8000
+
+
+@dataclass(frozen=True)
+class Tooling:
+    """An llm agent's tools for one attempt: what the model sees, and how a call runs
+    (returning the tool's text and what it spent). Rounds are bounded."""
+
+    specs: list[ToolSpec]
+    run: Callable[[ToolCall], Awaitable[tuple[str, Usage]]]
+    max_rounds: int = 3
+
+
+def _assistant_calls(reply: LLMReply) -> dict[str, Any]:
+    """The assistant message that asked for tools, as the conversation records it."""
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in reply.tool_calls
+        ],
+    }
 
 
 def content_id_for(scope: str, iteration: int) -> str:
@@ -171,6 +199,20 @@ def revise_system_prompt(agent: AgentSpec, brief: str) -> str:
     ).strip()
 
 
+@dataclass
+class _Progress:
+    """Where one run's loop stands: the current draft, every critique, the best so far."""
+
+    draft: str
+    best_output: str
+    records: list[IterationRecord] = field(default_factory=list)
+    best_score: float = -1.0
+    best_iteration: int = 1
+    stop_reason: str = "max_iterations"
+    budget_exhausted: bool = False
+    attempts: int = 1
+
+
 class SelfCorrector:
     """Runs the loop for one agent on one goal (one run at a time per instance).
 
@@ -183,6 +225,7 @@ class SelfCorrector:
         self.spent = Usage()
         self._call_cost_usd = 0.0
         self._budget = Budget()
+        self._tooling: Tooling | None = None
 
     async def run(
         self,
@@ -204,7 +247,6 @@ class SelfCorrector:
         self._budget = Budget.from_context(context, before)
         self.spent = Usage()
         self._call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
-        aspects = config.critique_aspects
         if not self._allows(2):
             raise BudgetExhausted(
                 f"budget leaves too few calls to run agent {agent.name} "
@@ -214,18 +256,31 @@ class SelfCorrector:
         draft = await self._first_draft(
             agent, goal, inputs, context, previous_output, reviewer_comments
         )
-        records: list[IterationRecord] = []
-        best_output, best_score, best_iteration = draft, -1.0, 1
-        stop_reason, budget_exhausted = "max_iterations", False
-        attempts = 1
+        progress = _Progress(draft=draft, best_output=draft)
+        await self._iterate(progress, agent, goal, context, config, threshold, scope, on_critique)
+        return self._result(progress, threshold, started)
+
+    async def _iterate(
+        self,
+        p: _Progress,
+        agent: AgentSpec,
+        goal: str,
+        context: AgentContext,
+        config: SelfCorrectionConfig,
+        threshold: float,
+        scope: str,
+        on_critique: OnCritique | None,
+    ) -> None:
+        """Critique, keep the best draft, revise, until a stop reason (recorded in `p`)."""
+        aspects = config.critique_aspects
         for iteration in range(1, config.max_iterations + 1):
             try:
-                critique = await self._critique(agent, goal, draft, context, aspects)
+                critique = await self._critique(agent, goal, p.draft, context, aspects)
             except BudgetExhausted:
-                if not records:
+                if not p.records:
                     raise
-                stop_reason, budget_exhausted = "budget_exhausted", True
-                break
+                p.stop_reason, p.budget_exhausted = "budget_exhausted", True
+                return
             score = overall_score(critique, aspects, config.aspect_weights)
             record = IterationRecord(
                 iteration=iteration,
@@ -233,52 +288,143 @@ class SelfCorrector:
                 score=score,
                 critique=critique,
             )
-            records.append(record)
+            p.records.append(record)
             if on_critique is not None:
-                await on_critique(record, draft)
-            if score > best_score:
-                best_output, best_score, best_iteration = draft, score, iteration
-            if score >= threshold:
-                stop_reason = "threshold_met"
-                break
-            if iteration == config.max_iterations:
-                break
-            if iteration > 1 and score - records[-2].score < config.improvement_threshold:
-                stop_reason = "small_improvement"
-                break
-            if not self._allows(2):
-                stop_reason, budget_exhausted = "budget_exhausted", True
-                break
-            draft = await self._revise(agent, goal, draft, critique.issues, context)
-            attempts += 1
+                await on_critique(record, p.draft)
+            if score > p.best_score:
+                p.best_output, p.best_score, p.best_iteration = p.draft, score, iteration
+            reason = self._stop_reason(p, score, iteration, config, threshold)
+            if reason is not None:
+                p.stop_reason, p.budget_exhausted = reason, reason == "budget_exhausted"
+                return
+            p.draft = await self._revise(agent, goal, p.draft, critique.issues, context)
+            p.attempts += 1
 
+    def _stop_reason(
+        self,
+        p: _Progress,
+        score: float,
+        iteration: int,
+        config: SelfCorrectionConfig,
+        threshold: float,
+    ) -> str | None:
+        if score >= threshold:
+            return "threshold_met"
+        if iteration == config.max_iterations:
+            return "max_iterations"
+        if iteration > 1 and score - p.records[-2].score < config.improvement_threshold:
+            return "small_improvement"
+        if not self._allows(2):
+            return "budget_exhausted"
+        return None
+
+    def _result(self, p: _Progress, threshold: float, started: float) -> SelfCorrectionResult:
         metadata = SelfCorrectionMetadata(
-            iterations=len(records),
-            final_quality_score=best_score,
-            threshold_met=best_score >= threshold,
-            attempts=attempts,
-            iteration_scores=[r.score for r in records],
-            aspect_scores=records[best_iteration - 1].critique.aspect_scores,
-            best_iteration=best_iteration,
-            stop_reason=stop_reason,
+            iterations=len(p.records),
+            final_quality_score=p.best_score,
+            threshold_met=p.best_score >= threshold,
+            attempts=p.attempts,
+            iteration_scores=[r.score for r in p.records],
+            aspect_scores=p.records[p.best_iteration - 1].critique.aspect_scores,
+            best_iteration=p.best_iteration,
+            stop_reason=p.stop_reason,
             usage=self.spent,
             duration_s=round(time.perf_counter() - started, 4),
         )
         return SelfCorrectionResult(
-            output=best_output[:OUTPUT_LIMIT],
-            quality=best_score,
+            output=p.best_output[:OUTPUT_LIMIT],
+            quality=p.best_score,
             threshold=threshold,
             threshold_met=metadata.threshold_met,
-            budget_exhausted=budget_exhausted,
+            budget_exhausted=p.budget_exhausted,
             provider=self.provider.name,
             metadata=metadata,
-            iterations=records,
+            iterations=p.records,
         )
 
     def _allows(self, calls: int) -> bool:
         return self._budget.allows(calls, self.spent, self._call_cost_usd)
 
+    # --- the event-driven path: one step at a time, the loop state kept by the caller ---
+
+    def resume(
+        self, context: AgentContext, before: Usage, stage_spent: Usage, call_cost_usd: float | None
+    ) -> None:
+        """Continue a stage's accounting where its loop state left it (None: a new stage)."""
+        self._budget = Budget.from_context(context, before)
+        self.spent = stage_spent
+        if call_cost_usd is None:
+            call_cost_usd = before.cost_usd / before.api_calls if before.api_calls else 0.0
+        self._call_cost_usd = call_cost_usd
+
+    @property
+    def call_cost_usd(self) -> float:
+        """The dearest call seen so far: the cost projection's unit."""
+        return self._call_cost_usd
+
+    def allows(self, calls: int) -> bool:
+        """Whether `calls` more calls fit in the task's budget."""
+        return self._allows(calls)
+
+    def count(self, usage: Usage) -> None:
+        """Add usage spent elsewhere (an agent's attempt) to this stage's accounting."""
+        self.spent = self.spent.plus(usage)
+        if usage.api_calls:
+            self._call_cost_usd = max(self._call_cost_usd, usage.cost_usd / usage.api_calls)
+
+    async def critique(
+        self, agent: AgentSpec, goal: str, draft: str, context: AgentContext, aspects: list[str]
+    ) -> Critique:
+        """One critique of a draft (with one repair of an invalid answer)."""
+        return await self._critique(agent, goal, draft, context, aspects)
+
+    async def attempt(
+        self,
+        agent: AgentSpec,
+        *,
+        goal: str,
+        inputs: dict[str, Any],
+        context: AgentContext,
+        previous_output: str | None,
+        draft: str | None,
+        issues: list[str],
+        tooling: Tooling | None = None,
+    ) -> str:
+        """An llm agent's answer to one invocation: a first draft, or a revision of `draft`."""
+        self._tooling = tooling
+        if draft is not None:
+            return await self._revise(agent, goal, draft, issues, context)
+        return await self._first_draft(agent, goal, inputs, context, previous_output, None)
+
     async def _call(self, request: LLMRequest) -> LLMReply:
+        if self._tooling is not None and request.purpose in ("generate", "revise"):
+            return await self._call_with_tools(request, self._tooling)
+        return await self._call_once(request)
+
+    async def _call_with_tools(self, request: LLMRequest, tooling: Tooling) -> LLMReply:
+        """The tool-calling loop: the model calls tools until it answers in text, for at
+        most `max_rounds` rounds; every model call and tool call counts in the budget."""
+        history: list[dict[str, Any]] = []
+        reply = await self._call_once(request.model_copy(update={"tools": tooling.specs}))
+        for _ in range(tooling.max_rounds):
+            if not reply.tool_calls:
+                return reply
+            if not self._allows(len(reply.tool_calls) + 1):
+                raise BudgetExhausted("the budget leaves no room for the tool calls asked for")
+            history.append(_assistant_calls(reply))
+            for call in reply.tool_calls:
+                text, usage = await tooling.run(call)
+                self.spent = self.spent.plus(usage)
+                history.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": text[:TOOL_RESULT_LIMIT]}
+                )
+            update = {"tools": tooling.specs, "history": list(history)}
+            reply = await self._call_once(request.model_copy(update=update))
+        if reply.tool_calls and not reply.text.strip():
+            raise LLMError(f"the model still asked for tools after {tooling.max_rounds} rounds")
+        return reply
+
+    async def _call_once(self, request: LLMRequest) -> LLMReply:
         reply = await self.provider.complete(request)
         self.spent = self.spent.plus(reply.usage)
         self._call_cost_usd = max(self._call_cost_usd, reply.usage.cost_usd)

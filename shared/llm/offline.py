@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from shared.contract.events import Usage
-from shared.domain.llm_port import OFFLINE, LLMReply, LLMRequest
+from shared.domain.llm_port import OFFLINE, LLMReply, LLMRequest, ToolCall
 
 _STOPWORDS = frozenset(
     [
@@ -199,6 +199,9 @@ class OfflineProvider:
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         facts = request.facts
+        tool_results = [m for m in request.history if m.get("role") == "tool"]
+        if request.tools and not tool_results:
+            return self._call_first_tool(request)
         if request.purpose == "generate":
             text = _draft(facts)
         elif request.purpose == "revise":
@@ -219,9 +222,25 @@ class OfflineProvider:
             )
         else:
             text = _plan(facts)
+        if tool_results:
+            notes = "\n".join(f"- {str(m.get('content', ''))[:500]}" for m in tool_results)
+            text = f"{text.rstrip()}\n\n## Tool findings\n{notes}\n"
         return LLMReply(
             text=text,
             usage=_estimate_usage(request.system, request.user, text),
             provider=self.name,
             model=self.model,
+        )
+
+    def _call_first_tool(self, request: LLMRequest) -> LLMReply:
+        """Deterministic tool use: the first tool, asked about the goal, once."""
+        tool = request.tools[0]
+        goal = str(request.facts.get("goal", ""))
+        call = ToolCall(id="offline-call-1", name=tool.name, arguments={"query": goal})
+        return LLMReply(
+            text="",
+            usage=_estimate_usage(request.system, request.user),
+            provider=self.name,
+            model=self.model,
+            tool_calls=[call],
         )

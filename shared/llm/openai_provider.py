@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from shared.contract.events import Usage
-from shared.domain.llm_port import LLMError, LLMReply, LLMRequest
+from shared.domain.llm_port import LLMError, LLMReply, LLMRequest, ToolCall
 from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.llm")
@@ -39,6 +39,23 @@ def plain_json_instructions(schema: dict[str, Any]) -> str:
         "\n\nAnswer with exactly one JSON object and nothing else (no prose, no code fences). "
         f"It must match this JSON schema: {json.dumps(schema, separators=(',', ':'))}"
     )
+
+
+def _tool_calls(message: Any) -> list[ToolCall]:
+    """The function calls of an assistant message; unparsable arguments are passed as text."""
+    calls: list[ToolCall] = []
+    for call in getattr(message, "tool_calls", None) or []:
+        function = getattr(call, "function", None)
+        if function is None:
+            continue
+        try:
+            arguments = json.loads(function.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = {"query": str(function.arguments)[:4000]}
+        if not isinstance(arguments, dict):
+            arguments = {"query": json.dumps(arguments)[:4000]}
+        calls.append(ToolCall(id=call.id, name=function.name, arguments=arguments))
+    return calls
 
 
 def _estimate_tokens(text: str) -> int:
@@ -93,6 +110,7 @@ class OpenAIProvider:
             raise LLMError(self._failure(request, exc)) from exc
         message = response.choices[0].message if response.choices else None
         text = (message.content or "") if message is not None else ""
+        calls = _tool_calls(message) if request.tools else []
         if response.usage is not None:
             prompt_tokens = response.usage.prompt_tokens
             completion_tokens = response.usage.completion_tokens
@@ -105,7 +123,9 @@ class OpenAIProvider:
             completion_tokens=completion_tokens,
             cost_usd=cost_usd(self.settings, prompt_tokens, completion_tokens, self.model),
         )
-        return LLMReply(text=text, usage=usage, provider=self.name, model=self.model)
+        return LLMReply(
+            text=text, usage=usage, provider=self.name, model=self.model, tool_calls=calls
+        )
 
     async def _create(self, request: LLMRequest, *, structured: bool) -> Any:
         kwargs: dict[str, Any] = {}
@@ -121,12 +141,18 @@ class OpenAIProvider:
             }
         elif request.json_schema is not None:
             system += plain_json_instructions(request.json_schema)
+        if request.tools:
+            kwargs["tools"] = [
+                {"type": "function", "function": tool.model_dump()} for tool in request.tools
+            ]
+        messages: list[Any] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": request.user},
+            *request.history,
+        ]
         return await self.client.chat.completions.create(
             model=self.model,
-            messages=[
-                {"role": "system", "content": system},
-                {"role": "user", "content": request.user},
-            ],
+            messages=messages,
             max_tokens=request.max_tokens,
             **kwargs,
         )

@@ -16,47 +16,10 @@ from redis.asyncio import Redis
 
 from shared.contract import keys
 from shared.contract.events import Neighbour
+from shared.contract.records import TaskRecord
 from shared.domain.performance import AgentPerformance, from_redis_hash
 from shared.memory.embeddings.base import Embedder
 from shared.memory.vector_index import VectorIndex
-
-
-class TaskRecord(BaseModel):
-    """The seed's task history fields, plus ours after them."""
-
-    goal: str
-    agent_sequence: list[str]
-    success: bool
-    execution_time: float = 0.0
-    error: str | None = None
-    result_quality: float = Field(default=0.0, ge=0, le=1)
-    goal_hash: str = ""
-    task_id: str = ""
-    stored_at: float = 0.0
-    provider: str = ""
-    feedback_rating: int | None = None
-
-    def to_hash(self) -> dict[str, str]:
-        """Flat string fields, as stored in the Redis hash."""
-        out: dict[str, str] = {}
-        for name, value in self.model_dump().items():
-            if value is None:
-                continue
-            out[name] = json.dumps(value) if isinstance(value, (list, bool)) else str(value)
-        return out
-
-    @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> TaskRecord:
-        data: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = key.decode() if isinstance(key, bytes) else key
-            text = value.decode() if isinstance(value, bytes) else value
-            if name in {"agent_sequence", "success"}:
-                data[name] = json.loads(text)
-            else:
-                data[name] = text
-        return cls.model_validate(data)
-
 
 _JSON_FIELDS = frozenset(
     {"agent_sequence", "neighbours", "outcome_success", "candidate_sequence", "candidate_logit"}

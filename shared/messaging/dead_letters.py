@@ -147,14 +147,14 @@ class NotReplayable(ValueError):
     """The entry names no stream of ours or carries no message."""
 
 
-async def replay(redis: Redis, letter: DeadLetter, maxlen: int) -> str:
+async def replay(redis: Redis, letter: DeadLetter) -> str:
     """Re-publish the original message to its stream and drop the entry; the new stream id."""
     if not letter.stream.startswith(REPLAYABLE_PREFIX) or letter.stream.startswith(DEAD_LETTER_STREAM):
         raise NotReplayable(f"{letter.id}: stream {letter.stream!r} is not an event stream")
     if not letter.data:
         raise NotReplayable(f"{letter.id}: no message data")
     async with redis.pipeline(transaction=True) as tx:
-        tx.xadd(letter.stream, {DATA_FIELD: letter.data}, maxlen=maxlen, approximate=True)
+        tx.xadd(letter.stream, {DATA_FIELD: letter.data})
         tx.xdel(letter.dead_letter_stream, letter.id)
         new_id, _ = await tx.execute()
     return new_id.decode() if isinstance(new_id, bytes) else str(new_id)

@@ -1,6 +1,7 @@
 """A stand-in for a transaction that records the writes a handler queues.
 
-When several messages commit in one MULTI..EXEC, each handler gets its own recorder:
+When several messages commit in one MULTI..EXEC, each handler gets its own recorder
+(typed as `shared.messaging.tx.Tx`, which it satisfies like the real pipeline does):
 a handler that fails leaves nothing behind in the shared transaction, and the writes
 of those that succeed are replayed into it in message order.
 """
@@ -8,7 +9,7 @@ of those that succeed are replayed into it in message order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio.client import Pipeline
 
@@ -32,10 +33,6 @@ class QueuedWrites:
             return self
 
         return record
-
-    def as_pipeline(self) -> Pipeline:
-        """The recorder typed as what handlers expect."""
-        return cast(Pipeline, self)
 
     def replay(self, tx: Pipeline) -> None:
         """Queue the recorded commands on a transaction already in MULTI."""

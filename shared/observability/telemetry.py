@@ -129,6 +129,11 @@ HANDLER_MESSAGES = Counter(
     ["service", "event_type", "outcome"],
 )
 STREAM_LENGTH = Gauge(f"{PREFIX}_stream_length", "Entries in a stream (XLEN).", ["stream"])
+STREAM_OVER_CAP = Gauge(
+    f"{PREFIX}_stream_over_cap",
+    "Entries a stream keeps beyond its cap because a consumer group has not acknowledged them.",
+    ["stream"],
+)
 GROUP_PENDING = Gauge(
     f"{PREFIX}_consumer_group_pending",
     "Entries delivered to a group but not acknowledged (XPENDING).",

@@ -10,14 +10,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.contract import keys
-from shared.contract.events import ApprovalNeeded, ApprovalResolved, Envelope, new_envelope
+from shared.contract.events import (
+    ApprovalNeeded,
+    ApprovalResolved,
+    ApprovalWithdrawn,
+    Envelope,
+    new_envelope,
+)
+from shared.contract.records import ApprovalRecord
 from shared.messaging.bus import add_publish
+from shared.messaging.tx import Tx
 from shared.observability.telemetry import observe_approval_decided
 from shared.stores import audit
 
@@ -37,23 +44,6 @@ class ApprovalNotFound(KeyError):
     pass
 
 
-class ApprovalRecord(BaseModel):
-    approval_id: str
-    workspace_id: str
-    status: str
-    deadline: float
-    created_at: float
-    needed: Envelope[ApprovalNeeded]
-    decided_by: str | None = None
-    decided_at: float | None = None
-    reason: str = ""
-    escalated: bool = False
-
-    @property
-    def deadline_iso(self) -> str:
-        return datetime.fromtimestamp(self.deadline, UTC).isoformat()
-
-
 def _deadline_member(workspace_id: str, approval_id: str) -> str:
     return f"{workspace_id}|{approval_id}"
 
@@ -64,7 +54,7 @@ def parse_deadline_member(member: bytes | str) -> tuple[str, str]:
     return workspace_id, approval_id
 
 
-def add_create(tx: Pipeline, needed: Envelope[ApprovalNeeded], now: float) -> None:
+def add_create(tx: Tx, needed: Envelope[ApprovalNeeded], now: float) -> None:
     """Queue the writes that create a pending approval (inside a handler's transaction)."""
     p = needed.payload
     key = keys.approval(needed.workspace_id, p.approval_id)
@@ -136,7 +126,6 @@ async def decide(
     reason: str = "",
     comments: list[str] | None = None,
     expired: bool = False,
-    maxlen: int = 100_000,
 ) -> Envelope[ApprovalResolved]:
     """Atomically decide a pending approval and publish ApprovalResolved (exactly once)."""
     key = keys.approval(workspace_id, approval_id)
@@ -179,13 +168,65 @@ async def decide(
                 )
                 tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
                 tx.srem(keys.approvals_pending(workspace_id), approval_id)
-                add_publish(tx, resolved, maxlen)
+                add_publish(tx, resolved)
                 audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
                 await tx.execute()
                 observe_approval_decided(decision, expired, now.timestamp() - record.created_at)
                 return resolved
             except WatchError:
                 continue
+
+
+async def withdraw(
+    redis: Redis,
+    workspace_id: str,
+    approval_id: str,
+    *,
+    reason: Literal["cancelled", "deadline"],
+) -> Envelope[ApprovalWithdrawn] | None:
+    """Take a pending approval off the list because its task ended (ApprovalWithdrawn, once);
+    None when it was no longer pending."""
+    key = keys.approval(workspace_id, approval_id)
+    async with redis.pipeline(transaction=True) as tx:
+        while True:
+            try:
+                record = await _watched(redis, tx, key, approval_id)
+                if record.status != "pending":
+                    return None
+                needed = record.needed
+                withdrawn = needed.follow(
+                    ApprovalWithdrawn(
+                        approval_id=approval_id,
+                        task_id=needed.payload.workflow.task_id,
+                        reason=reason,
+                    )
+                )
+                tx.multi()
+                tx.hset(key, mapping={"status": "withdrawn", "reason": f"task {reason}"})
+                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
+                tx.srem(keys.approvals_pending(workspace_id), approval_id)
+                add_publish(tx, withdrawn)
+                await tx.execute()
+                return withdrawn
+            except WatchError:
+                continue
+
+
+async def withdraw_for_task(
+    redis: Redis,
+    workspace_id: str,
+    task_id: str,
+    *,
+    reason: Literal["cancelled", "deadline"],
+) -> list[Envelope[ApprovalWithdrawn]]:
+    """Withdraw every pending approval of one task (its workspace's pending list is short)."""
+    withdrawn = []
+    for record in await list_pending(redis, workspace_id):
+        if record.needed.correlation_id == task_id:
+            event = await withdraw(redis, workspace_id, record.approval_id, reason=reason)
+            if event is not None:
+                withdrawn.append(event)
+    return withdrawn
 
 
 async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: float) -> bool:

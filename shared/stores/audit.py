@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from shared.contract import keys
 from shared.contract.models import CheckpointEvaluation
+from shared.messaging.tx import Tx
 
 AUDIT_MAXLEN = 10_000
 AuditKind = Literal["evaluation", "decision", "escalation"]
@@ -58,7 +58,7 @@ def evaluation_entry(
     )
 
 
-def add_entry(tx: Pipeline, workspace_id: str, entry: AuditEntry) -> None:
+def add_entry(tx: Tx, workspace_id: str, entry: AuditEntry) -> None:
     """Queue an XADD of the entry on the workspace's audit stream."""
     tx.xadd(
         keys.audit(workspace_id),

@@ -15,8 +15,6 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from shared.app.facade import recall
-from shared.app.runtime import Deps
 from shared.contract import keys
 from shared.contract.events import Envelope, ExperimentConcluded, new_envelope
 from shared.domain.experiments import (
@@ -25,12 +23,9 @@ from shared.domain.experiments import (
     Experiment,
     ExperimentReport,
     ExperimentSpec,
-    assign_arm,
     choose_winner,
-    first_match,
     report,
 )
-from shared.domain.routing import RouteDecision
 from shared.messaging.bus import add_publish
 
 
@@ -112,7 +107,6 @@ async def stop(
     *,
     promote: bool,
     winner: Arm | None = None,
-    maxlen: int = 100_000,
 ) -> Experiment:
     """Stop routing tasks into the experiment; with `promote`, hand the winner to memory.
 
@@ -147,7 +141,7 @@ async def stop(
                 tx.srem(keys.experiments_running(workspace_id), experiment_id)
                 if promote and chosen is not None:
                     stats = a if chosen == "A" else b
-                    add_publish(tx, _conclusion(stopped, chosen, stats), maxlen)
+                    add_publish(tx, _conclusion(stopped, chosen, stats))
                 await tx.execute()
                 return stopped
             except WatchError:
@@ -166,31 +160,4 @@ def _conclusion(
         ),
         workspace_id=experiment.workspace_id,
         correlation_id=f"experiment-{experiment.experiment_id}",
-    )
-
-
-async def experiment_route(
-    deps: Deps, goal: str, workspace_id: str, task_id: str
-) -> RouteDecision | None:
-    """The arm's sequence when a running experiment matches the goal, else None.
-
-    Confidence is the arm's posterior mean success rate so far (Beta(1, 1) prior):
-    an experiment deliberately runs a sequence it is not yet sure of. Neighbours
-    are still recalled so the task's context carries its past successes.
-    """
-    experiment = first_match(await running(deps.redis, workspace_id), goal)
-    if experiment is None:
-        return None
-    arm = assign_arm(experiment, task_id)
-    raw = await deps.redis.hgetall(keys.experiment_arm(workspace_id, experiment.experiment_id, arm))
-    neighbours = (await recall(deps, goal, workspace_id)).neighbours
-    return RouteDecision(
-        agent_sequence=experiment.sequence(arm),
-        source="experiment",
-        confidence=round(ArmStats.from_hash(raw).posterior_mean(), 4),
-        reason=f"A/B experiment {experiment.name!r} ({experiment.experiment_id}): arm {arm}",
-        provider="experiment",
-        neighbours=neighbours,
-        experiment_id=experiment.experiment_id,
-        experiment_arm=arm,
     )

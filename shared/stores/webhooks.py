@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from shared.contract import keys
+from shared.messaging.tx import Tx
 
 SIGNATURE_HEADER = "X-RaptorFlow-Signature"
 EVENT_HEADER = "X-RaptorFlow-Event"
@@ -88,11 +88,18 @@ async def save_config(redis: Redis, workspace_id: str, config: WebhookConfig) ->
 
 
 def add_delivery(
-    tx: Pipeline, workspace_id: str, approval_id: str, body: bytes, urls: list[str], now: float
+    tx: Tx,
+    workspace_id: str,
+    approval_id: str,
+    body: bytes,
+    urls: list[str],
+    now: float,
+    event_type: str = "ApprovalNeeded",
 ) -> None:
-    """Queue a delivery record and its outbox entries (inside the notifier's transaction)."""
+    """Queue a delivery record and its outbox entries (inside the notifier's transaction).
+    `approval_id` names the delivery: an approval's later notices use `<id>.<suffix>`."""
     key = keys.webhook_delivery(workspace_id, approval_id)
-    fields: dict[str, Any] = {"body": body, "targets": str(len(urls))}
+    fields: dict[str, Any] = {"body": body, "targets": str(len(urls)), "event": event_type}
     for n, url in enumerate(urls):
         fields |= {f"{n}:url": url, f"{n}:status": "pending", f"{n}:attempts": "0"}
     tx.hset(key, mapping=fields)

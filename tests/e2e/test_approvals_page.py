@@ -15,6 +15,7 @@ import pytest
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
 from tests.checkpoint_helpers import events_of, gate, submit, wait_pending, wait_status
+from tests.e2e.console_helpers import csrf_of
 from tests.helpers import settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -134,6 +135,8 @@ async def test_page_forms_reject_with_reason_and_show_409_and_need_a_key(
     locked = await client.get("/ui/approvals", params={"workspace_id": workspace})
     assert locked.status_code == 401 and 'name="key"' in locked.text
 
+    wrong = await client.get("/ui/approvals", params={"workspace_id": workspace, "key": "k-no"})
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     opened = await client.get("/ui/approvals", params={"workspace_id": workspace, "key": "k-team"})
     assert opened.status_code == 303 and "raptorflow_key" in opened.headers["set-cookie"]
     client.cookies.set("raptorflow_key", "k-team")
@@ -141,7 +144,13 @@ async def test_page_forms_reject_with_reason_and_show_409_and_need_a_key(
     assert page.status_code == 200 and f"approval-{pending.approval_id}" in page.text
 
     action = f"/ui/approvals/{pending.approval_id}/decide"
-    form = {"workspace_id": workspace, "decided_by": "erin"}
+    token = csrf_of(page.text)
+    form = {"workspace_id": workspace, "decided_by": "erin", "csrf_token": token}
+    cross_site = await client.post(action, data={**form, "action": "approve"})
+    assert cross_site.status_code == 403, "a form post without Origin is refused"
+    client.headers["Origin"] = "http://gw"
+    forged = await client.post(action, data={**form, "action": "approve", "csrf_token": "x"})
+    assert forged.status_code == 403 and "token" in forged.text
     no_comments = await client.post(action, data={**form, "action": "changes"})
     assert no_comments.status_code == 422 and "comments are required" in no_comments.text
 

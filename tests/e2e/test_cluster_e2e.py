@@ -25,6 +25,7 @@ from raptorflow.redis_server import (
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.contract import keys, topology
 from shared.contract.events import TaskRequested, new_envelope, streams_for
+from shared.contract.topology import Topology
 from shared.messaging import dead_letters
 from shared.messaging.bus import publish
 from shared.messaging.codec import DATA_FIELD
@@ -48,14 +49,10 @@ def cluster() -> Iterator[RedisCluster]:
 
 
 @pytest.fixture
-def cluster_layout(monkeypatch: pytest.MonkeyPatch, cluster: RedisCluster) -> Iterator[str]:
+def cluster_layout(cluster: RedisCluster) -> Iterator[str]:
     """Every process-wide name in this test follows the cluster layout; restored after."""
-    monkeypatch.setenv("RAPTORFLOW_REDIS_CLUSTER", "true")
-    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", str(PARTITIONS))
-    topology.reset()
-    yield cluster.url
-    monkeypatch.undo()
-    topology.reset()
+    with topology.using(Topology(partitions=PARTITIONS, hash_tags=True)):
+        yield cluster.url
 
 
 @pytest.fixture
@@ -102,7 +99,7 @@ async def test_flow_on_three_master_cluster(cluster_layout: str, client: Cluster
                 tasks.setdefault(workspace, []).append(task_id)
             # Semantic memory works on the cluster: the second goal reuses the first's sequence.
             second = await _status(http, tasks[workspace][1], workspace)
-            assert second is not None and second["details"]["routing_source"] == "memory"
+            assert second is not None and second["routing_source"] == "memory"
 
         # A human checkpoint: approvals and their deadline set live in the partition too.
         workspace = WORKSPACES[1]
@@ -148,26 +145,60 @@ def _task_requested_json(workspace: str) -> str:
     return event.model_dump_json()
 
 
-async def test_partitioned_streams_on_one_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_partitioned_streams_on_one_redis() -> None:
     """Partitions without a cluster (plain `:pK` names): tasks complete, each on its stream."""
-    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", "3")
-    topology.reset()
-    try:
-        with running_redis() as server:
-            settings = settings_for(server.url, stream_partitions=3)
-            redis = Redis.from_url(server.url)
-            async with LocalStack(settings, start_redis=False) as stack:
-                assert stack.deps is not None
-                for workspace in WORKSPACES[:4]:
-                    event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
-                    await publish(redis, [event], settings.stream_maxlen)
-                    view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
-                    assert view["status"] == "completed", view
-                    assert TaskRequested.stream(workspace).endswith(
-                        f":p{topology.current().partition_of(workspace)}"
-                    )
-                    assert await redis.xlen(TaskRequested.stream(workspace)) >= 1
-            await redis.aclose()
-    finally:
-        monkeypatch.undo()
-        topology.reset()
+    with topology.using(Topology(partitions=3)), running_redis() as server:
+        settings = settings_for(server.url, stream_partitions=3)
+        redis = Redis.from_url(server.url)
+        async with LocalStack(settings, start_redis=False) as stack:
+            assert stack.deps is not None
+            for workspace in WORKSPACES[:4]:
+                event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
+                await publish(redis, [event])
+                view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
+                assert view["status"] == "completed", view
+                assert TaskRequested.stream(workspace).endswith(
+                    f":p{topology.current().partition_of(workspace)}"
+                )
+                assert await redis.xlen(TaskRequested.stream(workspace)) >= 1
+        await redis.aclose()
+
+
+async def test_worker_agent_on_the_cluster(cluster_layout: str, client: ClusterClient) -> None:
+    """A worker agent's streams, answers (MULTI of XADD + XACK) and heartbeats on a cluster:
+    each partition's stream is read on its own slot; every workspace's stage completes."""
+    from raptorflow.agent_sdk import AgentRequest, Worker, agent
+    from shared.domain.catalog import AgentSpec
+    from shared.stores import agent_registry
+    from tests.agents.sample_agents import improving_answer
+
+    name = "cluster_worker"
+
+    @agent(name)
+    async def writer(request: AgentRequest) -> str:
+        return improving_answer(request)
+
+    settings = settings_for(cluster_layout, redis_cluster=True, stream_partitions=PARTITIONS)
+    async with LocalStack(settings, start_redis=False) as stack:
+        assert stack.deps is not None
+        spec = AgentSpec(name=name, kind="worker", task_types=["research"])
+        await agent_registry.put_agent(stack.deps.redis, stack.deps.catalog, spec, "*")
+        worker = Worker(writer, stack.deps.redis, claim_idle_ms=5000)
+        import asyncio
+
+        running = asyncio.create_task(worker.run())
+        try:
+            await eventually(lambda: agent_registry.live_workers(stack.deps.redis, [name]), 20)
+            for workspace in WORKSPACES[:3]:
+                event = new_envelope(
+                    TaskRequested(goal="Research AI trends", agent_sequence=[name]),
+                    workspace_id=workspace,
+                )
+                await publish(stack.deps.redis, [event])
+                view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
+                assert view["status"] == "completed", view
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            await agent_registry.delete_agent(stack.deps.redis, name, "*")
+    assert worker.handled >= 6  # two drafts per task

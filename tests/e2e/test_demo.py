@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from raptorflow.cli import app
 from raptorflow.demo import run_demo
-from tests.helpers import settings_for
+from tests.helpers import eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,6 +33,27 @@ async def test_the_demo_runs_all_six_flows(redis_url):
         assert f"{flow}" in text
     assert "OFFLINE provider" in text
     assert "'Write a blog about machine learning': memory" in text
+
+
+async def test_demo_serve_keeps_the_console_up_until_stopped(redis_url):
+    console = Console(record=True, width=200)
+    stop = asyncio.Event()
+    settings = settings_for(redis_url)
+    demo = asyncio.create_task(
+        run_demo(settings, console, start_redis=False, serve=True, serve_until=stop.wait)
+    )
+
+    async def console_line() -> str | None:
+        text = console.export_text(clear=False)
+        return text if "Console: http" in text else None
+
+    text = await eventually(console_line, timeout=120)
+    url = text.split("Console: ", 1)[1].split()[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        page = await client.get(url)
+    stop.set()
+    assert await demo
+    assert page.status_code == 200 and "<table id=\"tasks\"" in page.text
 
 
 def test_schema_command_prints_the_envelope_schema():

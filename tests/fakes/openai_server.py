@@ -58,6 +58,7 @@ __all__ = [
     "json_text",
     "malformed",
     "text",
+    "tool_calls",
 ]
 
 JSONDict: TypeAlias = dict[str, Any]
@@ -82,6 +83,7 @@ class TextReply:
     completion_tokens: int | None = None
     finish_reason: str = "stop"
     model: str | None = None
+    tool_calls: tuple[JSONDict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,19 @@ def text(
 ) -> TextReply:
     """A normal assistant reply (``model=None`` echoes the requested model)."""
     return TextReply(content, prompt_tokens, completion_tokens, finish_reason, model)
+
+
+def tool_calls(*calls: tuple[str, JSONDict]) -> TextReply:
+    """An assistant message that calls tools: (function name, arguments) pairs."""
+    made = tuple(
+        {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)},
+        }
+        for n, (name, arguments) in enumerate(calls)
+    )
+    return TextReply("", finish_reason="tool_calls", tool_calls=made)
 
 
 def json_text(obj: Any, **kwargs: Any) -> TextReply:
@@ -665,7 +680,12 @@ class ScriptedOpenAIServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": reply.content, "refusal": None},
+                        "message": {
+                            "role": "assistant",
+                            "content": reply.content or None if reply.tool_calls else reply.content,
+                            "refusal": None,
+                            **({"tool_calls": list(reply.tool_calls)} if reply.tool_calls else {}),
+                        },
                         "logprobs": None,
                         "finish_reason": reply.finish_reason,
                     }

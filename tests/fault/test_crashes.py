@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from raptorflow.redis_server import RedisServer
 from shared.contract.events import (
+    AgentInvoked,
     SequenceChosen,
     StageAssigned,
     StageCleared,
@@ -34,7 +35,7 @@ from tests.reliability import (
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
-SERVICES = ("router", "selector", "checkpoint", "corrector", "memory")
+SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "agents")
 BATCH = 20
 
 
@@ -102,6 +103,7 @@ STREAM_OF = {
     "checkpoint": StageAssigned,
     "corrector": StageCleared,
     "memory": TaskRequested,
+    "agents": AgentInvoked,
 }
 
 

@@ -38,7 +38,7 @@ SWEEP_GRACE_S = 2.5  # more than two sweeps of the checkpoint service (1 s apart
 @pytest.fixture(scope="module")
 def workers(redis_url: str) -> Iterator[ProcessGroup]:
     """Router, selector, corrector and memory as processes, for the whole module."""
-    with service_processes(redis_url, "router", "selector", "corrector", "memory") as group:
+    with service_processes(redis_url, "router", "selector", "corrector", "memory", "agents") as group:
         yield group
 
 

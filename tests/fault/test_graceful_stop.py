@@ -4,8 +4,8 @@ The process turns unready, stops reading, gives in-flight handlers `shutdown_gra
 commit, cancels the rest (their messages stay pending: a cancelled handler's transaction
 never ran) and exits 0 in time. A restarted replica then finishes the batch, and every
 effect happens exactly once (tests/reliability.py). Services run as OS processes against
-a Redis of this module's own; the corrector's LLM is a scripted OpenAI-compatible server
-whose replies take as long as a test needs.
+a Redis of this module's own; the corrector's critic is a scripted OpenAI-compatible
+server whose replies take as long as a test needs (the agents service drafts offline).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from raptorflow.redis_server import RedisServer, free_port
-from shared.contract.events import CritiqueDone, StageCleared, StageCompleted
+from shared.contract.events import AgentResult, CritiqueDone, StageCompleted
 from tests.fakes.openai_script import PurposeScript, purpose_of
 from tests.fakes.openai_server import Reply, ScriptedOpenAIServer, delay
 from tests.helpers import eventually
@@ -34,7 +34,7 @@ from tests.reliability import (
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(300)]
 
-UPSTREAM = ("router", "selector", "checkpoint", "memory")
+UPSTREAM = ("router", "selector", "checkpoint", "memory", "agents")
 BATCH = 16
 GRACE_S = 15.0
 
@@ -60,7 +60,7 @@ def llm(stack: ProcessGroup) -> Iterator[ScriptedOpenAIServer]:
 
 
 def slow(script: PurposeScript, seconds: float) -> Callable[[dict], Reply]:
-    """Every chat call answers after `seconds` (the corrector makes two per stage here)."""
+    """Every chat call answers after `seconds` (the corrector's critique: one per stage here)."""
     return lambda body: delay(seconds, then=script(body))
 
 
@@ -144,22 +144,23 @@ async def test_sigterm_lets_in_flight_llm_stages_commit_then_exits_and_nothing_r
     assert await probe(corrector, "/livez") == (200, "ok")
 
     task_ids = await submit_batch(client, workspace, BATCH, tag="finish")
-    await eventually(lambda: _at_least(lambda: script.calls["generate"], 3), 60)
+    await eventually(lambda: _at_least(lambda: script.calls["critique"], 3), 60)
 
     code, seconds, readiness = await terminate_watching_readiness(corrector)
     assert code == 0, corrector.log()
     assert seconds < GRACE_S, f"took {seconds:.1f}s"
     assert (503, "stopping") in readiness, readiness
 
-    # Every stage it had begun (an LLM call made) was committed before it exited.
-    begun = calls_made(llm, "generate")
+    # Every critique it had begun (an LLM call made) was committed before it exited: each
+    # passes, so each completed its stage.
+    begun = calls_made(llm, "critique")
     assert await count_events(client, workspace, StageCompleted) == begun
 
     stack.start("corrector", env=env)
     await wait_finished(client, workspace, task_ids)
     await assert_exactly_once(client, workspace, task_ids)
     stages = 2 * len(task_ids)
-    assert calls_made(llm, "generate") == calls_made(llm, "critique") == stages
+    assert calls_made(llm, "critique") == stages
 
 
 async def test_sigterm_past_the_grace_period_releases_in_flight_stages_for_a_replica(
@@ -170,17 +171,17 @@ async def test_sigterm_past_the_grace_period_releases_in_flight_stages_for_a_rep
     (corrector,) = stack.start("corrector", env=corrector_env(llm, grace_s=1.0))
 
     task_ids = await submit_batch(client, workspace, BATCH, tag="release")
-    await eventually(lambda: _at_least(lambda: script.calls["generate"], 3), 60)
+    await eventually(lambda: _at_least(lambda: script.calls["critique"], 3), 60)
 
     code, seconds = corrector.terminate()
     assert code == 0, corrector.log()
     assert seconds < 10, f"took {seconds:.1f}s: it waited for the LLM"
 
-    # Nothing half-done: no stage's critique or completion was published, and every stage
-    # it had begun is still pending under its consumer, for a replica to reclaim.
+    # Nothing half-done: no stage's critique or completion was published, and every agent
+    # result it was critiquing is still pending under its consumer, for a replica to reclaim.
     assert await count_events(client, workspace, CritiqueDone) == 0
     assert await count_events(client, workspace, StageCompleted) == 0
-    stream = StageCleared.stream()
+    stream = AgentResult.stream()
     assert await pending_of(client, stream, "corrector", corrector.consumer) >= 3
 
     llm.responder = script

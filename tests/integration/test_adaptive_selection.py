@@ -129,14 +129,14 @@ async def test_selector_swaps_away_from_an_agent_that_starts_failing(
         deps = stack.deps
         good = [completed(workspace, "content", success=True, quality=0.9) for _ in range(10)]
         fair = [completed(workspace, "copywriter", success=True, quality=0.75) for _ in range(4)]
-        await publish(redis, [*good, *fair], settings.stream_maxlen)
+        await publish(redis, [*good, *fair])
         await wait_runs(deps, workspace, {"content": 10, "copywriter": 4})
 
         before = await draw(deps, workspace, 200, seed=1)
         assert before["content"] > 120, before
 
         failing = [completed(workspace, "content", success=False, quality=0.2) for _ in range(20)]
-        await publish(redis, failing, settings.stream_maxlen)
+        await publish(redis, failing)
         await wait_runs(deps, workspace, {"content": 30})
 
         after = await draw(deps, workspace, 200, seed=1)
@@ -161,14 +161,14 @@ async def test_aggregates_survive_a_memory_service_restart_without_double_counti
     first = [completed(workspace, "content", success=True, quality=0.8) for _ in range(5)]
     async with memory_stack(settings) as stack:
         assert stack.deps is not None
-        await publish(redis, first, settings.stream_maxlen)
+        await publish(redis, first)
         await wait_runs(stack.deps, workspace, {"content": 5})
         before = (await stack.deps.memory.bandit_stats(workspace, TASK_TYPE))["content"]
         step_before = await stack.deps.memory.performance_step(workspace, TASK_TYPE)
 
     # While the service is down: two new outcomes, and the first five delivered again.
     later = [completed(workspace, "content", success=False, quality=0.3) for _ in range(2)]
-    await publish(redis, [*first, *later], settings.stream_maxlen)
+    await publish(redis, [*first, *later])
 
     async with memory_stack(settings) as stack:
         assert stack.deps is not None

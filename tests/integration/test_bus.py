@@ -47,10 +47,10 @@ async def test_handler_effects_and_ack_happen_together_and_redelivery_is_ignored
         tx.incr(f"test:{workspace}:count")
         return []
 
-    app, bus, settings = await start_bus(redis, redis_url, handler, f"svc-{workspace}")
+    app, bus, _settings = await start_bus(redis, redis_url, handler, f"svc-{workspace}")
     try:
         event = feedback(workspace)
-        await publish(redis, [event, event], settings.stream_maxlen)
+        await publish(redis, [event, event])
         await eventually(lambda: redis.get(f"test:{workspace}:count"))
         await eventually(lambda: _no_pending(redis, bus.service))
         assert int(await redis.get(f"test:{workspace}:count")) == 1
@@ -74,7 +74,7 @@ async def test_malformed_messages_go_to_the_dead_letter_stream_with_a_reason(
         return []
 
     service = f"svc-{workspace}"
-    app, _bus, settings = await start_bus(redis, redis_url, handler, service)
+    app, _bus, _settings = await start_bus(redis, redis_url, handler, service)
     try:
         good = json.loads(feedback(workspace).model_dump_json())
         bodies = [
@@ -86,7 +86,7 @@ async def test_malformed_messages_go_to_the_dead_letter_stream_with_a_reason(
         ]
         for body in bodies:
             await redis.xadd(STREAM, {DATA_FIELD: body})
-        await publish(redis, [feedback(workspace)], settings.stream_maxlen)
+        await publish(redis, [feedback(workspace)])
         letters = await eventually(lambda: _at_least(dead_letters_for(redis, service), len(bodies)))
         reasons = " | ".join(letter["error"].decode() for letter in letters)
         for expected in (
@@ -120,11 +120,11 @@ async def test_failing_handler_is_retried_then_dead_lettered(redis, redis_url, w
         raise RuntimeError("boom: downstream unavailable")
 
     service = f"svc-{workspace}"
-    app, _bus, settings = await start_bus(
+    app, _bus, _settings = await start_bus(
         redis, redis_url, handler, service, max_deliveries=3, claim_min_idle_ms=100
     )
     try:
-        await publish(redis, [feedback(workspace)], settings.stream_maxlen)
+        await publish(redis, [feedback(workspace)])
         letters = await eventually(lambda: _at_least(dead_letters_for(redis, service), 1), 30)
         letter = letters[0]
         assert letter["reason"] == b"max_deliveries"
@@ -147,9 +147,9 @@ async def test_a_flaky_handler_succeeds_on_retry(redis, redis_url, workspace):
         return []
 
     service = f"svc-{workspace}"
-    app, _, settings = await start_bus(redis, redis_url, handler, service, claim_min_idle_ms=100)
+    app, _, _settings = await start_bus(redis, redis_url, handler, service, claim_min_idle_ms=100)
     try:
-        await publish(redis, [feedback(workspace)], settings.stream_maxlen)
+        await publish(redis, [feedback(workspace)])
         await eventually(lambda: redis.get(f"test:{workspace}:done"), 20)
         assert len(attempts) == 2
         assert not await dead_letters_for(redis, service)

@@ -49,7 +49,7 @@ async def test_a_failing_message_stays_behind_without_its_writes_and_the_rest_co
         return []
 
     service = f"svc-{workspace}"
-    app, bus, settings = await start(redis, redis_url, service, handler)
+    app, bus, _settings = await start(redis, redis_url, service, handler)
     committed_batches: list[int] = []
     commit = bus._commit_batch
 
@@ -60,7 +60,7 @@ async def test_a_failing_message_stays_behind_without_its_writes_and_the_rest_co
 
     bus._commit_batch = observed  # type: ignore[method-assign]
     events = [feedback(workspace, rating) for rating in (5, 4, 1, 3, 2, 5)]
-    await publish(redis, events, settings.stream_maxlen)  # on the stream before the first read
+    await publish(redis, events)  # on the stream before the first read
     await app.start()
     try:
         await eventually(lambda: _equals(redis.get(count), b"6"), timeout=15)
@@ -82,9 +82,9 @@ async def test_concurrency_one_handles_a_batch_in_stream_order(redis, redis_url,
         return []
 
     service = f"svc-{workspace}"
-    app, _bus, settings = await start(redis, redis_url, service, handler, concurrency=1)
+    app, _bus, _settings = await start(redis, redis_url, service, handler, concurrency=1)
     ratings = [random.randint(1, 5) for _ in range(12)]
-    await publish(redis, [feedback(workspace, r) for r in ratings], settings.stream_maxlen)
+    await publish(redis, [feedback(workspace, r) for r in ratings])
     await app.start()
     try:
         await eventually(lambda: nothing_pending(redis, service))
@@ -101,8 +101,8 @@ async def test_unbatched_subscription_commits_each_message(redis, redis_url, wor
         return []
 
     service = f"svc-{workspace}"
-    app, _bus, settings = await start(redis, redis_url, service, handler, batched=False)
-    await publish(redis, [feedback(workspace, 5) for _ in range(4)], settings.stream_maxlen)
+    app, _bus, _settings = await start(redis, redis_url, service, handler, batched=False)
+    await publish(redis, [feedback(workspace, 5) for _ in range(4)])
     await app.start()
     try:
         await eventually(lambda: _equals(redis.get(count), b"4"))

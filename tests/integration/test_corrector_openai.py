@@ -343,7 +343,7 @@ async def submit(redis: Redis, workspace: str, goal: str, **fields: Any) -> str:
         workspace_id=workspace,
         context=AgentContext(workspace_id=workspace, **context_fields),
     )
-    await publish(redis, [event], 10_000)
+    await publish(redis, [event])
     return event.correlation_id
 
 

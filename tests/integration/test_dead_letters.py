@@ -44,7 +44,7 @@ async def test_failing_message_is_dead_lettered_then_replayed_after_the_fix(
     await stream_app.start()
     try:
         event = new_envelope(FeedbackGiven(task_id="t", rating=4), workspace_id=workspace)
-        await publish(redis, [event], settings.stream_maxlen)
+        await publish(redis, [event])
 
         async def letter():
             found = await dead_letters.list_letters(redis, service=service)

@@ -74,7 +74,7 @@ async def test_arm_outcomes_are_counted_once_and_the_winner_is_significant(
     losses = [arm_outcome(experiment, "B", success=i < 3, quality=0.5) for i in range(12)]
     async with LocalStack(settings, services=["memory"], start_redis=False):
         # Every event twice: a redelivery must not count again.
-        await publish(redis, [*wins, *losses, *wins, *losses], settings.stream_maxlen)
+        await publish(redis, [*wins, *losses, *wins, *losses])
 
         async def finished() -> bool:
             a, b = await experiment_store.arm_stats(redis, workspace, experiment.experiment_id)

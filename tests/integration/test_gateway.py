@@ -138,7 +138,7 @@ async def _pending_approval(redis, workspace):
     async with redis.pipeline(transaction=True) as tx:
         approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
         await tx.execute()
-    await publish(redis, [], 1000)
+    await publish(redis, [])
 
 
 async def test_a_decided_approval_gets_409_and_other_workspaces_see_nothing(

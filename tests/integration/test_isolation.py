@@ -38,7 +38,7 @@ KEY_ALL = "key-all-" + uuid.uuid4().hex
 # below) and the API's own description. Everything else needs a key.
 PUBLIC = {
     "/healthz", "/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-    "/redoc",
+    "/redoc", "/ui/static/console.js",
 }
 
 
@@ -58,6 +58,7 @@ class World:
     app: FastAPI
     gateway_url: str
     secrets: list[str] = field(default_factory=list)
+    agent: str = ""
 
 
 @dataclass
@@ -108,6 +109,16 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
         ("POST", "/tasks/{task_id}/feedback"): Req(
             "POST", f"/tasks/{t}/feedback", json={"workspace_id": ws, "rating": 1}
         ),
+        ("GET", "/tasks"): Req("GET", "/tasks", params=q),
+        ("POST", "/tasks/{task_id}/cancel"): Req(
+            "POST", f"/tasks/{w.gated_task}/cancel", json={"workspace_id": ws}
+        ),
+        ("POST", "/tasks/{task_id}/resume"): Req(
+            "POST", f"/tasks/{t}/resume", json={"workspace_id": ws}
+        ),
+        ("POST", "/tasks/{task_id}/rerun"): Req(
+            "POST", f"/tasks/{t}/rerun", json={"workspace_id": ws}
+        ),
         ("GET", "/approvals"): Req("GET", "/approvals", params=q),
         ("GET", "/approvals/{approval_id}"): Req("GET", f"/approvals/{a}", params=q),
         ("POST", "/approvals/{approval_id}/decision"): Req(
@@ -147,12 +158,34 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
         ("POST", "/workspaces/{workspace_id}/experiments/{experiment_id}/stop"): Req(
             "POST", f"/workspaces/{ws}/experiments/{e}/stop", json={"promote": True, "winner": "A"}
         ),
+        ("GET", "/agents"): Req("GET", "/agents", params=q),
+        ("GET", "/agents/{name}"): Req("GET", f"/agents/{w.agent}", params=q),
+        ("DELETE", "/agents/{name}"): Req("DELETE", f"/agents/{w.agent}", params=q),
+        ("PUT", "/agents/{name}"): Req(
+            "PUT", f"/agents/{w.agent}", params=q, json={"kind": "worker", "task_types": ["research"]}
+        ),
         ("GET", "/ui/approvals"): Req("GET", "/ui/approvals", params=q),
         ("POST", "/ui/approvals/{approval_id}/decide"): Req(
             "POST",
             f"/ui/approvals/{a}/decide",
             data={"workspace_id": ws, "action": "reject", "reason": "mine now"},
         ),
+        ("GET", "/ui"): Req("GET", "/ui", params=q),
+        ("GET", "/ui/"): Req("GET", "/ui/", params=q),
+        ("GET", "/ui/tasks"): Req("GET", "/ui/tasks", params=q),
+        ("GET", "/ui/tasks/{task_id}"): Req("GET", f"/ui/tasks/{t}", params=q),
+        ("POST", "/ui/tasks/{task_id}/approvals/{approval_id}/decide"): Req(
+            "POST",
+            f"/ui/tasks/{w.gated_task}/approvals/{a}/decide",
+            data={"workspace_id": ws, "action": "reject", "reason": "mine now"},
+        ),
+        ("GET", "/ui/workspace"): Req("GET", "/ui/workspace", params=q),
+        ("POST", "/ui/workspace/experiments/{experiment_id}/stop"): Req(
+            "POST", f"/ui/workspace/experiments/{e}/stop", data={"workspace_id": ws, "promote": "true"}
+        ),
+        # with a task id, so A's own request (B's task id) is a 404, not an endless stream
+        ("GET", "/ui/events"): Req("GET", "/ui/events", params={**q, "task_id": t}),
+        ("GET", "/ui/static/console.js"): Req("GET", "/ui/static/console.js"),
     }
 
 
@@ -230,6 +263,16 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
                 headers=b,
             )
             assert r.status_code == 201, r.text
+            experiment = r
+            agent = f"b_{uuid.uuid4().hex[:10]}"
+            r = await client.put(
+                f"/agents/{agent}",
+                params={"workspace_id": ws_b},
+                json={"kind": "worker", "task_types": ["research"], "description": marker},
+                headers=b,
+            )
+            assert r.status_code == 200, r.text
+            r = experiment
             yield World(
                 ws_a=ws_a,
                 ws_b=ws_b,
@@ -243,6 +286,7 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
                 app=app,
                 gateway_url=stack.gateway_url,
                 secrets=[marker, hook_url, r.json()["experiment_id"]],
+                agent=agent,
             )
 
 
@@ -266,6 +310,19 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
     cases_b = requests_for(w.ws_b, w)
     assert set(cases_b) == app_routes(w.app), "a gateway route has no isolation case"
     before = await b_state(redis, w)
+    # Memory: B's goal routed for A finds none of B's history; for B it does. First, before
+    # A's own requests below have finished a task of A's.
+    goal = {"goal": f"Write a blog post about {w.marker} for the isolation suite"}
+    for_a = await w.client.post(
+        "/orchestrate", json={**goal, "workspace_id": w.ws_a}, headers={"X-API-Key": KEY_A}
+    )
+    for_b = await w.client.post(
+        "/orchestrate", json={**goal, "workspace_id": w.ws_b}, headers={"X-API-Key": KEY_B}
+    )
+    assert for_a.json()["context_summary"]["task_history"] == 0, for_a.text
+    assert for_a.json()["context_summary"]["past_successes"] == 0, for_a.text
+    assert for_b.json()["context_summary"]["task_history"] >= 1, for_b.text
+
     # Positive control: the same requests with a key that opens B do reach B's data, so
     # the refusals below are about the key, not about malformed requests.
     for route in [
@@ -274,6 +331,7 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
         ("GET", "/approvals/{approval_id}"),
         ("GET", "/workspaces/{workspace_id}/webhooks"),
         ("GET", "/workspaces/{workspace_id}/experiments/{experiment_id}"),
+        ("GET", "/agents/{name}"),
     ]:
         r = await cases_b[route].send(w.client, KEY_ALL)
         assert r.status_code == 200, (route, r.text)
@@ -288,9 +346,9 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
             continue
         assert anonymous.status_code == 401, (route, anonymous.status_code, anonymous.text[:200])
         assert_no_b_data(w, anonymous, f"anonymous {route}")
-        if route == ("GET", "/ui/approvals"):
+        if route in {("GET", "/ui/approvals"), ("GET", "/ui/tasks"), ("GET", "/ui/workspace")}:
             assert "<form" in anonymous.text, "the page asks for a key instead"
-        elif not route[1].startswith("/ui/"):  # the page's form post uses the cookie
+        elif route[1] != "/ui" and not route[1].startswith("/ui/"):  # pages ask with a form
             assert anonymous.headers.get("www-authenticate") == "Bearer", route
 
         wrong = await req.send(w.client, "not-a-key")
@@ -313,18 +371,6 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
                 assert own.json() == [], (route, own.text[:300])
             else:
                 assert own.status_code == 404, (route, own.status_code, own.text[:300])
-
-    # Memory: B's goal routed for A finds none of B's history; for B it does.
-    goal = {"goal": f"Write a blog post about {w.marker} for the isolation suite"}
-    for_a = await w.client.post(
-        "/orchestrate", json={**goal, "workspace_id": w.ws_a}, headers={"X-API-Key": KEY_A}
-    )
-    for_b = await w.client.post(
-        "/orchestrate", json={**goal, "workspace_id": w.ws_b}, headers={"X-API-Key": KEY_B}
-    )
-    assert for_a.json()["context_summary"]["task_history"] == 0, for_a.text
-    assert for_a.json()["context_summary"]["past_successes"] == 0, for_a.text
-    assert for_b.json()["context_summary"]["task_history"] >= 1, for_b.text
 
     after = await b_state(redis, w)
     after["tasks"] = before["tasks"]  # B's own /orchestrate above adds nothing, but be exact
@@ -360,6 +406,11 @@ def cli_commands(w: World) -> list[list[str]]:
         ["experiments", "show", e, *ws, *gw],
         ["experiments", "stop", e, *ws, "--promote", "--winner", "A", *gw],
         ["feedback", t, *ws, "-r", "1", *gw],
+        ["tasks", "list", *ws, *gw],
+        ["tasks", "show", t, *ws, *gw],
+        ["tasks", "cancel", w.gated_task, *ws, *gw],
+        ["tasks", "resume", t, *ws, *gw],
+        ["tasks", "rerun", t, *ws, *gw],
     ]  # fmt: skip
 
 

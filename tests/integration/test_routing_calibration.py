@@ -48,7 +48,7 @@ async def test_failed_reuses_lower_the_workspace_confidence_and_only_its_own(
         failures = [finished(workspace, before, success=False) for _ in range(3)]
         async with LocalStack(settings, services=["memory"], start_redis=False):
             # Each event twice: a redelivered outcome must not count again.
-            await publish(redis, [*failures, *failures], settings.stream_maxlen)
+            await publish(redis, [*failures, *failures])
 
             async def learned() -> bool:
                 return (await workspace_calibration(deps, workspace)).outcomes == 3

@@ -21,10 +21,10 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from raptorflow.logs import JsonFormatter
 from raptorflow.redis_server import RedisServer, free_port
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.observability.log_context import ContextFilter
+from shared.observability.logs import JsonFormatter
 from tests.checkpoint_helpers import submit
 from tests.fakes.openai_script import PurposeScript
 from tests.fakes.openai_server import ScriptedOpenAIServer, error

@@ -50,10 +50,10 @@ async def test_handler_outcomes_dead_letters_lag_and_log_fields(
 
     caplog.handler.addFilter(ContextFilter())
     caplog.set_level(logging.WARNING, logger="raptorflow")
-    app, bus, settings = await start(redis, redis_url, service, [(FeedbackGiven, handler)])
+    app, bus, _settings = await start(redis, redis_url, service, [(FeedbackGiven, handler)])
     try:
         event = new_envelope(FeedbackGiven(task_id="t", rating=4), workspace_id=workspace)
-        await publish(redis, [event, event], settings.stream_maxlen)
+        await publish(redis, [event, event])
         await redis.xadd(FeedbackGiven.stream(), {DATA_FIELD: b"{not json"})
         ok = {"service": service, "event_type": "FeedbackGiven", "outcome": "ok"}
         await eventually(lambda: _reached("raptorflow_handler_messages_total", ok, 1))
@@ -119,14 +119,14 @@ async def test_trace_context_crosses_two_hops_when_enabled(
         seen.append(event)
         return []
 
-    app, _bus, settings = await start(
+    app, _bus, _settings = await start(
         redis, redis_url, service, [(TaskRequested, first), (FeedbackGiven, second)]
     )
     try:
         tracer = trace.get_tracer("test")
         with tracer.start_as_current_span("upstream") as root:
             event = new_envelope(TaskRequested(goal="g"), workspace_id=workspace)
-            await publish(redis, [event], settings.stream_maxlen)
+            await publish(redis, [event])
         names = {f"{service} TaskRequested", f"{service} FeedbackGiven"}
         finished = await eventually(lambda: _spans_named(exporter, names))
         assert seen[0].trace_context and "traceparent" in seen[0].trace_context

@@ -21,7 +21,8 @@ def test_asyncapi_document_names_every_consumed_stream_with_its_envelope_schema(
     messages = document["components"]["messages"]
     schemas = document["components"]["schemas"]
     for channel in document["channels"].values():
-        event_type = channel["address"].removeprefix("rf:stream:")
+        # a worker agent's stream is `rf:stream:AgentInvoked:{agent}`
+        event_type = channel["address"].removeprefix("rf:stream:").split(":")[0]
         assert event_type in EVENT_TYPES
         assert channel["bindings"]["redis"]["groupName"]  # one consumer group per service
         for ref in channel["messages"].values():

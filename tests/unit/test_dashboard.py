@@ -10,7 +10,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from shared.messaging.bus import make_broker
-from shared.observability import telemetry
+from shared.observability import agent_metrics, telemetry
 from shared.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -52,6 +52,7 @@ def exported_names() -> set[str]:
     per-stream metrics (registered when a broker with the middleware is built)."""
     make_broker(Settings())
     assert telemetry.ROUTING_DECISIONS  # imported for its registrations
+    assert agent_metrics.AGENT_INVOCATIONS
     return set(REGISTRY._names_to_collectors)  # type: ignore[attr-defined]
 
 

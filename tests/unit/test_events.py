@@ -8,8 +8,8 @@ from shared.contract.events import (
     envelope_json_schema,
     new_envelope,
 )
-from shared.messaging.bus import retry_backoff_s
 from shared.messaging.codec import decode_envelope
+from shared.messaging.consumer import retry_backoff_s
 
 
 def test_the_four_known_events_exist():
@@ -77,7 +77,7 @@ def test_sequence_chosen_stream_name():
 
 
 def test_dead_letter_needs_real_failures_or_far_too_many_deliveries():
-    from shared.messaging.bus import should_dead_letter
+    from shared.messaging.consumer import should_dead_letter
 
     assert should_dead_letter(failures=5, deliveries=6, max_deliveries=5)
     assert not should_dead_letter(failures=0, deliveries=6, max_deliveries=5)

@@ -17,16 +17,13 @@ from shared.contract.events import (
     streams_for,
 )
 from shared.contract.topology import Topology
+from shared.settings import Settings
 
 
 @pytest.fixture
-def cluster_layout(monkeypatch: pytest.MonkeyPatch) -> Iterator[Topology]:
-    monkeypatch.setenv("RAPTORFLOW_REDIS_CLUSTER", "true")
-    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", "8")
-    topology.reset()
-    yield topology.current()
-    monkeypatch.undo()
-    topology.reset()
+def cluster_layout() -> Iterator[Topology]:
+    with topology.using(Settings(redis_cluster=True, stream_partitions=8).layout()) as layout:
+        yield layout
 
 
 def _slot(name: str) -> int:
@@ -34,7 +31,6 @@ def _slot(name: str) -> int:
 
 
 def test_default_layout_keeps_the_plain_names() -> None:
-    topology.reset()
     assert stream_for("TaskRequested", "acme") == "rf:stream:TaskRequested"
     assert streams_for("TaskRequested") == ["rf:stream:TaskRequested"]
     assert keys.task_history("acme", "abc") == "memory:task_history:acme:abc"
@@ -58,6 +54,9 @@ def test_a_workspaces_streams_and_keys_share_one_slot(cluster_layout: Topology) 
         keys.task_history(workspace, "abc"),
         keys.processed(workspace, "router", "e1"),
         keys.vector_set(workspace),
+        keys.vector_hash(workspace),
+        keys.vector_attributes(workspace),
+        keys.vector_changes(workspace),
         keys.approval_deadlines(workspace),
         keys.webhook_outbox(workspace),
         keys.pool_sequence_counts(workspace),
@@ -76,3 +75,12 @@ def test_unpartitioned_stream_name_needs_no_workspace_but_partitioned_does(
 ) -> None:
     with pytest.raises(ValueError, match="which workspace"):
         stream_for("TaskRequested")
+
+
+def test_the_contract_reads_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment reaches the names only through settings the composition root installs."""
+    monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", "8")
+    assert streams_for("TaskRequested") == ["rf:stream:TaskRequested"]
+    with topology.using(Settings().layout()):
+        assert len(streams_for("TaskRequested")) == 8
+    assert topology.current() == Topology()

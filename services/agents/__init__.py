@@ -1,0 +1,1 @@
+"""The built-in agent runner: serves llm and http agents on the AgentInvoked stream."""

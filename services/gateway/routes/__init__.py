@@ -1,0 +1,1 @@
+"""The gateway's endpoints, one `APIRouter` module per resource; `app.create_app` mounts them."""
