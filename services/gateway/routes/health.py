@@ -1,13 +1,17 @@
-"""Liveness: the gateway answers and its Redis does."""
+"""Health: `/healthz` (the gateway answers and its Redis does, with what it runs), and the
+Kubernetes probes: `/livez` answers from the event loop (a stuck loop times the probe out),
+`/readyz` also needs Redis to answer PING. Uvicorn stops accepting connections on SIGTERM."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
 
 from services.gateway.access import get_deps
 from shared.app.runtime import Deps
+from shared.observability.probes import redis_answers
 
 router = APIRouter(tags=["health"])
 
@@ -16,3 +20,14 @@ router = APIRouter(tags=["health"])
 async def healthz(d: Deps = Depends(get_deps)) -> dict[str, Any]:
     await d.redis.ping()
     return {"status": "ok", "provider": d.provider.name, "index": d.index.kind}
+
+
+@router.get("/livez", include_in_schema=False)
+async def livez() -> PlainTextResponse:
+    return PlainTextResponse("ok\n")
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(d: Deps = Depends(get_deps)) -> PlainTextResponse:
+    reason = await redis_answers(d.redis)()
+    return PlainTextResponse(f"{reason or 'ok'}\n", status_code=503 if reason else 200)
