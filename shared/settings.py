@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "Redis round trips (issue 10: 1 = one message at a time).",
     )
     claim_min_idle_ms: int = Field(default=5000, ge=10)
+    shutdown_grace_s: float = Field(
+        default=20.0, gt=0, le=3600,
+        description="On SIGTERM a process stops reading at once and gives in-flight handlers "
+        "this long to commit; the rest are cancelled and stay pending for a replica to reclaim. "
+        "Keep it below the orchestrator's kill deadline (Kubernetes: terminationGracePeriodSeconds).",
+    )
     max_deliveries: int = Field(default=5, ge=1)
     stream_maxlen: int = Field(
         default=100_000,

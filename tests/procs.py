@@ -1,4 +1,5 @@
-"""Run stream services as real OS processes in tests: start, SIGKILL, restart, wait until ready.
+"""Run stream services as real OS processes in tests: start, SIGKILL or SIGTERM, restart, wait
+until ready.
 
 `python -m services.NAME` against the test Redis, offline LLM, fast polling and
 reclaiming. Each process gets a unique consumer name, so readiness means "this
@@ -28,6 +29,7 @@ from shared.contract.events import (
     SequenceChosen,
     StageCleared,
     StageCompleted,
+    TaskCompleted,
     TaskRequested,
 )
 
@@ -41,6 +43,16 @@ READY_STREAM: dict[str, type[Payload]] = {
     "corrector": StageCleared,
     "memory": TaskRequested,
     "notifier": ApprovalNeeded,
+    "agents": AgentInvoked,
+}
+
+# The stream whose handler a fault test interrupts (memory: the one that writes history).
+VICTIM_STREAM: dict[str, type[Payload]] = {
+    "router": TaskRequested,
+    "selector": SequenceChosen,
+    "checkpoint": StageCompleted,
+    "corrector": StageCleared,
+    "memory": TaskCompleted,
     "agents": AgentInvoked,
 }
 
@@ -114,6 +126,13 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGKILL)
         return self.proc.wait(timeout=10)
 
+    def terminate(self, timeout: float = 60.0) -> tuple[int, float]:
+        """SIGTERM, as Kubernetes stops a pod: the exit status and the seconds it took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.terminate()
+        return self.proc.wait(timeout=timeout), time.monotonic() - started
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         if not self.alive:
@@ -140,9 +159,13 @@ class ProcessGroup:
         self.env = env
         self.started: list[ServiceProcess] = []
 
-    def start(self, *names: str, timeout: float = 60.0) -> list[ServiceProcess]:
-        """Start the services in parallel and wait until every one is ready."""
-        procs = [ServiceProcess(n, self.redis_url, env=self.env).start() for n in names]
+    def start(
+        self, *names: str, timeout: float = 60.0, env: dict[str, str] | None = None
+    ) -> list[ServiceProcess]:
+        """Start the services in parallel (`env` on top of the group's) and wait until every
+        one is ready."""
+        env = {**(self.env or {}), **(env or {})}
+        procs = [ServiceProcess(n, self.redis_url, env=env).start() for n in names]
         self.started.extend(procs)
         for proc in procs:
             proc.wait_ready(timeout)

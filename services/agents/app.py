@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from redis.asyncio.client import Pipeline
 
 from services.agents import http_agent, logic, tools
 from shared.app.runtime import Deps, Service, new_service
@@ -23,6 +22,8 @@ from shared.domain.catalog import AgentCatalog, AgentSpec
 from shared.domain.llm_port import LLMError
 from shared.domain.self_correction import BudgetExhausted, SelfCorrector
 from shared.egress import guard
+from shared.messaging.tx import Tx
+from shared.stores import tasks
 from shared.stores.agent_registry import catalog_for
 
 SERVICE = "agents"
@@ -76,7 +77,7 @@ async def run_http_agent(
 
 
 async def on_agent_invoked(
-    event: Envelope[AgentInvoked], tx: Pipeline, *, deps: Deps, client: httpx.AsyncClient
+    event: Envelope[AgentInvoked], tx: Tx, *, deps: Deps, client: httpx.AsyncClient
 ) -> Sequence[Envelope[Any]]:
     invoked = event.payload
     catalog = await catalog_for(deps.redis, deps.catalog, event.workspace_id)
@@ -98,9 +99,11 @@ def build(deps: Deps) -> Service:
     # Agents' URLs are tenants': every call through the outbound-address guard.
     client = guard.guarded_client(guard.policy_for(deps.settings.egress_allow), timeout=60.0)
 
-    async def invoked(event: Envelope[AgentInvoked], tx: Pipeline) -> Sequence[Envelope[Any]]:
+    async def invoked(event: Envelope[AgentInvoked], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_agent_invoked(event, tx, deps=deps, client=client)
 
-    # Waits on an LLM or a URL; a lost invocation is retried at its deadline by the corrector.
-    bus.on(AgentInvoked, invoked, batched=False, dead_letter_ends_task=False)
+    # A cancelled or expired task's invocations are dropped; waits on an LLM or a URL. A lost
+    # invocation is retried at its deadline by the corrector: its letter spares the task.
+    bus.on(AgentInvoked, tasks.unless_stopped(deps.redis, invoked), batched=False,
+           dead_letter_ends_task=False)
     return service

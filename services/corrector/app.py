@@ -178,6 +178,8 @@ async def _critique_step(
         return [
             source.follow(loop.stage_failed(invoked, _spent(state, corrector), "error", str(exc)))
         ]
+    if await tasks.stop_reason(deps.redis, source.workspace_id, source.correlation_id):
+        return []  # cancelled or past its deadline during the critique: no revision
     state = _spent(state, corrector)
     record = loop.new_record(state, critique, config)
     state = loop.record_critique(state, output, record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import FrameType
 
 import uvicorn
@@ -28,6 +29,8 @@ def make_server(settings: Settings, deps: Deps | None = None) -> uvicorn.Server:
         port=settings.gateway_port,
         log_level="warning",
         lifespan="on",
+        # On SIGTERM: stop accepting, give open requests this long, then close.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     return GatewayServer(config)
 

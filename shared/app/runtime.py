@@ -16,7 +16,7 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
-from shared.contract import topology
+from shared.contract import keys, topology
 from shared.domain.catalog import AgentCatalog, load_catalog
 from shared.domain.llm_port import LLMProvider
 from shared.llm.factory import make_provider
@@ -26,12 +26,13 @@ from shared.memory.store import MemoryReader
 from shared.memory.vector_index import VectorIndex, open_vector_index
 from shared.messaging.bus import ServiceBus, make_broker, make_redis
 from shared.messaging.trimming import StreamTrimmer
-from shared.observability import telemetry
+from shared.observability import probes, telemetry
 from shared.settings import Settings
 
 log = logging.getLogger("raptorflow.runtime")
 
 STOP_TIMEOUT_S = 5.0
+LEAVE_TIMEOUT_S = 2.0
 
 BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
 
@@ -103,7 +104,21 @@ class Service:
             asyncio.create_task(job(), name=f"{self.name}-bg") for job in self.background
         ]
 
+    @property
+    def reading(self) -> bool:
+        """Every subscriber still reads (FastStream stops one for good on a terminal error)."""
+        return all(sub.running for sub in self.bus.broker.subscribers)
+
     async def stop(self) -> None:
+        """Stop reading on every stream at once; in-flight handlers get the broker's graceful
+        timeout (settings.shutdown_grace_s) to commit and are cancelled after it. A cancelled
+        handler's transaction never ran, so its message stays pending for a replica to
+        reclaim: finished or untouched, never half-done. The background loops stop meanwhile."""
+        await asyncio.gather(stop_readers(self.app), self._stop_background())
+        await self.app.stop()
+        await self._leave_groups()
+
+    async def _stop_background(self) -> None:
         """Cancel the background loops, waiting a bounded time: redis-py can swallow a
         cancellation that lands inside a command, and a stop must never hang on that."""
         for task in self._tasks:
@@ -113,19 +128,42 @@ class Service:
             for task in stuck:
                 log.warning("background task did not stop in time", extra={"service": self.name})
                 task.cancel()
-        await stop_readers(self.app)
-        await self.app.stop()
+
+    async def _leave_groups(self) -> None:
+        """Delete this replica's consumer from each group when it holds nothing pending, so
+        replicas that come and go (autoscaling) do not pile up in XINFO CONSUMERS. A consumer
+        that still holds messages stays: its entries wait there for a reclaim."""
+        consumer = self.bus.settings.consumer_name
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT_S):  # the client retries a Redis outage
+                for stream in self.bus.streams:
+                    await self.bus.redis.eval(
+                        _DELETE_IDLE_CONSUMER, 1, stream, self.name, consumer
+                    )
+        except Exception as exc:  # the consumer record is harmless, only untidy
+            log.debug("consumer %s not removed: %r", consumer, exc)
+
+
+# Atomic, so no read can hand the consumer a message between the check and the delete
+# (XGROUP DELCONSUMER drops a consumer's pending entries with it).
+_DELETE_IDLE_CONSUMER = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
 
 
 async def stop_readers(app: FastStream) -> None:
-    """Stop the subscribers and wait until their read loops have ended, before the broker
-    closes its connections. FastStream's own stop only requests the loops' cancellation and
-    then closes the connections: a loop still inside XREADGROUP (a busy event loop, or a
-    cancellation redis-py swallowed) then logs "Message fetch error ... Connection closed"."""
+    """Stop the subscribers, all at once (each stops reading, then waits up to the graceful
+    timeout for its in-flight handlers), and wait until their read loops have ended, before
+    the broker closes its connections. FastStream's own stop only requests the loops'
+    cancellation and then closes the connections: a loop still inside XREADGROUP (a busy
+    event loop, or a cancellation redis-py swallowed) then logs "Message fetch error ...
+    Connection closed"."""
     subscribers = list(getattr(app.broker, "subscribers", []) if app.broker else [])
     readers = [task for sub in subscribers for task in getattr(sub, "tasks", [])]
-    for sub in subscribers:
-        await sub.stop()
+    await asyncio.gather(*(sub.stop() for sub in subscribers))
     await drain(readers, STOP_TIMEOUT_S)
 
 
@@ -157,27 +195,54 @@ async def keep_trimmed(deps: Deps, streams: list[str]) -> None:
     await every(deps.settings.stream_trim_interval_s, lambda: trimmer.trim_all(streams), "trim")
 
 
-async def wait_for_stop_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def stop_signal() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM (installed now, before anything starts)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    await stop_signal().wait()
+
+
+def subscribers_reading(services: list[Service]) -> probes.Check:
+    async def check() -> str | None:
+        stopped = [s.name for s in services if not s.reading]
+        return f"subscribers stopped: {', '.join(stopped)}" if stopped else None
+
+    return check
 
 
 async def run_services(builders: list[Callable[[Deps], Service]], settings: Settings) -> None:
-    """Run services in this process until a stop signal (the `python -m services.X` path)."""
+    """Run services in this process until SIGTERM or SIGINT (the `python -m services.X` path).
+
+    The metrics port also answers /livez and /readyz. On the signal the process turns
+    unready, stops reading and exits within about `shutdown_grace_s` (see `Service.stop`)."""
+    stop = stop_signal()
     deps = await build_deps(settings)
-    telemetry.serve_metrics(settings.metrics_port)
+    health = probes.Probes(asyncio.get_running_loop())
+    metrics = telemetry.serve_metrics(settings.metrics_port, probes=health)
     services = [build(deps) for build in builders]
-    for service in services:
-        await service.start()
-        log.info("service started", extra={"service": service.name})
+    health.require(probes.redis_answers(deps.redis))
+    health.require(probes.redis_takes_writes(deps.redis, keys.readiness_probe(settings.consumer_name)))
+    health.require_alive(subscribers_reading(services))
+    started: list[Service] = []
     try:
-        await wait_for_stop_signal()
-    finally:
         for service in services:
-            await service.stop()
+            await service.start()
+            started.append(service)
+            log.info("service started", extra={"service": service.name})
+        health.serving()
+        await stop.wait()
+        log.info("stopping: in-flight handlers get %gs", settings.shutdown_grace_s)
+    finally:
+        health.stopping()
+        await asyncio.gather(*(service.stop() for service in started))
         await deps.close()
+        if metrics is not None:
+            metrics.close()

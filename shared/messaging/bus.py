@@ -61,6 +61,7 @@ def make_broker(settings: Settings, service: str = "") -> RedisBroker:
         logger=logging.getLogger("raptorflow.faststream"),
         log_level=logging.DEBUG,
         middlewares=[middleware],
+        graceful_timeout=settings.shutdown_grace_s,  # in-flight handlers' time to commit on stop
     )
 
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from redis.asyncio import Redis
 
 from shared.contract import keys
@@ -34,6 +38,7 @@ from shared.contract.events import (
 )
 from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
 from shared.observability import log_context, tracing
+from shared.observability.probes import Probes
 
 log = logging.getLogger("raptorflow.telemetry")
 
@@ -337,22 +342,52 @@ async def watch_streams(
 # --- the /metrics listener ------------------------------------------------------
 
 
-class MetricsServer:
-    """prometheus_client's HTTP server on its own thread; `close` frees the port."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds
+        pass
 
-    def __init__(self, port: int, addr: str):
-        self.port = port
-        self.httpd, self.thread = start_http_server(port, addr=addr, registry=REGISTRY)
+
+def metrics_app(probes: Probes | None) -> Callable[..., Iterable[bytes]]:
+    """/livez and /readyz from `probes` (when given); every other path: the registry."""
+    metrics = make_wsgi_app(REGISTRY)
+    routes = {"/livez": probes.live, "/readyz": probes.ready} if probes is not None else {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = routes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        answer = probe()
+        status = "200 OK" if answer.ok else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{answer.detail}\n".encode()]
+
+    return app
+
+
+class MetricsServer:
+    """/metrics (and the probes) on a daemon thread of its own; `close` frees the port."""
+
+    def __init__(self, port: int, addr: str, probes: Probes | None = None):
+        class Server(ThreadingWSGIServer):
+            address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+        self.httpd = make_server(addr, port, metrics_app(probes), Server, _QuietHandler)
+        self.port = self.httpd.server_port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
 
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> MetricsServer | None:
-    """Serve this process's whole registry on `port` (every service in it); 0 disables."""
+def serve_metrics(
+    port: int, addr: str = "0.0.0.0", probes: Probes | None = None
+) -> MetricsServer | None:
+    """Serve this process's whole registry on `port` (every service in it), and the
+    Kubernetes probes when given; 0 disables."""
     if port <= 0:
         return None
-    server = MetricsServer(port, addr)
+    server = MetricsServer(port, addr, probes)
     log.info("metrics served on :%d/metrics", port)
     return server

@@ -8,7 +8,7 @@ task finished exactly once and that no effect happened twice (tests/reliability.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -19,13 +19,9 @@ from shared.contract.events import (
     SequenceChosen,
     StageAssigned,
     StageCleared,
-    StageCompleted,
-    TaskCompleted,
     TaskRequested,
 )
-from shared.messaging.bus import make_redis
-from tests.helpers import settings_for
-from tests.procs import ProcessGroup, service_processes
+from tests.procs import VICTIM_STREAM, ProcessGroup, service_processes
 from tests.reliability import (
     assert_exactly_once,
     entries_read,
@@ -44,44 +40,14 @@ BATCH = 20
 
 
 @pytest.fixture(scope="module")
-def aof_redis() -> Iterator[RedisServer]:
-    """A Redis of this module's own, with AOF, that tests may kill and restart."""
-    server = RedisServer(appendonly=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(aof_redis: RedisServer) -> Iterator[ProcessGroup]:
     """One process per service, shared by the module's tests (a test replaces what it kills)."""
     with service_processes(aof_redis.url, *SERVICES) as group:
         yield group
 
 
-@pytest.fixture
-async def client(aof_redis: RedisServer) -> AsyncIterator[Redis]:
-    redis = make_redis(settings_for(aof_redis.url))  # retries: it outlives a Redis restart
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
 def _live(group: ProcessGroup, name: str) -> list:
     return [p for p in group.started if p.name == name and p.alive]
-
-
-# The stream whose handler each kill interrupts (memory: the one that writes history).
-VICTIM_STREAM = {
-    "router": TaskRequested,
-    "selector": SequenceChosen,
-    "checkpoint": StageCompleted,
-    "corrector": StageCleared,
-    "memory": TaskCompleted,
-    "agents": AgentInvoked,
-}
 
 
 @pytest.mark.parametrize("victim", SERVICES)

@@ -34,10 +34,12 @@ pytestmark = [pytest.mark.slow]
 KEY_A = "key-a-" + uuid.uuid4().hex
 KEY_B = "key-b-" + uuid.uuid4().hex
 KEY_ALL = "key-all-" + uuid.uuid4().hex
-# Routes anyone may call: liveness, Prometheus scraping (no workspace labels, checked
+# Routes anyone may call: the probes, Prometheus scraping (no workspace labels, checked
 # below) and the API's own description. Everything else needs a key.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-          "/redoc", "/ui/static/console.js"}
+PUBLIC = {
+    "/healthz", "/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+    "/redoc", "/ui/static/console.js",
+}
 
 
 @dataclass
@@ -86,6 +88,7 @@ def requests_for(ws: str, w: World) -> dict[tuple[str, str], Req]:
     t, a, e = w.done_task, w.approval_id, w.experiment_id
     return {
         ("GET", "/healthz"): Req("GET", "/healthz"),
+        ("GET", "/livez"): Req("GET", "/livez"),
         ("GET", "/readyz"): Req("GET", "/readyz"),
         ("GET", "/metrics"): Req("GET", "/metrics"),
         ("GET", "/openapi.json"): Req("GET", "/openapi.json"),

@@ -1,17 +1,21 @@
-"""Liveness (the gateway answers and its Redis does) and readiness (Redis takes writes)."""
+"""Health: `/healthz` (the gateway answers and its Redis does, with what it runs), and the
+Kubernetes probes: `/livez` answers from the event loop (a stuck loop times the probe out),
+`/readyz` also needs Redis to answer PING and to take a write (a full or read-only Redis
+leaves the gateway unable to accept tasks: not ready, 503 with Retry-After, until writes
+succeed again). Uvicorn stops accepting connections on SIGTERM."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
+from fastapi.responses import PlainTextResponse
 
 from services.gateway.access import get_deps
-from services.gateway.limits import RETRY_AFTER_S, refuses_writes
+from services.gateway.limits import RETRY_AFTER_S
 from shared.app.runtime import Deps
 from shared.contract import keys
+from shared.observability.probes import redis_answers, redis_takes_writes
 
 router = APIRouter(tags=["health"])
 
@@ -22,18 +26,17 @@ async def healthz(d: Deps = Depends(get_deps)) -> dict[str, Any]:
     return {"status": "ok", "provider": d.provider.name, "index": d.index.kind}
 
 
-@router.get("/readyz", response_model=None)
-async def readyz(d: Deps = Depends(get_deps)) -> dict[str, Any] | JSONResponse:
-    """Ready while Redis accepts a write: a full (noeviction) or read-only Redis, or none,
-    makes the gateway not ready (503), so a load balancer stops sending it new tasks."""
-    try:
-        await d.redis.set(keys.readiness_probe(d.settings.consumer_name), b"1", px=10_000)
-    except RedisError as exc:
-        if not refuses_writes(exc):
-            raise
-        return JSONResponse(
-            {"status": "not_ready", "reason": "redis refuses writes"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+@router.get("/livez", include_in_schema=False)
+async def livez() -> PlainTextResponse:
+    return PlainTextResponse("ok\n")
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(d: Deps = Depends(get_deps)) -> PlainTextResponse:
+    probe_key = keys.readiness_probe(d.settings.consumer_name)
+    reason = await redis_answers(d.redis)() or await redis_takes_writes(d.redis, probe_key)()
+    if reason:
+        return PlainTextResponse(
+            f"{reason}\n", status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
         )
-    return {"status": "ready"}
+    return PlainTextResponse("ok\n")
