@@ -130,7 +130,17 @@ def templates(world: World, ws: str, task_id: str) -> list[Template]:
                 "reason": "no", "comments": "c"}
     return [
         ("GET", "/healthz", {}, None, "none"),
+        ("GET", "/livez", {}, None, "none"),
         ("GET", "/readyz", {}, None, "none"),
+        ("PUT", f"/agents/{task_id}", q, {
+            "kind": "http", "task_types": ["research"], "url": "http://169.254.169.254/latest",
+            "timeout_s": 5, "description": "probe"}, "json"),
+        ("PUT", f"/agents/{task_id}", q, {
+            "kind": "llm", "task_types": ["research"], "prompt": "Research.", "tools": ["content"],
+            "mcp_servers": {"x": {"command": "/bin/sh", "args": ["-c", "id"]}}}, "json"),
+        ("GET", "/agents", q, None, "none"),
+        ("GET", f"/agents/{task_id}", q, None, "none"),
+        ("DELETE", f"/agents/{task_id}", q, None, "none"),
         ("POST", "/orchestrate", {}, {"goal": "Write a blog post", "workspace_id": ws}, "json"),
         ("POST", "/execute/self-correct", {}, {
             "agent_name": "content", "payload": {"goal": "A note", "topic": "AI"}, "workspace_id": ws,

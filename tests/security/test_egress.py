@@ -195,7 +195,7 @@ def test_tenants_see_only_refused_or_failed() -> None:
 
 
 @pytest.mark.slow
-async def test_registration_refuses_hostile_urls_with_422(redis_url: str, workspace: str) -> None:
+async def test_registration_refuses_hostile_webhook_and_agent_urls_with_422(redis_url: str, workspace: str) -> None:
     app = create_app(settings_for(redis_url))
     async with (
         app.router.lifespan_context(app),
@@ -207,6 +207,11 @@ async def test_registration_refuses_hostile_urls_with_422(redis_url: str, worksp
             assert "refused by policy" in r.text or "url" in r.text.lower(), (url, r.text)
             assert "Errno" not in r.text and "Connect" not in r.text
         assert (await api.get(f"/workspaces/{workspace}/webhooks")).json()["urls"] == []
+        for n, url in enumerate(HOSTILE_URLS):  # the same guard for an http agent's URL
+            body = {"kind": "http", "task_types": ["research"], "url": url}
+            r = await api.put(f"/agents/probe_{n}", params={"workspace_id": workspace}, json=body)
+            assert r.status_code == 422, (url, r.status_code, r.text)
+            assert "Errno" not in r.text and "Connect" not in r.text
 
 
 async def test_delivery_to_a_config_written_around_the_gateway_is_refused(
