@@ -32,6 +32,7 @@ import contextvars
 import json
 import os
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class Counter:
     def __init__(self) -> None:
         self.on = False
         self.counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.round_trips: collections.Counter[str] = collections.Counter()  # by category
         self.handlers: dict[str, tuple[str, int, str]] = {}  # event type -> handler's code
 
     def direct(self, args: tuple[Any, ...]) -> None:
@@ -81,16 +83,18 @@ class Counter:
         command = text(args[0]).upper()
         hop = HOP.get()
         if IN_HANDLER.get():
-            self.counts[(hop or "-", "handler", command)] += 1
+            key = (hop or "-", "handler", command)
         elif hop is not None:
-            self.counts[(hop, "bus", command)] += 1
+            key = (hop, "bus", command)
         elif command == "XREADGROUP":
             at = [text(a).upper() for a in args].index("STREAMS")
-            self.counts[(stream_type(args[at + 1]), "read", command)] += 1
+            key = (stream_type(args[at + 1]), "read", command)
         elif command in ("XAUTOCLAIM", "XCLAIM"):
-            self.counts[(stream_type(args[1]), "reclaim", command)] += 1
+            key = (stream_type(args[1]), "reclaim", command)
         else:
-            self.counts[("-", "background", command)] += 1
+            key = ("-", "background", command)
+        self.counts[key] += 1
+        self.round_trips[key[1]] += 1
 
     def pipeline(self, stack: list[tuple[Any, ...]], transaction: bool) -> None:
         if not self.on:
@@ -98,13 +102,15 @@ class Counter:
         hop = HOP.get()
         if IN_HANDLER.get() or hop is None:
             category = "handler" if IN_HANDLER.get() else "background"
+            self.round_trips[category] += 1
             for args in stack:
                 self.counts[(hop or "-", category, text(args[0]).upper())] += 1
             if transaction:
                 self.counts[(hop or "-", category, "MULTI")] += 1
                 self.counts[(hop or "-", category, "EXEC")] += 1
             return
-        for args in stack:  # a ServiceBus commit
+        self.round_trips["bus"] += 1  # a ServiceBus commit
+        for args in stack:
             command = text(args[0]).upper()
             key = text(args[1]) if len(args) > 1 else ""
             own = (
@@ -209,7 +215,8 @@ def worker(service: str, mode: str, out: Path, cprofile: bool) -> None:
         rows = [[*k, v] for k, v in counter.counts.items()]
         handlers = {k: list(v) for k, v in counter.handlers.items()}
         tmp = out / f"{service}.json.tmp"
-        tmp.write_text(json.dumps({"counts": rows, "handlers": handlers}))
+        trips = dict(counter.round_trips)
+        tmp.write_text(json.dumps({"counts": rows, "handlers": handlers, "round_trips": trips}))
         tmp.rename(out / f"{service}.json")
 
     signal.signal(signal.SIGUSR1, start)
@@ -277,6 +284,8 @@ async def run(args: argparse.Namespace) -> None:
             redis_ms = (cpu_of(redis_pid) - redis_before) * 1e3 / args.tasks
             procs.signal(signal.SIGUSR2)
             workers = await collect(out)
+            if args.keep:
+                keep(out, Path(args.keep))
             profiles = (
                 {s: pstats.Stats(str(out / f"{s}.prof")) for s in SERVICES} if args.cprofile else {}
             )
@@ -291,6 +300,12 @@ async def run(args: argparse.Namespace) -> None:
     report(workers, stats, cpu, redis_ms, args.tasks)
     if profiles:
         report_profiles(profiles, workers, cpu, args.tasks)
+
+
+def keep(out: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for prof in out.glob("*.prof"):
+        shutil.copy(prof, folder)
 
 
 def cpu_of(pid: int) -> float:
@@ -348,19 +363,34 @@ def report(
         parts = []
         for category in CATEGORIES:
             names = detail.get((service, hop, category))
-            if names:
-                top = " ".join(f"{k}={v:.1f}" for k, v in names.most_common() if v >= 0.05)
+            top = " ".join(
+                f"{k}={v:.1f}"
+                for k, v in (names or collections.Counter()).most_common()
+                if v >= 0.05
+            )
+            if top:
                 parts.append(f"{category}: {top}")
         print(f"  {service}/{hop}: " + "; ".join(parts))
     counted_by_command: collections.Counter[str] = collections.Counter()
     for counts in commands.values():
         for name, v in counts.items():
             counted_by_command[name.split(" ")[0].lower()] += v
-    gap = {k: v - counted_by_command.get(k, 0.0) for k, v in stats.items()}
+    gap = {k: v - counted_by_command.get(k.lower(), 0.0) for k, v in stats.items()}
     gap = {k: v for k, v in gap.items() if abs(v) >= 0.3 and k not in BENCH_COMMANDS}
     print(
         "commandstats minus counted (the driver; commands run inside Lua scripts): "
         + " ".join(f"{k}={v:+.1f}" for k, v in sorted(gap.items(), key=lambda kv: -kv[1]))
+    )
+    trips = {s: sum(d["round_trips"].values()) / tasks for s, d in workers.items()}
+    kinds: collections.Counter[str] = collections.Counter()
+    for data in workers.values():
+        for category, n in data["round_trips"].items():
+            kinds[category] += n / tasks
+    print(
+        f"\nround trips per task (a command or a pipeline each): {sum(trips.values()):.1f}: "
+        + " ".join(f"{k}={v:.1f}" for k, v in trips.items())
+        + "; by sender: "
+        + " ".join(f"{k}={v:.1f}" for k, v in kinds.most_common())
     )
     print("\nby kind of sender, the commands:")
     for category, counts in commands.items():
@@ -380,6 +410,20 @@ GROUPS = (  # (column, what it holds, where)
     ("asyncio", "asyncio's event loop, tasks, streams", ("/asyncio/",)),
 )  # fmt: skip
 C_GROUPS = ("pyd-core", "socket", "other-C", "other-py")
+KEY_FUNCTIONS = (  # (file suffix, function, label); cumulative time of coroutines is on-CPU only
+    ("stream_subscriber.py", "_xreadgroup", "FastStream XREADGROUP poll"),
+    ("stream_sub.py", "add_prefix", "FastStream StreamSub deepcopy per poll"),
+    ("prometheus/middleware.py", "consume_scope", "FastStream middlewares + handling"),
+    ("messaging/bus.py", "_process", "ServiceBus per message"),
+    ("messaging/bus.py", "_process_batch", "ServiceBus batch"),
+    ("messaging/bus.py", "_commit_batch", "batch commit"),
+    ("messaging/codec.py", "decode_on_stream", "envelope decode"),
+    ("memory/store.py", "performance_data", "router performance_data"),
+    ("memory/store.py", "bandit_stats", "bandit_stats"),
+    ("memory/store.py", "record_stage_outcomes", "record_stage_outcomes"),
+    ("memory/calibration.py", "record_outcome", "calibration record_outcome"),
+    ("memory/store.py", "index_task", "index_task"),
+)
 
 
 def group_of(filename: str, name: str) -> str:
@@ -424,6 +468,19 @@ def report_profiles(
             print(f"  {'':10} handler coroutines' cumulative time (without tasks they spawn): "
                   + ", ".join(parts))  # fmt: skip
     print("  (" + "; ".join(f"{c} = {what}" for c, what, _ in GROUPS) + ")")
+    print("cumulative share of the service's profiled CPU, functions that stand out:")
+    for service, stats in profiles.items():
+        total = sum(row[2] for row in stats.stats.values()) or 1.0  # type: ignore[attr-defined]
+        parts = []
+        for suffix, name, label in KEY_FUNCTIONS:
+            cum = sum(
+                row[3]
+                for (filename, _, fn), row in stats.stats.items()  # type: ignore[attr-defined]
+                if fn == name and filename.endswith(suffix)
+            )
+            if cum / total >= 0.01:
+                parts.append(f"{label} {cum / total:.0%}")
+        print(f"  {service:10} " + ", ".join(parts))
     for group, counts in others.items():
         total = sum(counts.values()) or 1.0
         top = ", ".join(f"{k} {v / total:.0%}" for k, v in counts.most_common(6))
@@ -438,6 +495,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mode", choices=("zero", "real"), default="zero",
                         help="zero: bench-only zero-cost provider; real: offline + MiniLM")  # fmt: skip
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--keep", help="copy the workers' .prof files to this folder")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args()
