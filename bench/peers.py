@@ -423,6 +423,7 @@ class Row:
     latencies_ms: list[float]
     cpu_ms: float  # per workflow (or task), every process
     redis_ms: float  # of which redis-server
+    driver_ms: float  # of which this process (the driver; everything for in-process variants)
     commands: dict[str, float]
     detail: dict[str, float] = field(default_factory=dict)
     load: float = 0.0  # 1-minute load average when the measured part began
@@ -455,7 +456,7 @@ async def measure(
     cpu = {p: (cpu_s(p) - cpu_before[p]) * 1e3 / result.tasks for p in everyone}
     row = Row(
         name, label, result.tasks, result.seconds, result.latencies_ms,
-        sum(cpu.values()), cpu[redis_pid], stats, load=load,
+        sum(cpu.values()), cpu[redis_pid], cpu[os.getpid()], stats, load=load,
     )  # fmt: skip
     if print_it:
         print_row(row)
@@ -464,7 +465,8 @@ async def measure(
 
 def print_header() -> None:
     print(
-        f"  {'':50} {'CPU ms/wf':>9} {'(redis)':>7} {'wf/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"  {'':50} {'CPU ms/wf':>9} {'(redis)':>7} {'(this)':>7} {'wf/s':>7} {'p50 ms':>7} "
+        f"{'p99 ms':>7} "
         f"{'cmds/wf':>7} {'load':>5}",
         flush=True,
     )
@@ -472,7 +474,8 @@ def print_header() -> None:
 
 def print_row(row: Row) -> None:
     print(
-        f"  {row.label:50} {row.cpu_ms:9.2f} {row.redis_ms:7.2f} {row.rate:7.0f} "
+        f"  {row.label:50} {row.cpu_ms:9.2f} {row.redis_ms:7.2f} {row.driver_ms:7.2f} "
+        f"{row.rate:7.0f} "
         f"{pct(row.latencies_ms, 50):7.1f} {pct(row.latencies_ms, 99):7.1f} "
         f"{row.commands_total:7.1f} {row.load:5.1f}",
         flush=True,
@@ -541,6 +544,7 @@ async def run_full_task(
         pids = [p.pid for p in services.procs]
         row = await measure("full", LABELS["full"], admin, pids, redis_pid, body, print_it=False)
         row.cpu_ms -= polling * 1e3 / n  # the driver's own polling while it drains
+        row.driver_ms -= polling * 1e3 / n
         row.detail = {k: (v - before.get(k, 0.0)) * 1e3 / n for k, v in services.cpu_s().items()}
         print_row(row)
         return row
@@ -581,7 +585,8 @@ async def main(args: argparse.Namespace) -> None:
             f"{sys.version.split()[0]}, redis-py {versions['redis']}, "
             f"langgraph-checkpoint-sqlite {versions['langgraph-checkpoint-sqlite']}; "
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
-            "CPU = this process + workers + redis-server, from /proc",
+            "CPU = this process (the driver; all of raw, bus, langgraph) + workers + "
+            "redis-server, from /proc",
             flush=True,
         )
         rows: dict[str, list[Row]] = {name: [] for name in args.only}
@@ -616,7 +621,7 @@ def report(rounds: dict[str, list[Row]], args: argparse.Namespace) -> None:
     if full is not None:
         parts = " ".join(f"{k}={v:.2f}" for k, v in full.detail.items())
         top = " ".join(f"{k}={v:.1f}" for k, v in full.commands.items() if k not in BENCH_COMMANDS)
-        driver = full.cpu_ms - sum(full.detail.values()) - full.redis_ms
+        driver = full.driver_ms
         print(
             f"whole task, CPU ms per service: {parts}; redis-server {full.redis_ms:.2f}; "
             f"driver {driver:.2f}"
