@@ -25,11 +25,14 @@ XADDs it after `ainvoke` returns. So every variant pays the same completion noti
 CPU is user + system from /proc of every process involved: this one (driver, and the
 in-process variants), the worker processes, and redis-server. Redis commands come from
 INFO commandstats deltas (the driver's XREADGROUP/XACK of the done stream included, its
-INFO/SCAN/XINFO not). Ratios are against Dramatiq's CPU per workflow in the same run.
+INFO/SCAN/XINFO not). Ratios are against Dramatiq's CPU per workflow in the same run;
+Dramatiq's own CPU per workflow falls as the machine gets busier (bench/RESULTS.md), so
+ratios from runs at different loads do not compare.
 
-    .venv/bin/python bench/peers.py            # 2,000 workflows each
-    .venv/bin/python bench/peers.py --quick    # 300 each (make bench)
-    .venv/bin/python bench/peers.py --only raw,bus,dramatiq
+    .venv/bin/python bench/peers.py                  # 2,000 workflows each
+    .venv/bin/python bench/peers.py --quick          # 300 each (make bench)
+    .venv/bin/python bench/peers.py --rounds 3       # the median round of each variant
+    .venv/bin/python bench/peers.py --only raw,bus,dramatiq,dramatiq1   # + 1 worker thread
 """
 
 from __future__ import annotations
@@ -206,10 +209,7 @@ def worker_process(kind: str, url: str, log: Path, threads: int = 8) -> Iterator
         out.close()
 
 
-# --- the variants: each sets up, then `workflows(n)` runs n of them and returns a Round
-
-
-Workflows = Callable[[int], Awaitable[Round]]
+# --- the variants: each sets up, then yields `workflows(n)`, which runs n and returns a Round
 
 
 async def closed_loop(
