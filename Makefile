@@ -37,7 +37,8 @@ lint: install
 	$(VENV)/bin/mypy shared services raptorflow
 	$(VENV)/bin/lint-imports
 
-bench: install  ## short versions of every benchmark
+bench: install  ## short versions of every benchmark (installs the `bench` extra: peer frameworks)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/embed.py --quick
 	$(PY) bench/vector_search.py --quick
 	$(PY) bench/selection_sim.py --quick
@@ -46,6 +47,7 @@ bench: install  ## short versions of every benchmark
 	$(PY) bench/bus_floor.py --quick
 	$(PY) bench/pipeline.py --quick
 	$(PY) bench/cluster.py --quick
+	$(PY) bench/peers.py --quick
 
 schema: docs
 

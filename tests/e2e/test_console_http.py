@@ -176,3 +176,25 @@ async def test_without_keys_the_forms_use_a_session_cookie(redis_url, redis, wor
             assert done.status_code == 303 and "stopped" in done.headers["location"]
     (stopped,) = await experiment_store.list_all(redis, workspace)
     assert stopped.status == "stopped"
+
+
+async def test_workspace_page_shows_live_worker_agents_of_its_workspace_only(
+    stack, redis, workspace
+):
+    from shared.domain.catalog import AgentSpec
+    from shared.stores import agent_registry
+
+    name = f"w{workspace.replace('-', '_')}"[:40]
+    spec = AgentSpec(name=name, kind="worker", task_types=["research"])
+    await agent_registry.put_agent(redis, stack.deps.catalog, spec, workspace)
+    await agent_registry.heartbeat(redis, name, "host-1")
+    try:
+        async with client_for(stack, "k-a") as alice, client_for(stack, "k-b") as other:
+            page = await alice.get("/ui/workspace", params={"workspace_id": workspace})
+            assert page.status_code == 200
+            assert 'id="live-agents"' in page.text and name in page.text
+            assert "<code>host-1</code>" in page.text
+            theirs = await other.get("/ui/workspace", params={"workspace_id": f"{workspace}-other"})
+            assert theirs.status_code == 200 and name not in theirs.text
+    finally:
+        await agent_registry.delete_agent(redis, name, workspace)

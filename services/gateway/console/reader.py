@@ -11,6 +11,7 @@ bounded by `EVENT_SCAN`, keeping only entries whose envelope names this task and
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from shared.domain.experiments import ExperimentReport
 from shared.memory.store import RoutingRecord
 from shared.messaging import dead_letters
 from shared.messaging.codec import DATA_FIELD
-from shared.stores import approvals, audit, experiment_store, webhooks
+from shared.stores import agent_registry, approvals, audit, experiment_store, webhooks
 
 LIST_SCAN = 2000  # newest TaskRequested entries read for the list (all workspaces' share them)
 EVENT_SCAN = 2000  # entries read per event stream for one task's timeline
@@ -214,6 +215,29 @@ class WorkspaceDetail:
     checkpoints: str | None
     webhook_urls: list[str]
     deliveries: dict[str, list[webhooks.TargetStatus]]
+    live_agents: list[dict[str, Any]]
+
+
+async def live_agents(deps: Deps, workspace_id: str) -> list[dict[str, Any]]:
+    """The worker agents this workspace can use, each with its replicas and when each was
+    last seen (heartbeats of the last hour)."""
+    catalog = await agent_registry.catalog_for(deps.redis, deps.catalog, workspace_id)
+    rows = []
+    now = time.time()
+    for spec in sorted(catalog.agents, key=lambda a: a.name):
+        if spec.kind != "worker":
+            continue
+        seen = await agent_registry.replicas(deps.redis, spec.name)
+        rows.append({
+            "agent": spec.name,
+            "task_types": ", ".join(spec.task_types),
+            "live": sum(r.live for r in seen),
+            "replicas": [
+                {"replica": r.replica, "ago_s": max(0, round(now - r.last_seen)), "live": r.live}
+                for r in seen[:10]
+            ],
+        })
+    return rows
 
 
 async def workspace_detail(deps: Deps, workspace_id: str) -> WorkspaceDetail:
@@ -232,6 +256,7 @@ async def workspace_detail(deps: Deps, workspace_id: str) -> WorkspaceDetail:
         checkpoints=text_of(raw_checkpoints) if raw_checkpoints else None,
         webhook_urls=[str(u) for u in config.urls] if config else [],
         deliveries=await recent_deliveries(redis, workspace_id) if config else {},
+        live_agents=await live_agents(deps, workspace_id),
     )
 
 
