@@ -204,8 +204,9 @@ class TaskRequested(Payload):
     replace_checkpoints: bool = Field(
         default=False,
         description="The task's checkpoints replace the workspace's (may remove or weaken "
-        "gates). The gateway sets it only for an admin key or a workspace with "
-        "allow_task_overrides; an upstream publisher that sets it is trusted as an operator.",
+        "gates). The gateway sets it only for an admin key (a workspace with "
+        "allow_task_overrides needs no flag); an upstream publisher that sets it is trusted "
+        "as an operator.",
     )
     deadline_s: float | None = Field(
         default=None,

@@ -173,7 +173,15 @@ async def test_a_task_cannot_switch_off_its_workspaces_gates(
         headers={"X-API-Key": ADMIN},
     )
     assert r.status_code == 202, r.text
-    assert (await ended(api, workspace, r.json()["task_id"]))["status"] == "completed"
+    admins = r.json()["task_id"]
+    assert (await ended(api, workspace, admins))["status"] == "completed"
+
+    # A tenant's rerun of the admin's task does not inherit the override: it is gated.
+    r = await api.post(f"/tasks/{admins}/rerun", json={"workspace_id": workspace})
+    assert r.status_code == 202, r.text
+    await wait_pending(redis, workspace, count=2)
+    rerun = await status_of(api, workspace, r.json()["task_id"])
+    assert rerun is not None and rerun["status"] == "awaiting_approval"
 
 
 async def test_an_envelope_whose_context_names_another_workspace_is_dead_lettered(

@@ -139,6 +139,26 @@ async def _checkpoints_policy(body: TaskSubmission, request: Request, d: Deps) -
     return False
 
 
+def _as_caller(event: Envelope[Any], request: Request, user: str | None) -> Envelope[Any]:
+    """A copy (resume, rerun) runs with its caller's rights, not the original submitter's:
+    an admin's override of the workspace's gates does not carry over to another key, nor
+    does the original user (whom `auto_approve_for_users` may name) to a key naming another."""
+    if is_admin(request):
+        return event
+    payload = event.payload
+    workflow = vars(payload).get("workflow")
+    if workflow is not None:
+        payload = payload.model_copy(
+            update={"workflow": workflow.model_copy(update={"replace_checkpoints": False})}
+        )
+    elif isinstance(payload, TaskRequested):
+        payload = payload.model_copy(update={"replace_checkpoints": False})
+    update: dict[str, Any] = {"payload": payload}
+    if user is not None:
+        update |= {"user_id": user, "context": event.context.model_copy(update={"user_id": user})}
+    return event.model_copy(update=update)
+
+
 async def _view_or_404(d: Deps, workspace_id: str, task_id: str) -> TaskView:
     view = await tasks.read(d.redis, workspace_id, task_id)
     if view is None:
@@ -234,7 +254,7 @@ async def resume_task(
     idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Continue a failed, rejected or timed-out task from the stage that did not finish."""
-    allow(request, body.workspace_id)
+    user = allow(request, body.workspace_id)
     view = await _view_or_404(d, body.workspace_id, task_id)
     raw = await d.redis.get(keys.task_snapshot(body.workspace_id, task_id))
     if view.status not in RESUMABLE_STATES or raw is None:
@@ -246,7 +266,8 @@ async def resume_task(
     snapshot = lifecycle.Snapshot.model_validate_json(raw)
     now = datetime.now(UTC)
     new_id = str(uuid.uuid4())
-    event = lifecycle.resumed(snapshot, new_id, body.budget_constraints, now)
+    event = _as_caller(lifecycle.resumed(snapshot, new_id, body.budget_constraints, now),
+                       request, user)
     fields = lifecycle.resumed_fields(snapshot, task_id, now.timestamp())
     fields["request_hash"] = tasks.request_hash({"resume": task_id,
                                                  "budget": body.budget_constraints})
@@ -260,12 +281,12 @@ async def rerun_task(
     idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Start a fresh copy of a task (same request, new id), whatever its state."""
-    allow(request, body.workspace_id)
+    user = allow(request, body.workspace_id)
     raw = await d.redis.get(keys.task_request(body.workspace_id, task_id))
     if raw is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no request kept for {task_id}")
     original = Envelope[TaskRequested].model_validate_json(raw)
-    event = lifecycle.rerun(original, str(uuid.uuid4()))
+    event = _as_caller(lifecycle.rerun(original, str(uuid.uuid4())), request, user)
     now = event.occurred_at.timestamp()
     digest = tasks.request_hash({"rerun": task_id})
     fields = tasks.acceptance_fields(event, digest, now, {"rerun_of": task_id})
