@@ -83,6 +83,8 @@ class Experiment(ExperimentSpec):
 
     model_config = ConfigDict(extra="ignore")
 
+    goal_pattern: str = Field(min_length=1, max_length=500, description="As created.")
+
     @field_validator("goal_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:

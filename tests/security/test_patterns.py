@@ -67,6 +67,10 @@ def test_a_stored_pattern_from_older_rules_still_loads_and_fails_only_when_match
     )
     with pytest.raises(patterns.PatternError, match="e1"):
         first_match([stored], "aa")
+    longer = stored.model_copy(update={"goal_pattern": "a" * 400})  # the old limit was 500
+    assert Experiment.model_validate(longer.model_dump()).goal_pattern == "a" * 400
+    with pytest.raises(patterns.PatternError, match="256"):
+        first_match([longer], "aa")
 
 
 async def test_re2_releases_the_gil_while_it_matches() -> None:
