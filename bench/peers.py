@@ -282,8 +282,8 @@ async def bus_variant(url: str, in_flight: int) -> Any:
     from shared.messaging.bus import ServiceBus, make_broker, publish
     from shared.settings import Settings
 
-    topology.reset()
     settings = Settings(redis_url=SecretStr(url), consumer_name="peers-1")
+    topology.use(settings.layout())
     client = aioredis.from_url(url)
     broker = make_broker(settings, service="peers")
     bus = ServiceBus("peers", broker, client, settings)
@@ -318,7 +318,7 @@ async def bus_variant(url: str, in_flight: int) -> Any:
             context=AgentContext(workspace_id="peers"),
             correlation_id=task_id,
         )
-        await publish(client, [event], settings.stream_maxlen)
+        await publish(client, [event])
 
     try:
         yield lambda n: closed_loop(client, n, in_flight, submit)
