@@ -47,7 +47,7 @@ from shared.contract.events import stream_for  # noqa: E402
 from tests.procs import ServiceProcess  # noqa: E402
 from tests.reliability import assert_exactly_once, finished, submit_batch  # noqa: E402
 
-SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "notifier")
+SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "notifier", "agents")
 WORKSPACE = "load"
 
 

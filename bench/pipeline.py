@@ -61,7 +61,7 @@ CEIL_PREFIX = "ceil:"
 BENCH_GROUP = "bench"
 WORKSPACE = "bench"
 TERMINAL = ("TaskCompleted", "TaskFailed")
-SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "notifier")
+SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "notifier", "agents")
 # Which service's handler emits the follow-up events of each event type.
 PRODUCER = {
     "TaskRequested": "router",
@@ -634,6 +634,7 @@ READS = {
     "corrector": "StageCleared",
     "memory": "TaskRequested",
     "notifier": "ApprovalNeeded",
+    "agents": "AgentInvoked",
 }
 
 
