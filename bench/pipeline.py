@@ -71,6 +71,8 @@ PRODUCER = {
     "StageCompleted": "checkpoint",
     "ApprovalResolved": "checkpoint",
     "StageCleared": "corrector",
+    "AgentInvoked": "agents",
+    "AgentResult": "corrector",
 }
 # One goal for every task, so each task makes the probe's hops (a two-stage blog flow).
 GOAL = "Write a blog post about AI trends in healthcare"
