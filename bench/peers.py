@@ -559,7 +559,7 @@ LABELS = {
     "dramatiq1": "Dramatiq {dramatiq} pipeline, 1 proc x 1 thread",
     "celery": "Celery {celery} chain, acks_late, solo pool",
     "langgraph": "LangGraph {langgraph} 8 nodes, AsyncSqliteSaver",
-    "full": "RaptorFlow whole task (6 services, {mode})",
+    "full": "RaptorFlow whole task (all services, {mode})",
 }
 
 
