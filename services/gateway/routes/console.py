@@ -102,6 +102,15 @@ def gate(request: Request, workspace_id: str) -> tuple[Response | None, str | No
                       {"error": "This key does not open that workspace."}, status_code=403), None
 
 
+def admit(
+    request: Request, key: str | None, workspace_id: str
+) -> tuple[Response | None, str | None]:
+    """A page's entry: `?key=` taken first (checked, then a cookie), else the gate."""
+    if key is not None:
+        return take_key(request, key, workspace_id), None
+    return gate(request, workspace_id)
+
+
 def render(
     request: Request, name: str, workspace_id: str | None, context: dict[str, Any],
     status_code: int = 200,
@@ -151,9 +160,7 @@ async def task_list(
     q: str = Query(default="", max_length=200),
     page: int = Query(default=1, ge=1, le=10_000),
 ) -> Response:
-    if key is not None:
-        return take_key(request, key, workspace_id)
-    shown, _ = gate(request, workspace_id)
+    shown, _ = admit(request, key, workspace_id)
     if shown is not None:
         return shown
     deps = get_deps(request)
@@ -193,9 +200,7 @@ async def task_page(
     key: str | None = OptionalKey,
     message: str = Query(default="", alias="msg", max_length=300),
 ) -> Response:
-    if key is not None:
-        return take_key(request, key, workspace_id)
-    shown, user = gate(request, workspace_id)
+    shown, user = admit(request, key, workspace_id)
     if shown is not None:
         return shown
     return await _task_page(request, workspace_id, task_id, user, message=message)
@@ -266,9 +271,7 @@ async def workspace_page(
     key: str | None = OptionalKey,
     message: str = Query(default="", alias="msg", max_length=300),
 ) -> Response:
-    if key is not None:
-        return take_key(request, key, workspace_id)
-    shown, _ = gate(request, workspace_id)
+    shown, _ = admit(request, key, workspace_id)
     if shown is not None:
         return shown
     detail = await reader.workspace_detail(get_deps(request), workspace_id)
