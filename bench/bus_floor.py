@@ -136,7 +136,7 @@ async def run_bus(url: str, chains: Chains, in_flight: int, batched: bool) -> No
     await bus.ensure_groups()
     app = FastStream(broker, logger=None)
     await app.start()
-    await publish(redis, [sample_event(i) for i in range(in_flight)])
+    await publish(redis, settings.layout(), [sample_event(i) for i in range(in_flight)])
     await chains.done.wait()
     await app.stop()
     await redis.aclose()

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,7 @@ from redis.asyncio import Redis
 
 from raptorflow.redis_server import RedisServer, running_cluster
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.contract import topology
-from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
+from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope
 from shared.contract.topology import Topology
 from shared.messaging.bus import publish
 from shared.settings import Settings
@@ -71,13 +68,6 @@ class Result:
         )
 
 
-@contextlib.contextmanager
-def layout(cluster: bool, partitions: int) -> Iterator[None]:
-    """Process-wide names follow the mode (the layout shared.contract.topology installs)."""
-    with topology.using(Topology(partitions=partitions, hash_tags=cluster)):
-        yield
-
-
 async def node_calls(urls: list[str]) -> list[Counter[str]]:
     """Commands served so far by each node, by command (INFO commandstats)."""
     out = []
@@ -101,10 +91,10 @@ def cpu_ms(pids: list[int]) -> float:
     return total * 1000 / tick
 
 
-async def count_events(redis: Any) -> int:
+async def count_events(redis: Any, layout: Topology) -> int:
     total = 0
     for event_type in EVENT_TYPES:
-        for stream in streams_for(event_type):
+        for stream in layout.streams(event_type):
             total += int(await redis.xlen(stream))
     return total
 
@@ -127,13 +117,13 @@ async def run_mode(
             workspace = workspaces[n % len(workspaces)]
             event = new_envelope(TaskRequested(goal=GOALS[n % len(GOALS)]), workspace_id=workspace)
             started = time.perf_counter()
-            await publish(deps.redis, [event])
+            await publish(deps.redis, deps.layout, [event])
             view = await wait_for_task(deps, workspace, event.correlation_id, timeout=120)
             assert view.get("status") == "completed", view
             return (time.perf_counter() - started) * 1e3
 
         await asyncio.gather(*(one(n) for n in range(len(workspaces))))  # warm-up: memory, models
-        events_before = await count_events(deps.redis)
+        events_before = await count_events(deps.redis, deps.layout)
         calls_before = await node_calls(node_urls)
         cpu_before = cpu_ms(pids)
         gate = asyncio.Semaphore(args.concurrency)
@@ -146,7 +136,7 @@ async def run_mode(
         latencies = await asyncio.gather(*(limited(n) for n in range(args.tasks)))
         seconds = time.perf_counter() - started
         redis_cpu = cpu_ms(pids) - cpu_before
-        events = await count_events(deps.redis) - events_before
+        events = await count_events(deps.redis, deps.layout) - events_before
         calls = [a - b for a, b in zip(await node_calls(node_urls), calls_before, strict=True)]
     by_command: Counter[str] = sum(calls, Counter())
     top = ", ".join(f"{k} {v / args.tasks:.0f}" for k, v in by_command.most_common(10))
@@ -160,16 +150,15 @@ async def run_mode(
 async def main(args: argparse.Namespace) -> None:
     results = []
     for mode in args.modes:
-        with layout(mode == "cluster", args.partitions):
-            if mode == "cluster":
-                with running_cluster(masters=3) as cluster:
-                    results.append(await run_mode(mode, cluster.url, cluster.nodes, args))
-            else:
-                server = RedisServer().start()
-                try:
-                    results.append(await run_mode(mode, server.url, [server], args))
-                finally:
-                    server.stop()
+        if mode == "cluster":
+            with running_cluster(masters=3) as cluster:
+                results.append(await run_mode(mode, cluster.url, cluster.nodes, args))
+        else:
+            server = RedisServer().start()
+            try:
+                results.append(await run_mode(mode, server.url, [server], args))
+            finally:
+                server.stop()
         print(f"{mode}: done", file=sys.stderr)
     load = os.getloadavg()[0]
     print(f"\n{args.tasks} tasks, concurrency {args.concurrency}, {args.partitions} partitions, "

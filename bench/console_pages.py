@@ -33,11 +33,14 @@ from redis.asyncio import Redis  # noqa: E402
 from raptorflow.redis_server import RedisServer  # noqa: E402
 from services.gateway.app import create_app  # noqa: E402
 from shared.app.runtime import build_deps  # noqa: E402
-from shared.contract import keys  # noqa: E402
-from shared.contract.events import stream_for  # noqa: E402
+from shared.contract.keys import Keys  # noqa: E402
+from shared.contract.topology import Topology  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 WORKSPACES = ("bench-a", "bench-b")
+
+PLAIN = Topology()  # the single-Redis layout this benchmark runs
+KEYS = Keys(PLAIN)
 
 
 def entry(kind: str, task_id: str, workspace: str, payload: dict[str, Any]) -> dict[str, str]:
@@ -56,14 +59,14 @@ async def fill(redis: Redis, tasks: int) -> list[str]:
         for n in range(tasks):
             ws, task_id = WORKSPACES[n % 2], str(uuid.uuid4())
             ids.append(task_id)
-            pipe.xadd(stream_for("TaskRequested"), entry("TaskRequested", task_id, ws, {"goal": f"Goal {n}"}))
-            pipe.xadd(stream_for("SequenceChosen"), entry("SequenceChosen", task_id, ws, {"workflow": wf}))
+            pipe.xadd(PLAIN.stream("TaskRequested"), entry("TaskRequested", task_id, ws, {"goal": f"Goal {n}"}))
+            pipe.xadd(PLAIN.stream("SequenceChosen"), entry("SequenceChosen", task_id, ws, {"workflow": wf}))
             for i in range(3):
-                pipe.xadd(stream_for("CritiqueDone"), entry("CritiqueDone", task_id, ws, {
+                pipe.xadd(PLAIN.stream("CritiqueDone"), entry("CritiqueDone", task_id, ws, {
                     "stage_index": 0, "iteration": i + 1, "score": 0.6 + 0.1 * i, "threshold": 0.8,
                     "aspect_scores": {"clarity": 0.5 + 0.1 * i, "accuracy": 0.7}, "issues": []}))
-            pipe.xadd(stream_for("TaskCompleted"), entry("TaskCompleted", task_id, ws, {"success": True}))
-            pipe.hset(keys.task_view(ws, task_id), mapping={
+            pipe.xadd(PLAIN.stream("TaskCompleted"), entry("TaskCompleted", task_id, ws, {"success": True}))
+            pipe.hset(KEYS.task_view(ws, task_id), mapping={
                 "status": "completed", "goal": f"Goal {n} about things", "created_at": str(now - 1),
                 "updated_at": str(now), "routing_source": "planner", "routing_confidence": "0.1",
                 "agent_sequence": json.dumps(wf["agent_sequence"]), "execution_time_s": "1.0",

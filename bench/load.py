@@ -43,12 +43,14 @@ from rich.progress import (  # noqa: E402
 )
 
 from raptorflow.redis_server import RedisServer  # noqa: E402
-from shared.contract.events import stream_for  # noqa: E402
+from shared.contract.topology import Topology  # noqa: E402
 from tests.procs import ServiceProcess  # noqa: E402
 from tests.reliability import assert_exactly_once, finished, submit_batch  # noqa: E402
 
 SERVICES = ("router", "selector", "checkpoint", "corrector", "memory", "notifier", "agents")
 WORKSPACE = "load"
+
+PLAIN = Topology()  # the single-Redis layout this benchmark runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +73,7 @@ async def done_count(redis: Redis) -> int:
     """Terminal events so far (a duplicate would show up in the exactly-once check)."""
     total = 0
     for event_type in ("TaskCompleted", "TaskFailed"):
-        total += int(await redis.xlen(stream_for(event_type)))
+        total += int(await redis.xlen(PLAIN.stream(event_type)))
     return total
 
 
@@ -80,7 +82,7 @@ async def occurred(redis: Redis, event_type: str) -> dict[str, datetime]:
     out: dict[str, datetime] = {}
     start = "-"
     while True:
-        page = await redis.xrange(stream_for(event_type), min=start, count=2000)
+        page = await redis.xrange(PLAIN.stream(event_type), min=start, count=2000)
         if not page:
             return out
         for _, fields in page:

@@ -270,7 +270,6 @@ async def bus_variant(url: str, in_flight: int) -> Any:
     from pydantic import SecretStr
     from redis.asyncio.client import Pipeline
 
-    from shared.contract import topology
     from shared.contract.events import (
         Envelope,
         RoutingInfo,
@@ -283,7 +282,6 @@ async def bus_variant(url: str, in_flight: int) -> Any:
     from shared.settings import Settings
 
     settings = Settings(redis_url=SecretStr(url), consumer_name="peers-1")
-    topology.use(settings.layout())
     client = aioredis.from_url(url)
     broker = make_broker(settings, service="peers")
     bus = ServiceBus("peers", broker, client, settings)
@@ -318,7 +316,7 @@ async def bus_variant(url: str, in_flight: int) -> Any:
             context=AgentContext(workspace_id="peers"),
             correlation_id=task_id,
         )
-        await publish(client, [event])
+        await publish(client, settings.layout(), [event])
 
     try:
         yield lambda n: closed_loop(client, n, in_flight, submit)

@@ -315,7 +315,7 @@ async def service_worker(names: list[str], mode: str) -> None:
     from raptorflow.registry import STREAM_SERVICES
     from shared.llm.offline import OfflineProvider
     from shared.memory.embeddings import make_embedder
-    from shared.settings import get_settings
+    from shared.settings import Settings
 
     totals = {"llm_s": 0.0, "embed_s": 0.0}
     if os.environ.get("BENCH_VARIANT") == "before":
@@ -327,7 +327,7 @@ async def service_worker(names: list[str], mode: str) -> None:
         provider = Timed(OfflineProvider(), totals, "llm_s")
         embedder = Timed(make_embedder("local"), totals, "embed_s")
     runtime.make_embedder = lambda *a, **k: embedder  # type: ignore[attr-defined]
-    settings = get_settings()
+    settings = Settings()
     deps = await runtime.build_deps(settings, provider=provider)
     services = [STREAM_SERVICES[n](deps) for n in names]
     for service in services:
@@ -714,12 +714,14 @@ async def preload_memory(redis: aioredis.Redis, n: int, seed: int = 7) -> float:
     random vectors take ~5x longer). Returns the seconds it took."""
     from services.memory.logic import index_attributes
     from services.memory.store import add_task_record
-    from shared.contract.keys import goal_hash
+    from shared.contract.keys import Keys, goal_hash
+    from shared.contract.topology import Topology
     from shared.memory.store import TaskRecord
     from shared.memory.vector_index import open_vector_index
 
+    keys = Keys(Topology())  # the benchmark's single Redis
     started = time.perf_counter()
-    index = await open_vector_index(redis)
+    index = await open_vector_index(redis, keys)
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(max(n // 50, 1), 384))
     chunk = 256
@@ -738,7 +740,7 @@ async def preload_memory(redis: aioredis.Redis, n: int, seed: int = 7) -> float:
             ))  # fmt: skip
         async with redis.pipeline(transaction=False) as pipe:
             for record in records:
-                add_task_record(pipe, WORKSPACE, record)
+                add_task_record(pipe, keys, WORKSPACE, record)
             await pipe.execute()
         adds = [
             index.add(WORKSPACE, r.goal_hash, v.astype(np.float32), index_attributes(r))

@@ -55,6 +55,7 @@ from shared.contract.events import (
     new_envelope,
 )
 from shared.contract.models import SelfCorrectionConfig
+from shared.contract.topology import Topology
 from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
 from shared.llm.openai_provider import OpenAIProvider
 from shared.messaging.bus import publish
@@ -62,6 +63,8 @@ from shared.settings import Settings
 
 WORKSPACE = "bench-sc"
 SCORES = [0.2, 0.4, 0.6]  # rises by 0.2 per revision: never meets 0.99, never stops early
+
+PLAIN = Topology()  # the single-Redis layout this benchmark runs
 
 
 class InstantProvider:
@@ -164,7 +167,7 @@ async def stages(
     settings: Settings, provider: TimedProvider, iterations: int, n: int, warmup: int
 ) -> list[float]:
     """Overhead samples: publish StageCleared -> StageCompleted readable, minus LLM time."""
-    completed = StageCompleted.stream()
+    completed = PLAIN.stream(StageCompleted.event_type)
     samples = []
     async with LocalStack(
         settings, services=["corrector", "agents"], provider=provider, start_redis=False
@@ -179,7 +182,7 @@ async def stages(
                 event = stage_event(iterations)
                 llm_before = provider.llm_s
                 started = time.perf_counter()
-                await publish(redis, [event])
+                await publish(redis, stack.deps.layout, [event])
                 while True:
                     got = await reader.xread({completed: last}, count=1, block=10_000)
                     if not got:

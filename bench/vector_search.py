@@ -48,6 +48,8 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raptorflow.redis_server import RedisServer
+from shared.contract.keys import Keys
+from shared.contract.topology import Topology
 from shared.memory.vector_index import (
     ExactIndex,
     RedisVectorSetIndex,
@@ -58,6 +60,7 @@ from shared.memory.vector_index import (
 
 DIM = 384
 WORKSPACE = "bench"
+KEYS = Keys(Topology())  # the benchmark's single Redis
 DATA = Path("/work/shared/data")
 CACHE = Path("/tmp/raptorflow_vector_bench")
 QUICK_GOALS = 2000  # --quick embeds only this many goals, so `make bench` stays short
@@ -238,7 +241,7 @@ async def load(index: VectorIndex, dataset: Dataset, workspace: str, conc: int) 
 async def make_index(redis: aioredis.Redis, kind: str, args: argparse.Namespace) -> VectorIndex:
     """The index the service would open, with only the vset options given on the command line."""
     if kind == "exact":
-        return ExactIndex(redis)
+        return ExactIndex(redis, KEYS)
     options: dict[str, Any] = {
         name: value
         for name, value in (
@@ -251,8 +254,8 @@ async def make_index(redis: aioredis.Redis, kind: str, args: argparse.Namespace)
         if value is not None
     }
     if not options:
-        return await open_vector_index(redis, "vset")
-    return RedisVectorSetIndex(redis, **options)
+        return await open_vector_index(redis, KEYS, "vset")
+    return RedisVectorSetIndex(redis, KEYS, **options)
 
 
 async def measure(
@@ -299,7 +302,7 @@ async def run_kind(
     if isinstance(index, RedisVectorSetIndex):
         variants = [(f"{kind}", index, int(ef)) for ef in args.ef_sweep.split(",") if ef]
         if args.baseline:
-            variants.append(("vset0", RedisVectorSetIndex(redis, overfetch=0), 500))
+            variants.append(("vset0", RedisVectorSetIndex(redis, KEYS, overfetch=0), 500))
         for label, variant, ef in variants:
             variant.search_ef = ef
             swept = Result(label, dataset.name, ef, result.load_s, redis_mem_mb=result.redis_mem_mb)

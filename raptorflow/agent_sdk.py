@@ -36,16 +36,17 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from shared.contract import topology
 from shared.contract.events import (
     AgentInvoked,
     AgentResult,
     Envelope,
     Usage,
-    agent_streams,
+    agent_channel,
     envelope_class,
 )
+from shared.contract.topology import Topology
 from shared.messaging.codec import DATA_FIELD
+from shared.settings import Settings
 from shared.stores.agent_registry import HEARTBEAT_INTERVAL_S, heartbeat, replicas_key
 
 GROUP = "workers"
@@ -161,6 +162,7 @@ class Worker:
 
     definition: AgentDefinition
     redis: Redis
+    layout: Topology  # the deployment's (`Settings().layout()`): which streams to read
     concurrency: int = 4
     claim_idle_ms: int = 10_000
     replica: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -169,7 +171,7 @@ class Worker:
 
     @property
     def streams(self) -> list[str]:
-        return agent_streams(self.definition.name)
+        return self.layout.streams(agent_channel(self.definition.name))
 
     def stop(self) -> None:
         self._stop.set()
@@ -228,7 +230,7 @@ class Worker:
             return out
         # On a cluster, each partition's stream lives in its own slot: one read per stream.
         groups = (
-            [[s] for s in self.streams] if topology.current().hash_tags else [self.streams]
+            [[s] for s in self.streams] if self.layout.hash_tags else [self.streams]
         )
         for streams in groups:
             reply = await self.redis.xreadgroup(
@@ -321,12 +323,18 @@ def redis_url() -> str:
 
 
 async def serve(
-    definition: AgentDefinition, *, url: str | None = None, concurrency: int = 4
+    definition: AgentDefinition,
+    *,
+    url: str | None = None,
+    concurrency: int = 4,
+    layout: Topology | None = None,
 ) -> None:
-    """Run one replica until SIGINT/SIGTERM."""
+    """Run one replica until SIGINT/SIGTERM, on the streams of `layout` (by default the
+    deployment's, from the same environment variables the services read)."""
     redis = Redis.from_url(url or redis_url())
     idle_ms = int(os.environ.get("RAPTORFLOW_AGENT_CLAIM_IDLE_MS", "10000"))
-    worker = Worker(definition, redis, concurrency=concurrency, claim_idle_ms=idle_ms)
+    layout = layout or Settings().layout()
+    worker = Worker(definition, redis, layout, concurrency=concurrency, claim_idle_ms=idle_ms)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

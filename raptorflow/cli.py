@@ -14,7 +14,7 @@ from raptorflow.client import WaitTimeout
 from raptorflow.registry import ALL_SERVICES
 from shared.contract.events import envelope_json_schema
 from shared.observability.logs import configure_logging
-from shared.settings import get_settings
+from shared.settings import Settings
 
 app = typer.Typer(help="RaptorFlow: memory-aware orchestration of LLM agents.", no_args_is_help=True)
 app.add_typer(cli_approvals.approvals_app, name="approvals")
@@ -41,7 +41,7 @@ def run(
     from shared.app.runtime import wait_for_stop_signal
 
     configure_logging(service="all", level="WARNING")
-    settings = settings_with(get_settings(), host, port)
+    settings = settings_with(Settings(), host, port)
 
     async def main() -> None:
         async with LocalStack(settings, with_gateway=True) as stack:
@@ -79,7 +79,7 @@ def demo(
     from raptorflow.demo import run_demo
 
     configure_logging(service="demo", level="WARNING")
-    ok = asyncio.run(run_demo(settings_with(get_settings(), host, port), console, serve=serve))
+    ok = asyncio.run(run_demo(settings_with(Settings(), host, port), console, serve=serve))
     raise typer.Exit(0 if ok else 1)
 
 

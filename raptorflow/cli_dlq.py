@@ -27,7 +27,7 @@ from rich.table import Table
 
 from shared.messaging import dead_letters
 from shared.messaging.bus import make_redis
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ AsJson = typer.Option(False, "--json", help="Print JSON.")
 
 def _run(work: Callable[[Redis, Settings], Awaitable[T]]) -> T:
     """Run `work` with a fresh client from the environment (never a cached one)."""
-    settings = get_settings()
+    settings = Settings()
 
     async def main() -> T:
         redis = make_redis(settings)
@@ -67,11 +67,16 @@ def list_cmd(
 ) -> None:
     """List dead letters, oldest first."""
 
-    async def work(redis: Redis, _: Settings) -> tuple[int, list[dead_letters.DeadLetter]]:
+    async def work(redis: Redis, settings: Settings) -> tuple[int, list[dead_letters.DeadLetter]]:
         letters = await dead_letters.list_letters(
-            redis, service=service, stream=stream, workspace_id=workspace, limit=limit
+            redis,
+            settings.layout(),
+            service=service,
+            stream=stream,
+            workspace_id=workspace,
+            limit=limit,
         )
-        return await dead_letters.count(redis), letters
+        return await dead_letters.count(redis, settings.layout()), letters
 
     total, letters = _run(work)
     if as_json:
@@ -97,8 +102,8 @@ def list_cmd(
 def show_cmd(entry_id: str = typer.Argument(..., help="Dead-letter entry id.")) -> None:
     """Print one dead letter in full: the error and the original message."""
 
-    async def work(redis: Redis, _: Settings) -> dead_letters.DeadLetter | None:
-        return await dead_letters.get_letter(redis, entry_id)
+    async def work(redis: Redis, settings: Settings) -> dead_letters.DeadLetter | None:
+        return await dead_letters.get_letter(redis, settings.layout(), entry_id)
 
     letter = _run(work)
     if letter is None:
@@ -126,12 +131,12 @@ def replay_cmd(
             letters = [
                 letter
                 for letter in await dead_letters.list_letters(
-                    redis, service=service, limit=dead_letters_limit()
+                    redis, settings.layout(), service=service, limit=dead_letters_limit()
                 )
                 if reason is None or letter.reason == reason
             ]
         else:
-            found = [await dead_letters.get_letter(redis, i) for i in entry_ids]
+            found = [await dead_letters.get_letter(redis, settings.layout(), i) for i in entry_ids]
             missing = [i for i, letter in zip(entry_ids, found, strict=True) if letter is None]
             if missing:
                 return [], [f"no dead letter {i}" for i in missing]
@@ -160,8 +165,14 @@ def replay_cmd(
 
 def replay_progress(total: int) -> tuple[Progress, TaskID]:
     """A started bar on stderr (stdout keeps the replayed lines); gone once stopped."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, transient=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
     bar = progress.add_task("replaying", total=total)
     progress.start()
     return progress, bar
@@ -186,7 +197,7 @@ def purge_cmd(
         err.print("[red]purge deletes dead letters for good: add --yes to confirm[/red]")
         raise typer.Exit(2)
 
-    async def work(redis: Redis, _: Settings) -> int:
-        return await dead_letters.purge(redis, None if all_ else list(entry_ids))
+    async def work(redis: Redis, settings: Settings) -> int:
+        return await dead_letters.purge(redis, settings.layout(), None if all_ else list(entry_ids))
 
     console.print(f"{_run(work)} purged")

@@ -22,7 +22,6 @@ from shared.contract.events import (
     SCHEMA_VERSION,
     envelope_class,
     envelope_json_schema,
-    streams_for,
 )
 from shared.domain.catalog import load_catalog
 from shared.llm.offline import OfflineProvider
@@ -39,6 +38,7 @@ def _offline_deps() -> Deps:
     settings = Settings(redis_url=SecretStr(DOCS_REDIS_URL), consumer_name="<hostname>-<pid>")
     return Deps(
         settings=settings,
+        keys=settings.keys(),
         redis=Redis.from_url(DOCS_REDIS_URL),
         catalog=load_catalog(None),
         provider=OfflineProvider(),
@@ -74,7 +74,8 @@ def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
     dead-letter what does not parse), so FastStream sees no payload type; the
     stream's address names the event type, whose envelope model we know.
     """
-    types = {s: cls for name, cls in EVENT_TYPES.items() for s in streams_for(name)}
+    layout = Settings(redis_url=SecretStr(DOCS_REDIS_URL)).layout()
+    types = {s: cls for name, cls in EVENT_TYPES.items() for s in layout.streams(name)}
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()
     ]

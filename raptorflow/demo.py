@@ -23,7 +23,7 @@ from shared.app.facade import (
     select_best_agent,
 )
 from shared.app.runtime import Deps, wait_for_stop_signal
-from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import (
     AgentContext,
     CheckpointAction,
@@ -91,7 +91,7 @@ class Demo:
             context=context,
             user_id=context.user_id,
         )
-        await publish(self.deps.redis, [event])
+        await publish(self.deps.redis, self.deps.layout, [event])
         view = await wait_for_task(self.deps, self.workspace, event.correlation_id, timeout=60)
         view["task_id"] = event.correlation_id
         return view
@@ -219,12 +219,12 @@ class Demo:
             TaskRequested(goal="Plan a product launch strategy", checkpoints=gated),
             workspace_id=self.workspace,
         )
-        await publish(self.deps.redis, [task])
+        await publish(self.deps.redis, self.deps.layout, [task])
         waiting = await wait_for_status(
             self.deps, self.workspace, task.correlation_id, {"awaiting_approval"}, timeout=60
         )
         await approvals.decide(
-            self.deps.redis,
+            self.deps.redis, self.deps.keys,
             self.workspace,
             waiting["approval_id"],
             decision="approved",
@@ -280,7 +280,9 @@ class Demo:
             "StageCompleted",
             "TaskCompleted",
         ):
-            entries = await self.deps.redis.xrevrange(stream_for(event_type, self.workspace), count=200)
+            entries = await self.deps.redis.xrevrange(
+                self.deps.layout.stream(event_type, self.workspace), count=200
+            )
             for _, fields in entries:
                 data = json.loads(fields[b"__data__"])
                 if data["correlation_id"] == task_id:
@@ -313,7 +315,7 @@ class Demo:
             ).json()
             bad = await client.post("/tasks", json={"workspace_id": self.workspace})
         stages = status["stages"]
-        dead = await dead_letters.count(self.deps.redis)
+        dead = await dead_letters.count(self.deps.redis, self.deps.layout)
         ok = status["status"] == "completed" and len(stages) >= 2 and bad.status_code == 422
         self.say(
             "6. Complete workflow (through the HTTP gateway)",

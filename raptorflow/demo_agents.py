@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from raptorflow.agent_sdk import AgentRequest, Worker, agent
-from shared.contract import keys
 from shared.domain.catalog import AgentSpec
 from shared.stores import agent_registry
 from shared.stores.agent_registry import GLOBAL_SCOPE
@@ -108,7 +107,7 @@ async def flow_tool(demo: Demo) -> None:
                     description="Looks a query up in the knowledge base.")  # fmt: skip
     await _register(demo, name=RESEARCHER, task_types=["research"], tools=[FACTS],
                     prompt="You are a researcher. Use the knowledge base tool, then summarise.")  # fmt: skip
-    worker = Worker(facts, demo.deps.redis)
+    worker = Worker(facts, demo.deps.redis, demo.deps.layout)
     running = asyncio.create_task(worker.run())
     try:
         await _live(demo, FACTS)
@@ -132,6 +131,6 @@ async def flow_tool(demo: Demo) -> None:
 
 
 async def _stage(demo: Demo, task_id: str) -> dict[str, Any]:
-    raw = await demo.deps.redis.hgetall(keys.task_stages(demo.workspace, task_id))
+    raw = await demo.deps.redis.hgetall(demo.deps.keys.task_stages(demo.workspace, task_id))
     stages = [json.loads(v) for v in raw.values()]
     return stages[0] if stages else {}

@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from services.memory import calibration, store
 from shared.app.facade import route, workspace_calibration
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.keys import goal_hash
 from shared.domain.catalog import AgentCatalog, AgentSpec, TaskTypeSpec
 from shared.domain.recalibration import outcome_of
@@ -135,7 +134,7 @@ async def store_success(deps: Deps, workspace_id: str, row: EvalRow, vector: Any
     record = record_for(row, time.time())
     embedded = await store.index_task(deps, workspace_id, record, vector=vector)
     async with deps.redis.pipeline(transaction=True) as tx:
-        store.add_task_record(tx, workspace_id, record, embedded)
+        store.add_task_record(tx, deps.keys, workspace_id, record, embedded)
         await tx.execute()
 
 
@@ -164,13 +163,26 @@ async def learn_outcome(
     outcome = outcome_of(decision.candidate_sequence, decision.candidate_logit,
                          row.agent_sequence, success=True)
     if outcome is not None:
-        marker = keys.processed(workspace_id, "memory-calibration", f"eval-row-{row_index}")
-        await calibration.record_outcome(deps.redis, workspace_id, outcome, marker=marker,
-                                         marker_ttl_s=deps.settings.processed_ttl_s)
+        marker = deps.keys.processed(workspace_id, "memory-calibration", f"eval-row-{row_index}")
+        await calibration.record_outcome(
+            deps.redis,
+            deps.keys,
+            workspace_id,
+            outcome,
+            marker=marker,
+            marker_ttl_s=deps.settings.processed_ttl_s,
+        )
 
 
-async def replay(deps: Deps, workspace_id: str, rows: Sequence[EvalRow],
-                 known: set[tuple[str, ...]], tick: Tick, *, online: bool = True) -> list[RowResult]:
+async def replay(
+    deps: Deps,
+    workspace_id: str,
+    rows: Sequence[EvalRow],
+    known: set[tuple[str, ...]],
+    tick: Tick,
+    *,
+    online: bool = True,
+) -> list[RowResult]:
     """Route each row with memory = preloaded + earlier rows, then store it unless novel."""
     results = []
     for index, row in enumerate(rows):
@@ -179,14 +191,16 @@ async def replay(deps: Deps, workspace_id: str, rows: Sequence[EvalRow],
         decision = await route(deps, row.goal, workspace_id, use_planner=False)
         elapsed = (time.perf_counter() - started) * 1000
         candidate = tuple(decision.candidate_sequence or ())
-        results.append(RowResult(
-            reused=decision.source == "memory",
-            correct=bool(truth) and candidate == truth,
-            confidence=decision.confidence,
-            reusable=bool(truth) and truth in known,
-            novel=not truth,
-            route_ms=elapsed,
-        ))
+        results.append(
+            RowResult(
+                reused=decision.source == "memory",
+                correct=bool(truth) and candidate == truth,
+                confidence=decision.confidence,
+                reusable=bool(truth) and truth in known,
+                novel=not truth,
+                route_ms=elapsed,
+            )
+        )
         if truth:
             await store_success(deps, workspace_id, row)
             known.add(truth)
@@ -203,8 +217,12 @@ async def drop_workspace(deps: Deps, workspace_id: str) -> None:
 
 
 async def run_routing_eval(
-    deps: Deps, data: Sequence[EvalRow], memory: Sequence[EvalRow], tick: Tick,
-    *, keep: bool = False,
+    deps: Deps,
+    data: Sequence[EvalRow],
+    memory: Sequence[EvalRow],
+    tick: Tick,
+    *,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """Replay `data` in a fresh workspace after preloading `memory`; the metrics as a dict.
 

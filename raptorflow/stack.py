@@ -15,7 +15,6 @@ from pydantic import SecretStr
 from raptorflow.redis_server import RedisServer
 from raptorflow.registry import STREAM_SERVICES
 from shared.app.runtime import Deps, Service, build_deps
-from shared.contract import keys
 from shared.domain.llm_port import LLMProvider
 from shared.observability import telemetry
 from shared.settings import Settings
@@ -136,7 +135,7 @@ async def wait_for_status(
     deadline = time.monotonic() + timeout
     view: dict[str, str] = {}
     while time.monotonic() < deadline:
-        raw = await deps.redis.hgetall(keys.task_view(workspace_id, task_id))
+        raw = await deps.redis.hgetall(deps.keys.task_view(workspace_id, task_id))
         view = {k.decode(): v.decode() for k, v in raw.items()}
         if view.get("status") in statuses:
             return view

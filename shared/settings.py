@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from functools import lru_cache
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.contract import topology
+from shared.contract.keys import Keys
 from shared.contract.topology import Topology
 from shared.domain.recalibration import DEFAULT_MODE, RecalibrationMode
 
@@ -148,18 +147,13 @@ class Settings(BaseSettings):
             partitions=self.stream_partitions, hash_tags=self.redis_cluster or self.hash_tags
         )
 
+    def keys(self) -> Keys:
+        """The key names of this deployment's layout."""
+        return Keys(self.layout())
+
     def wants_openai(self) -> bool:
         if self.llm_provider == "offline":
             return False
         if self.llm_provider == "openai":
             return True
         return self.openai_api_key is not None or self.openai_base_url is not None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read once from the environment. Installs their stream
-    layout too, so every name a process computes follows its deployment."""
-    settings = Settings()
-    topology.use(settings.layout())
-    return settings

@@ -8,8 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.contract import keys
-from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import (
     AgentContext,
     CheckpointCondition,
@@ -19,7 +18,7 @@ from shared.contract.models import (
 )
 from shared.messaging.bus import publish
 from shared.stores import approvals
-from tests.helpers import eventually
+from tests.helpers import KEYS, PLAIN, eventually
 
 SEQUENCE = ["research", "content"]
 
@@ -70,7 +69,7 @@ async def submit(
         user_id=user,
         context=AgentContext(workspace_id=workspace, user_id=user),
     )
-    await publish(redis, [event])
+    await publish(redis, PLAIN, [event])
     return event.correlation_id
 
 
@@ -78,14 +77,14 @@ async def wait_pending(
     redis: Redis, workspace: str, count: int = 1, timeout: float = 30
 ) -> list[approvals.ApprovalRecord]:
     async def probe() -> list[approvals.ApprovalRecord] | None:
-        pending = await approvals.list_pending(redis, workspace)
+        pending = await approvals.list_pending(redis, KEYS, workspace)
         return pending if len(pending) >= count else None
 
     return await eventually(probe, timeout)
 
 
 async def task_status(redis: Redis, workspace: str, task_id: str) -> str | None:
-    raw = await redis.hget(keys.task_view(workspace, task_id), "status")
+    raw = await redis.hget(KEYS.task_view(workspace, task_id), "status")
     return raw.decode() if raw else None
 
 
@@ -102,7 +101,7 @@ async def wait_status(
 async def events_of(redis: Redis, event_type: str, task_id: str) -> list[dict[str, Any]]:
     """Every event of one type for one task, in stream order."""
     out = []
-    for _, fields in await redis.xrange(stream_for(event_type)):
+    for _, fields in await redis.xrange(PLAIN.stream(event_type)):
         data = json.loads(fields[b"__data__"])
         if data["correlation_id"] == task_id:
             out.append(data)

@@ -12,10 +12,17 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from raptorflow.redis_server import free_port
-from shared.contract.events import EVENT_TYPES, streams_for
+from shared.contract.events import EVENT_TYPES
+from shared.contract.keys import Keys
+from shared.contract.topology import Topology
 from shared.settings import Settings
 
 T = TypeVar("T")
+
+# The single-Redis layout (one partition, no hash tags): what `settings_for` gives a test
+# stack unless the test asks for partitions. Tests of other layouts build their own.
+PLAIN = Topology()
+KEYS = Keys(PLAIN)
 
 
 def settings_for(redis_url: str, **overrides: Any) -> Settings:
@@ -44,11 +51,13 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
-async def events_of_task(redis: Redis, task_id: str) -> list[dict[str, Any]]:
+async def events_of_task(
+    redis: Redis, task_id: str, layout: Topology = PLAIN
+) -> list[dict[str, Any]]:
     """Every event of one task, from every stream, in stream order per type."""
     out = []
     for event_type in EVENT_TYPES:
-        for stream in streams_for(event_type):
+        for stream in layout.streams(event_type):
             for _, fields in await redis.xrange(stream):
                 data = json.loads(fields[b"__data__"])
                 if data["correlation_id"] == task_id:

@@ -32,6 +32,7 @@ from shared.contract.events import (
     TaskCompleted,
     TaskRequested,
 )
+from tests.helpers import PLAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +103,7 @@ class ServiceProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> ServiceProcess:
         """Poll until this process's consumer shows in its group (or fail with its log)."""
-        stream = READY_STREAM[self.name].stream()
+        stream = PLAIN.stream(READY_STREAM[self.name].event_type)
         client = sync_redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + timeout
         try:

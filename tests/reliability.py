@@ -17,11 +17,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.contract import keys
-from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope, streams_for
+from shared.contract.events import EVENT_TYPES, TaskRequested, new_envelope
+from shared.contract.keys import Keys
 from shared.contract.models import AgentContext
+from shared.contract.topology import Topology
 from shared.messaging.bus import publish
-from tests.helpers import eventually
+from tests.helpers import KEYS, PLAIN, eventually
 
 SEQUENCE = ["research", "content"]
 TERMINAL = ("TaskCompleted", "TaskFailed")
@@ -42,7 +43,7 @@ async def submit_batch(
         )
         for i in range(n)
     ]
-    await publish(redis, events)
+    await publish(redis, PLAIN, events)
     return [e.correlation_id for e in events]
 
 
@@ -51,7 +52,7 @@ async def finished(redis: Redis, workspace: str, task_ids: Iterable[str]) -> int
     ids = list(task_ids)
     async with redis.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hget(keys.task_view(workspace, task_id), "status")
+            pipe.hget(KEYS.task_view(workspace, task_id), "status")
         statuses = await pipe.execute()
     return sum(1 for s in statuses if s in (b"completed", b"failed"))
 
@@ -86,11 +87,11 @@ async def wait_progress(
         ) from None
 
 
-async def diagnose(redis: Redis) -> str:
+async def diagnose(redis: Redis, layout: Topology = PLAIN) -> str:
     """Stream lengths and each group's lag and pending count, for a failure message."""
     lines = []
     for event_type in EVENT_TYPES:
-        for stream in streams_for(event_type):
+        for stream in layout.streams(event_type):
             if not await redis.exists(stream):
                 continue
             groups = await redis.xinfo_groups(stream)
@@ -122,12 +123,12 @@ class Effects:
         }
 
 
-async def effects_of(redis: Redis, workspace: str) -> Effects:
-    """Read every stream and the memory keys of one workspace."""
+async def effects_of(redis: Redis, workspace: str, keys: Keys = KEYS) -> Effects:
+    """Read every stream and the memory keys of one workspace (in `keys`' layout)."""
     out = Effects()
     for event_type in EVENT_TYPES:
         counter: Counter[str] = Counter()
-        async for data in _all_partitions(redis, event_type):
+        async for data in _all_partitions(redis, keys.layout, event_type):
             if data.get("workspace_id") != workspace:
                 continue
             counter[data["event_id"]] += 1
@@ -150,8 +151,8 @@ async def effects_of(redis: Redis, workspace: str) -> Effects:
     return out
 
 
-async def _all_partitions(redis: Redis, event_type: str) -> Any:
-    for stream in streams_for(event_type):
+async def _all_partitions(redis: Redis, layout: Topology, event_type: str) -> Any:
+    for stream in layout.streams(event_type):
         async for data in _stream_events(redis, stream):
             yield data
 
@@ -170,12 +171,12 @@ async def _stream_events(redis: Redis, stream: str) -> Any:
         start = "(" + (last.decode() if isinstance(last, bytes) else last)
 
 
-async def wait_drained(redis: Redis, timeout: float = 60.0) -> None:
+async def wait_drained(redis: Redis, timeout: float = 60.0, layout: Topology = PLAIN) -> None:
     """Every group has read and acknowledged everything (memory lags the terminal event)."""
 
     async def probe() -> bool:
         for event_type in EVENT_TYPES:
-            for stream in streams_for(event_type):
+            for stream in layout.streams(event_type):
                 if not await redis.exists(stream):
                     continue
                 for group in await redis.xinfo_groups(stream):
@@ -187,7 +188,7 @@ async def wait_drained(redis: Redis, timeout: float = 60.0) -> None:
         await eventually(probe, timeout, interval=0.1)
     except AssertionError:
         raise AssertionError(
-            f"streams not drained in {timeout}s; {await diagnose(redis)}"
+            f"streams not drained in {timeout}s; {await diagnose(redis, layout)}"
         ) from None
 
 
@@ -214,11 +215,15 @@ async def wait_entries_read(
 
 
 async def assert_exactly_once(
-    redis: Redis, workspace: str, task_ids: list[str], drain_timeout: float = 60.0
+    redis: Redis,
+    workspace: str,
+    task_ids: list[str],
+    drain_timeout: float = 60.0,
+    keys: Keys = KEYS,
 ) -> Effects:
     """Every task ended exactly once and no effect happened twice."""
-    await wait_drained(redis, drain_timeout)
-    effects = await effects_of(redis, workspace)
+    await wait_drained(redis, drain_timeout, keys.layout)
+    effects = await effects_of(redis, workspace, keys)
     assert effects.duplicated_events() == {}, effects.duplicated_events()
     assert {t: effects.terminal_per_task[t] for t in task_ids} == dict.fromkeys(task_ids, 1)
     assert {t: effects.completed_per_task[t] for t in task_ids} == dict.fromkeys(task_ids, 1)

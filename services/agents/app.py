@@ -45,7 +45,8 @@ async def run_llm_agent(
     runner.resume(event.context, invoked.workflow.usage.plus(invoked.loop.spent), Usage(), None)
     try:
         async with tools.tooling_for(
-            agent, catalog, event, redis=deps.redis, client=client, max_rounds=MAX_TOOL_ROUNDS
+            agent, catalog, event, redis=deps.redis, layout=deps.layout, client=client,
+            max_rounds=MAX_TOOL_ROUNDS,
         ) as tooling:
             output = await runner.attempt(
                 agent,
@@ -104,6 +105,6 @@ def build(deps: Deps) -> Service:
 
     # A cancelled or expired task's invocations are dropped; waits on an LLM or a URL. A lost
     # invocation is retried at its deadline by the corrector: its letter spares the task.
-    bus.on(AgentInvoked, tasks.unless_stopped(deps.redis, invoked), batched=False,
+    bus.on(AgentInvoked, tasks.unless_stopped(deps.redis, deps.keys, invoked), batched=False,
            dead_letter_ends_task=False)
     return service

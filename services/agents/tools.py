@@ -23,7 +23,6 @@ import httpx
 from redis.asyncio import Redis
 
 from services.agents import http_agent
-from shared.contract import topology
 from shared.contract.events import (
     AgentInvoked,
     AgentResult,
@@ -32,6 +31,7 @@ from shared.contract.events import (
     Usage,
     envelope_class,
 )
+from shared.contract.topology import Topology
 from shared.domain.catalog import AgentCatalog, AgentSpec, mcp_command_allowed
 from shared.domain.llm_port import ToolCall, ToolSpec
 from shared.domain.self_correction import Tooling
@@ -51,12 +51,12 @@ def _query(call: ToolCall) -> str:
 
 
 def tool_invocation(
-    parent: Envelope[AgentInvoked], tool: AgentSpec, call: ToolCall
+    parent: Envelope[AgentInvoked], tool: AgentSpec, call: ToolCall, layout: Topology
 ) -> Envelope[AgentInvoked]:
     """The invocation a tool call becomes (answered on a reply stream of its own)."""
     invoked = parent.payload
     invocation_id = f"{invoked.invocation_id}/tool/{call.id}"[:200]
-    suffix = topology.current().workspace_suffix(parent.workspace_id)
+    suffix = layout.workspace_suffix(parent.workspace_id)
     payload = invoked.model_copy(
         update={
             "invocation_id": invocation_id,
@@ -75,9 +75,11 @@ def tool_invocation(
     return parent.follow(payload, key=invocation_id)
 
 
-async def _call_worker(redis: Redis, event: Envelope[AgentInvoked]) -> tuple[str, Usage]:
+async def _call_worker(
+    redis: Redis, layout: Topology, event: Envelope[AgentInvoked]
+) -> tuple[str, Usage]:
     reply_to = event.payload.reply_to
-    await redis.xadd(event.stream, {DATA_FIELD: event.model_dump_json()})
+    await redis.xadd(layout.stream_of(event), {DATA_FIELD: event.model_dump_json()})
     try:
         while (left := event.payload.deadline.timestamp() - time.time()) > 0:
             reply = await redis.xread({reply_to: "0-0"}, count=1, block=int(min(left, 1.0) * 1000))
@@ -103,6 +105,7 @@ async def tooling_for(
     parent: Envelope[AgentInvoked],
     *,
     redis: Redis,
+    layout: Topology,
     client: httpx.AsyncClient,
     max_rounds: int = 3,
 ) -> AsyncIterator[Tooling | None]:
@@ -134,14 +137,14 @@ async def tooling_for(
                 result = await target.call_tool(name, call.arguments, read_timeout_seconds=60)
                 texts = [getattr(c, "text", "") for c in result.content]
                 return "\n".join(t for t in texts if t) or "(no text)", ONE_CALL
-            event = tool_invocation(parent, target, call)
+            event = tool_invocation(parent, target, call, layout)
             if target.kind == "http":
                 try:
                     answer = await http_agent.call(client, target, event)
                 except http_agent.HttpAgentError as exc:
                     return f"tool error: {exc}", ONE_CALL
                 return answer.output or f"tool error: {answer.error}", ONE_CALL.plus(answer.usage)
-            return await _call_worker(redis, event)
+            return await _call_worker(redis, layout, event)
 
         yield Tooling(specs=specs, run=run, max_rounds=max_rounds)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from services.checkpoint import logic
 from shared.app.runtime import Deps, Service, every, new_service
-from shared.contract import keys
 from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
@@ -29,6 +28,7 @@ from shared.contract.events import (
     TaskFailed,
     Workflow,
 )
+from shared.contract.keys import Keys
 from shared.contract.models import CheckpointCondition, WorkflowCheckpoints
 from shared.domain.checkpoints import effective_checkpoints
 from shared.messaging.tx import Tx
@@ -49,7 +49,7 @@ async def load_config(
     workspace's stored configuration does not load."""
     if workflow.replace_checkpoints and workflow.checkpoints is not None:
         return workflow.checkpoints
-    stored = await checkpoints.load_config(deps.redis, workspace_id)
+    stored = await checkpoints.load_config(deps.redis, deps.keys, workspace_id)
     replace = stored is not None and stored.allow_task_overrides
     return effective_checkpoints(stored, workflow.checkpoints, replace=replace)
 
@@ -67,7 +67,7 @@ async def agent_success_rate(
 
 
 def _audit_evaluations(
-    tx: Tx,
+    tx: Tx, keys: Keys,
     workspace_id: str,
     evaluated: logic.Evaluated,
     needed: ApprovalNeeded | None,
@@ -81,7 +81,7 @@ def _audit_evaluations(
     for checkpoint, evaluation in evaluated:
         waits = needed is not None and needed.checkpoint == checkpoint.name
         audit.add_entry(
-            tx,
+            tx, keys,
             workspace_id,
             audit.evaluation_entry(
                 flow.task_id,
@@ -126,7 +126,9 @@ async def _gate(
     )
     pending = logic.first_pending_of(evaluated)
     if pending is None or config is None:
-        _audit_evaluations(tx, event.workspace_id, evaluated, None, stage.agent, workflow)
+        _audit_evaluations(
+            tx, deps.keys, event.workspace_id, evaluated, None, stage.agent, workflow
+        )
         return None
     checkpoint, evaluation = pending
     now = datetime.now(UTC)
@@ -143,8 +145,8 @@ async def _gate(
             outcome=outcome,
         )
     )
-    approvals.add_create(tx, needed, now.timestamp())
-    _audit_evaluations(tx, event.workspace_id, evaluated, needed.payload)
+    approvals.add_create(tx, deps.keys, needed, now.timestamp())
+    _audit_evaluations(tx, deps.keys, event.workspace_id, evaluated, needed.payload)
     return needed
 
 
@@ -188,7 +190,9 @@ async def on_stage_completed(
 async def on_approval_resolved(
     event: Envelope[ApprovalResolved], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
-    record = await approvals.get_approval(deps.redis, event.workspace_id, event.payload.approval_id)
+    record = await approvals.get_approval(
+        deps.redis, deps.keys, event.workspace_id, event.payload.approval_id
+    )
     needed: ApprovalNeeded = record.needed.payload
     follow_up = logic.after_decision(needed, event.payload, datetime.now(UTC))
     return [event.follow(follow_up)]
@@ -197,12 +201,12 @@ async def on_approval_resolved(
 async def expire_due_approvals(deps: Deps, now: float) -> int:
     """Apply each overdue approval's timeout outcome; the atomic decide makes it exactly once."""
     fired = 0
-    for workspace_id, approval_id in await approvals.due_approvals(deps.redis, now):
+    for workspace_id, approval_id in await approvals.due_approvals(deps.redis, deps.keys, now):
         try:
-            record = await approvals.get_approval(deps.redis, workspace_id, approval_id)
+            record = await approvals.get_approval(deps.redis, deps.keys, workspace_id, approval_id)
         except approvals.ApprovalNotFound:
             await deps.redis.zrem(
-                keys.approval_deadlines(workspace_id), f"{workspace_id}|{approval_id}"
+                deps.keys.approval_deadlines(workspace_id), f"{workspace_id}|{approval_id}"
             )
             continue
         try:
@@ -216,11 +220,12 @@ async def expire_due_approvals(deps: Deps, now: float) -> int:
             timeout = (checkpoint.timeout_seconds if checkpoint else None) or (
                 config.default_timeout if config else 3600
             )
-            await approvals.escalate(deps.redis, workspace_id, approval_id, timeout)
+            await approvals.escalate(deps.redis, deps.keys, workspace_id, approval_id, timeout)
             continue
         try:
             await approvals.decide(
                 deps.redis,
+                deps.keys,
                 workspace_id,
                 approval_id,
                 decision="approved" if decision == "approved" else "rejected",
@@ -239,7 +244,11 @@ async def on_task_cancelled(
 ) -> Sequence[Envelope[Any]]:
     """A cancelled task's pending approval leaves the list (its webhook hears ApprovalWithdrawn)."""
     await approvals.withdraw_for_task(
-        deps.redis, event.workspace_id, event.correlation_id, reason="cancelled",
+        deps.redis,
+        deps.keys,
+        event.workspace_id,
+        event.correlation_id,
+        reason="cancelled",
     )
     return ()
 
@@ -249,11 +258,15 @@ async def expire_due_tasks(deps: Deps, now: float) -> int:
     sweep needs nothing from the service that holds the task, so it fires even while that
     service is down. Its pending approval is withdrawn."""
     fired = 0
-    for workspace_id, task_id in await tasks.due_deadlines(deps.redis, now):
-        if await tasks.expire(deps.redis, workspace_id, task_id, now=now):
+    for workspace_id, task_id in await tasks.due_deadlines(deps.redis, deps.keys, now):
+        if await tasks.expire(deps.redis, deps.keys, workspace_id, task_id, now=now):
             fired += 1
             await approvals.withdraw_for_task(
-                deps.redis, workspace_id, task_id, reason="deadline",
+                deps.redis,
+                deps.keys,
+                workspace_id,
+                task_id,
+                reason="deadline",
             )
     return fired
 
@@ -284,9 +297,9 @@ def build(deps: Deps) -> Service:
         return await on_task_cancelled(event, tx, deps=deps)
 
     # A cancelled or expired task's events are dropped here, its next hop.
-    bus.on(StageAssigned, tasks.unless_stopped(deps.redis, assigned))
-    bus.on(StageCompleted, tasks.unless_stopped(deps.redis, completed))
-    bus.on(ApprovalResolved, tasks.unless_stopped(deps.redis, resolved))
+    bus.on(StageAssigned, tasks.unless_stopped(deps.redis, deps.keys, assigned))
+    bus.on(StageCompleted, tasks.unless_stopped(deps.redis, deps.keys, completed))
+    bus.on(ApprovalResolved, tasks.unless_stopped(deps.redis, deps.keys, resolved))
     bus.on(TaskCancelled, cancelled)
     service.background.append(lambda: sweep_forever(deps))
     return service

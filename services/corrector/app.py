@@ -29,8 +29,9 @@ from shared.contract.events import (
     Envelope,
     StageCleared,
     Usage,
-    agent_streams,
+    agent_channel,
 )
+from shared.contract.keys import Keys
 from shared.contract.models import SelfCorrectionConfig
 from shared.domain.catalog import AgentSpec
 from shared.domain.critique import CritiqueParseError
@@ -62,9 +63,11 @@ async def _agent(deps: Deps, workspace_id: str, name: str) -> AgentSpec | None:
     return catalog.get(name) if name in catalog.names else None
 
 
-def _invoke(tx: Tx, source: Envelope[Any], invoked: AgentInvoked) -> Envelope[AgentInvoked]:
+def _invoke(
+    tx: Tx, keys: Keys, source: Envelope[Any], invoked: AgentInvoked
+) -> Envelope[AgentInvoked]:
     event = source.follow(invoked, key=invoked.invocation_id)
-    pending.add_pending(tx, event)
+    pending.add_pending(tx, keys, event)
     telemetry.agent_invoked(invoked.agent, invoked.kind)
     return event
 
@@ -96,9 +99,13 @@ async def on_stage_cleared(
         started_at=time.time(),
     )
     invoked = loop.first_invocation(
-        cleared, agent, state, workspace_id=event.workspace_id, now=datetime.now(UTC)
+        cleared,
+        agent,
+        state,
+        now=datetime.now(UTC),
+        reply_to=deps.layout.stream(AgentResult.event_type, event.workspace_id),
     )
-    return [_invoke(tx, event, invoked)]
+    return [_invoke(tx, deps.keys, event, invoked)]
 
 
 async def on_agent_result(
@@ -106,15 +113,15 @@ async def on_agent_result(
 ) -> Sequence[Envelope[Any]]:
     result = event.payload
     ws = event.workspace_id
-    source = await pending.load_pending(deps.redis, ws, result.invocation_id)
+    source = await pending.load_pending(deps.redis, deps.keys, ws, result.invocation_id)
     if source is None or source.payload.agent != result.agent:
         telemetry.agent_outcome(result.agent, "-", "stale")
         return []  # settled already (a retry was sent, or a replica answered first)
-    if not await pending.claim(deps.redis, ws, result.invocation_id, event.event_id):
+    if not await pending.claim(deps.redis, deps.keys, ws, result.invocation_id, event.event_id):
         telemetry.agent_outcome(result.agent, source.payload.kind, "stale")
         return []
-    pending.settle(tx, ws, result.invocation_id)
-    if await tasks.stop_reason(deps.redis, ws, event.correlation_id):
+    pending.settle(tx, deps.keys, ws, result.invocation_id)
+    if await tasks.stop_reason(deps.redis, deps.keys, ws, event.correlation_id):
         return []  # cancelled or past its deadline while the agent worked: no further call
     invoked = source.payload
     # Follow-ups are caused by the result, but carry the invocation's context: an agent's
@@ -130,13 +137,14 @@ async def on_agent_result(
     if result.error is not None:
         telemetry.agent_outcome(agent.name, agent.kind, "error")
         retried = invoked.model_copy(update={"loop": state})
-        return _after_error(tx, parent, retried, agent, result)
+        return _after_error(tx, deps.keys, parent, retried, agent, result)
     telemetry.agent_outcome(agent.name, agent.kind, "ok")
     return await _critique_step(tx, parent, invoked, state, agent, result, deps=deps)
 
 
 def _after_error(
     tx: Tx,
+    keys: Keys,
     source: Envelope[AgentResult],
     invoked: AgentInvoked,
     agent: AgentSpec,
@@ -144,7 +152,7 @@ def _after_error(
 ) -> Sequence[Envelope[Any]]:
     """An agent that answered with an error is tried again, up to its max_attempts."""
     if invoked.attempt < invoked.max_attempts:
-        return [_invoke(tx, source, loop.retry(invoked, agent, datetime.now(UTC)))]
+        return [_invoke(tx, keys, source, loop.retry(invoked, agent, datetime.now(UTC)))]
     error = f"agent {agent.name} failed {invoked.attempt} time(s): {result.error}"
     return [source.follow(loop.stage_failed(invoked, invoked.loop, "error", error))]
 
@@ -178,7 +186,7 @@ async def _critique_step(
         return [
             source.follow(loop.stage_failed(invoked, _spent(state, corrector), "error", str(exc)))
         ]
-    if await tasks.stop_reason(deps.redis, source.workspace_id, source.correlation_id):
+    if await tasks.stop_reason(deps.redis, deps.keys, source.workspace_id, source.correlation_id):
         return []  # cancelled or past its deadline during the critique: no revision
     state = _spent(state, corrector)
     record = loop.new_record(state, critique, config)
@@ -198,7 +206,7 @@ async def _critique_step(
         return [*outputs, source.follow(done)]
     state = state.model_copy(update={"iteration": state.iteration + 1})
     nxt = loop.revision(invoked, agent, state, output, record.critique.issues, datetime.now(UTC))
-    return [*outputs, _invoke(tx, source, nxt)]
+    return [*outputs, _invoke(tx, deps.keys, source, nxt)]
 
 
 def _spent(state: CorrectionLoop, corrector: SelfCorrector) -> CorrectionLoop:
@@ -210,10 +218,10 @@ def _spent(state: CorrectionLoop, corrector: SelfCorrector) -> CorrectionLoop:
 async def expire_due_invocations(deps: Deps, now: float) -> int:
     """Retry each overdue invocation, or end its task as agent_timeout after max_attempts."""
     fired = 0
-    for workspace_id, invocation_id in await pending.due(deps.redis, now):
-        source = await pending.load_pending(deps.redis, workspace_id, invocation_id)
+    for workspace_id, invocation_id in await pending.due(deps.redis, deps.keys, now):
+        source = await pending.load_pending(deps.redis, deps.keys, workspace_id, invocation_id)
         if source is None:  # settled by its result
-            await pending.forget(deps.redis, workspace_id, invocation_id)
+            await pending.forget(deps.redis, deps.keys, workspace_id, invocation_id)
             continue
         if not await _claim_overdue(deps, source, now):
             continue
@@ -227,12 +235,12 @@ async def _claim_overdue(deps: Deps, source: Envelope[AgentInvoked], now: float)
     handled: look again shortly, and take over only if it never commits (its message was
     dead-lettered), so no invocation can hold its task forever."""
     ws, invocation_id = source.workspace_id, source.payload.invocation_id
-    if await pending.claim(deps.redis, ws, invocation_id, pending.TIMEOUT_OWNER):
+    if await pending.claim(deps.redis, deps.keys, ws, invocation_id, pending.TIMEOUT_OWNER):
         return True
     if now < source.payload.deadline.timestamp() + RESULT_GRACE_S:
-        await pending.postpone(deps.redis, ws, invocation_id, now + RECHECK_S)
+        await pending.postpone(deps.redis, deps.keys, ws, invocation_id, now + RECHECK_S)
         return False
-    await pending.take_over(deps.redis, ws, invocation_id, pending.TIMEOUT_OWNER)
+    await pending.take_over(deps.redis, deps.keys, ws, invocation_id, pending.TIMEOUT_OWNER)
     return True
 
 
@@ -241,14 +249,16 @@ async def _time_out(deps: Deps, source: Envelope[AgentInvoked]) -> None:
     agent = await _agent(deps, source.workspace_id, invoked.agent)
     telemetry.agent_outcome(invoked.agent, invoked.kind, "timeout")
     follow: Envelope[Any]
-    stopped = await tasks.stop_reason(deps.redis, source.workspace_id, source.correlation_id)
+    stopped = await tasks.stop_reason(
+        deps.redis, deps.keys, source.workspace_id, source.correlation_id
+    )
     async with deps.redis.pipeline(transaction=True) as tx:
-        pending.settle(tx, source.workspace_id, invoked.invocation_id)
+        pending.settle(tx, deps.keys, source.workspace_id, invoked.invocation_id)
         if stopped:  # the task ended meanwhile: the invocation is simply dropped
             await tx.execute()
             return
         if agent is not None and invoked.attempt < invoked.max_attempts:
-            follow = _invoke(tx, source, loop.retry(invoked, agent, datetime.now(UTC)))
+            follow = _invoke(tx, deps.keys, source, loop.retry(invoked, agent, datetime.now(UTC)))
         else:
             error = (
                 f"agent {invoked.agent} did not answer within its deadline "
@@ -256,7 +266,7 @@ async def _time_out(deps: Deps, source: Envelope[AgentInvoked]) -> None:
             )
             failed = loop.stage_failed(invoked, invoked.loop, "agent_timeout", error)
             follow = source.follow(failed, key="timeout")
-        add_publish(tx, follow)
+        add_publish(tx, deps.layout, follow)
         await tx.execute()
 
 
@@ -276,7 +286,9 @@ async def keep_worker_streams_trimmed(deps: Deps) -> None:
 
     async def trim() -> None:
         names = await worker_agent_names(deps.redis, deps.catalog)
-        await trimmer.trim_all([stream for name in names for stream in agent_streams(name)])
+        await trimmer.trim_all(
+            [stream for name in names for stream in deps.layout.streams(agent_channel(name))]
+        )
 
     await every(deps.settings.stream_trim_interval_s, trim, "worker stream trim")
 
@@ -290,11 +302,15 @@ def build(deps: Deps) -> Service:
     async def answered(event: Envelope[AgentResult], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_agent_result(event, tx, deps=deps)
 
-    bus.on(StageCleared, tasks.unless_stopped(deps.redis, cleared))
+    bus.on(StageCleared, tasks.unless_stopped(deps.redis, deps.keys, cleared))
     # Waits on the critic (an LLM).
     # A garbage answer is dropped: the invocation's deadline retries the attempt.
-    bus.on(AgentResult, tasks.unless_stopped(deps.redis, answered), batched=False,
-           dead_letter_ends_task=False)
+    bus.on(
+        AgentResult,
+        tasks.unless_stopped(deps.redis, deps.keys, answered),
+        batched=False,
+        dead_letter_ends_task=False,
+    )
     service.background.append(
         lambda: every(
             SWEEP_INTERVAL_S,

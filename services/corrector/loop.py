@@ -21,7 +21,6 @@ from shared.contract.events import (
     StageInput,
     TaskFailed,
     Usage,
-    stream_for,
 )
 from shared.contract.models import SelfCorrectionConfig
 from shared.domain.catalog import AgentSpec
@@ -45,7 +44,7 @@ def first_invocation(
     agent: AgentSpec,
     loop: CorrectionLoop,
     *,
-    workspace_id: str,
+    reply_to: str,
     now: datetime,
 ) -> AgentInvoked:
     """Draft 1; a reviewer's requested changes make it a revision of the draft they saw."""
@@ -64,7 +63,7 @@ def first_invocation(
         attempt=1,
         max_attempts=agent.max_attempts,
         deadline=now + timedelta(seconds=agent.timeout_s),
-        reply_to=stream_for(AgentResult.event_type, workspace_id),
+        reply_to=reply_to,
         workflow=workflow,
         loop=loop,
     )

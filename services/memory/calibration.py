@@ -11,7 +11,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from services.memory.store import update_once
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.domain.recalibration import (
     DEFAULT_CONFIG,
     CalibrationOutcome,
@@ -24,7 +24,7 @@ from shared.messaging.tx import Tx
 
 
 async def record_outcome(
-    redis: Redis,
+    redis: Redis, keys: Keys,
     workspace_id: str,
     outcome: CalibrationOutcome,
     *,

@@ -22,8 +22,8 @@ from services.memory import store
 from services.memory.feedback import rated_agents, rated_record
 from services.memory.logic import index_attributes
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.events import Envelope, ExperimentConcluded, FeedbackGiven, Workflow
+from shared.contract.keys import Keys
 from shared.domain.bandit import BanditConfig
 from shared.domain.catalog import AgentCatalog
 from shared.domain.performance import apply_feedback
@@ -36,25 +36,25 @@ log = logging.getLogger("raptorflow.memory.learning")
 NOTHING: Sequence[Envelope[Any]] = ()
 
 
-def _arm_key(workspace_id: str, workflow: Workflow) -> str | None:
+def _arm_key(workspace_id: str, keys: Keys, workflow: Workflow) -> str | None:
     routing = workflow.routing
     if routing.source != "experiment" or not routing.experiment_id or not routing.experiment_arm:
         return None
     return keys.experiment_arm(workspace_id, routing.experiment_id, routing.experiment_arm)
 
 
-def record_assignment(tx: Tx, workspace_id: str, workflow: Workflow) -> None:
+def record_assignment(tx: Tx, keys: Keys, workspace_id: str, workflow: Workflow) -> None:
     """Count a task the router put into an experiment arm (at SequenceChosen)."""
-    key = _arm_key(workspace_id, workflow)
+    key = _arm_key(workspace_id, keys, workflow)
     if key is not None:
         tx.hincrby(key, "assigned", 1)
 
 
 def record_arm_outcome(
-    tx: Tx, workspace_id: str, workflow: Workflow, success: bool, quality: float
+    tx: Tx, keys: Keys, workspace_id: str, workflow: Workflow, success: bool, quality: float
 ) -> None:
     """Fold a finished experiment task into its arm, and remember its goal for promotion."""
-    key = _arm_key(workspace_id, workflow)
+    key = _arm_key(workspace_id, keys, workflow)
     if key is None or workflow.routing.experiment_id is None:
         return
     q = min(max(quality, 0.0), 1.0)
@@ -78,7 +78,9 @@ async def promote_winner(
     retires the loser's records for those goals, so neighbours vote for the
     winner. The records carry the winner arm's mean quality.
     """
-    raw = await deps.redis.hgetall(keys.experiment_goals(workspace_id, concluded.experiment_id))
+    raw = await deps.redis.hgetall(
+        deps.keys.experiment_goals(workspace_id, concluded.experiment_id)
+    )
     goals = sorted((k.decode(), v.decode()) for k, v in raw.items())
     if not goals:
         return 0
@@ -96,7 +98,7 @@ async def promote_winner(
             provider="experiment",
         )
         await store.index_task(deps, workspace_id, record, vector=vector, tx=tx)
-        store.add_task_record(tx, workspace_id, record, vector)
+        store.add_task_record(tx, deps.keys, workspace_id, record, vector)
     return len(goals)
 
 
@@ -105,6 +107,33 @@ def _planned_agents(view: dict[str, str], catalog: AgentCatalog) -> list[tuple[s
     sequence = json.loads(view.get("agent_sequence", "[]"))
     known = set(catalog.names)
     return list(dict.fromkeys((catalog.get(a).task_type, a) for a in sequence if a in known))
+
+
+async def _rate_record(
+    deps: Deps, tx: Tx, workspace_id: str, feedback: FeedbackGiven, view: dict[str, str]
+) -> str | None:
+    """Fold the rating into the task's history record and its index entry (when the record
+    is this task's); the critic quality the view keeps."""
+    critic_quality = view.get("critic_quality") or view.get("quality")
+    goal = view.get("goal")
+    record = (
+        await deps.memory.task_record(workspace_id, deps.keys.goal_hash(goal)) if goal else None
+    )
+    if record is None or record.task_id != feedback.task_id:
+        return critic_quality
+    critic = float(critic_quality) if critic_quality else record.result_quality
+    updated = rated_record(
+        record,
+        critic_quality=critic,
+        rating=feedback.rating,
+        completed=view.get("status") == "completed",
+    )
+    tx.hset(deps.keys.task_history(workspace_id, record.goal_hash), mapping=updated.to_hash())
+    try:
+        await deps.index.set_attributes(workspace_id, record.goal_hash, index_attributes(updated))
+    except KeyError:
+        log.info("rated task is not in the vector index", extra={"task_id": feedback.task_id})
+    return str(critic)
 
 
 async def apply_rating(
@@ -119,44 +148,29 @@ async def apply_rating(
 
     Returns False when the task is unknown (nothing to rate; the event is dropped).
     """
-    view_key = keys.task_view(workspace_id, feedback.task_id)
+    view_key = deps.keys.task_view(workspace_id, feedback.task_id)
     raw_view = await deps.redis.hgetall(view_key)
     if not raw_view:
         log.warning("feedback for an unknown task", extra={"task_id": feedback.task_id})
         return False
     view = {k.decode(): v.decode() for k, v in raw_view.items()}
-    raw_stages = await deps.redis.hgetall(keys.task_stages(workspace_id, feedback.task_id))
+    raw_stages = await deps.redis.hgetall(deps.keys.task_stages(workspace_id, feedback.task_id))
     catalog = await catalog_for(deps.redis, deps.catalog, workspace_id)
     agents = rated_agents([json.loads(v) for v in raw_stages.values()]) or _planned_agents(
         view, catalog
     )
-    critic_quality = view.get("critic_quality") or view.get("quality")
-    goal = view.get("goal")
-    record = await deps.memory.task_record(workspace_id, keys.goal_hash(goal)) if goal else None
-    if record is not None and record.task_id == feedback.task_id:
-        critic = float(critic_quality) if critic_quality else record.result_quality
-        updated = rated_record(
-            record,
-            critic_quality=critic,
-            rating=feedback.rating,
-            completed=view.get("status") == "completed",
-        )
-        tx.hset(keys.task_history(workspace_id, record.goal_hash), mapping=updated.to_hash())
-        critic_quality = str(critic)
-        try:
-            await deps.index.set_attributes(
-                workspace_id, record.goal_hash, index_attributes(updated)
-            )
-        except KeyError:
-            log.info("rated task is not in the vector index", extra={"task_id": feedback.task_id})
+    critic_quality = await _rate_record(deps, tx, workspace_id, feedback, view)
     view_update = {"feedback_rating": str(feedback.rating), "feedback_comment": feedback.comment}
     if critic_quality:
         view_update["critic_quality"] = critic_quality
     tx.hset(view_key, mapping=view_update)
     for task_type, agent in agents:
-        marker = keys.processed(workspace_id, "memory-feedback", f"{event_id}:{task_type}:{agent}")
+        marker = deps.keys.processed(
+            workspace_id, "memory-feedback", f"{event_id}:{task_type}:{agent}"
+        )
         await _rate_agent(
             deps.redis,
+            deps.keys,
             workspace_id,
             task_type,
             agent,
@@ -170,6 +184,7 @@ async def apply_rating(
 
 async def _rate_agent(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     task_type: str,
     agent: str,
@@ -181,6 +196,7 @@ async def _rate_agent(
     """apply_feedback on one arm, once, under optimistic locking."""
     await store.update_arm_once(
         redis,
+        keys,
         workspace_id,
         task_type,
         agent,
@@ -198,9 +214,7 @@ def subscribe(bus: ServiceBus, deps: Deps, bandit: BanditConfig) -> None:
         await apply_rating(deps, tx, event.workspace_id, event.event_id, event.payload, bandit)
         return NOTHING
 
-    async def on_concluded(
-        event: Envelope[ExperimentConcluded], tx: Tx
-    ) -> Sequence[Envelope[Any]]:
+    async def on_concluded(event: Envelope[ExperimentConcluded], tx: Tx) -> Sequence[Envelope[Any]]:
         await promote_winner(deps, tx, event.workspace_id, event.payload)
         return NOTHING
 

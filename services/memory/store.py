@@ -1,4 +1,4 @@
-"""The write side of memory: the only code that writes the memory keys.
+"""The write side of memory: the only code that writes the memory deps.keys.
 
 Two exactly-once mechanisms meet here, on purpose:
 
@@ -33,8 +33,8 @@ from redis.exceptions import WatchError
 
 from services.memory.logic import index_attributes
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.events import StageOutcome
+from shared.contract.keys import Keys
 from shared.domain.bandit import BanditConfig
 from shared.domain.performance import (
     AgentPerformance,
@@ -108,7 +108,7 @@ def add_sequence_vector(tx: Tx, key: str, sequence: list[str], vector: Vector) -
 
 
 def add_task_record(
-    tx: Tx, workspace_id: str, record: TaskRecord, vector: Vector | None = None
+    tx: Tx, keys: Keys, workspace_id: str, record: TaskRecord, vector: Vector | None = None
 ) -> None:
     """The seed's task history hash with its 30-day TTL, plus the recent-history index;
     a success also counts for its sequence and, given its goal vector, adds to the
@@ -151,9 +151,12 @@ async def index_task(
         # Counter and sum are not idempotent: on the handler's transaction they count once
         # per event.
         def queue(pipe: Tx) -> None:
-            pipe.hincrby(keys.pool_sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
-            add_sequence_vector(pipe, keys.pool_sequence_vectors(workspace_id), record.agent_sequence,
-                                embedded)
+            pipe.hincrby(
+                deps.keys.pool_sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1
+            )
+            add_sequence_vector(
+                pipe, deps.keys.pool_sequence_vectors(workspace_id), record.agent_sequence, embedded
+            )
 
         if tx is not None:
             queue(tx)
@@ -164,23 +167,28 @@ async def index_task(
     return embedded
 
 
-def add_critique(tx: Tx, workspace_id: str, content_id: str, fields: dict[str, str]) -> None:
+def add_critique(
+    tx: Tx, keys: Keys, workspace_id: str, content_id: str, fields: dict[str, str]
+) -> None:
     key = keys.critique(workspace_id, content_id)
     tx.hset(key, mapping=fields)
     tx.expire(key, keys.CRITIQUE_TTL_S)
 
 
-def add_view(tx: Tx, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
+def add_view(tx: Tx, keys: Keys, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:
     """The task view's update (a status only moves forward: shared.stores.tasks)."""
-    tasks.queue_view(tx, workspace_id, task_id, fields, time.time())
+    tasks.queue_view(tx, keys, workspace_id, task_id, fields, time.time())
 
 
-def add_stage_view(tx: Tx, workspace_id: str, task_id: str, index: int, stage: str) -> None:
-    tasks.queue_stage(tx, workspace_id, task_id, index, stage)
+def add_stage_view(
+    tx: Tx, keys: Keys, workspace_id: str, task_id: str, index: int, stage: str
+) -> None:
+    tasks.queue_stage(tx, keys, workspace_id, task_id, index, stage)
 
 
 async def record_stage_outcomes(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     event_id: str,
     outcomes: list[StageOutcome],
@@ -195,11 +203,12 @@ async def record_stage_outcomes(
     """
     for outcome in outcomes:
         marker = keys.processed(workspace_id, "memory-perf", f"{event_id}:{outcome.stage_index}")
-        await _record_one(redis, workspace_id, outcome, config, marker, marker_ttl_s)
+        await _record_one(redis, keys, workspace_id, outcome, config, marker, marker_ttl_s)
 
 
 async def _record_one(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     outcome: StageOutcome,
     config: BanditConfig,
@@ -219,6 +228,7 @@ async def _record_one(
 
     await update_arm_once(
         redis,
+        keys,
         workspace_id,
         outcome.task_type,
         outcome.agent,
@@ -231,6 +241,7 @@ async def _record_one(
 
 async def update_arm_once(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     task_type: str,
     agent: str,

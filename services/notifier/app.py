@@ -24,7 +24,6 @@ import httpx
 
 from services.notifier import logic
 from shared.app.runtime import Deps, Service, every, new_service
-from shared.contract import keys
 from shared.contract.events import ApprovalNeeded, ApprovalWithdrawn, Envelope
 from shared.egress import guard
 from shared.messaging.tx import Tx
@@ -50,17 +49,22 @@ return due
 async def on_approval_needed(
     event: Envelope[ApprovalNeeded], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
-    stopped = await tasks.stop_reason(deps.redis, event.workspace_id, event.correlation_id)
+    stopped = await tasks.stop_reason(
+        deps.redis, deps.keys, event.workspace_id, event.correlation_id
+    )
     if stopped is not None:
         # The checkpoint created this approval while the task was being cancelled (or ran
         # out of time): nobody is asked; it is withdrawn instead (once, under WATCH).
         await approvals.withdraw(
-            deps.redis, event.workspace_id, event.payload.approval_id,
+            deps.redis,
+            deps.keys,
+            event.workspace_id,
+            event.payload.approval_id,
             reason="cancelled" if stopped == "cancelled" else "deadline",
         )
         return ()
     try:
-        config = await webhooks.load_config(deps.redis, event.workspace_id)
+        config = await webhooks.load_config(deps.redis, deps.keys, event.workspace_id)
     except webhooks.ConfigUnreadable as exc:  # no URL to send to; the approval still waits
         log.warning("webhooks not sent", extra={"service": SERVICE, "error": str(exc)})
         return ()
@@ -68,6 +72,7 @@ async def on_approval_needed(
         return ()
     webhooks.add_delivery(
         tx,
+        deps.keys,
         event.workspace_id,
         event.payload.approval_id,
         logic.notification_body(event),
@@ -81,11 +86,12 @@ async def on_approval_withdrawn(
     event: Envelope[ApprovalWithdrawn], tx: Tx, *, deps: Deps
 ) -> Sequence[Envelope[Any]]:
     """Tell the webhook that a pending approval no longer needs a decision."""
-    config = await webhooks.load_config(deps.redis, event.workspace_id)
+    config = await webhooks.load_config(deps.redis, deps.keys, event.workspace_id)
     if config is None or not config.urls:
         return ()
     webhooks.add_delivery(
         tx,
+        deps.keys,
         event.workspace_id,
         f"{event.payload.approval_id}.withdrawn",
         logic.withdrawal_body(event),
@@ -99,7 +105,7 @@ async def on_approval_withdrawn(
 async def lease_due(deps: Deps, now: float, limit: int = BATCH) -> list[tuple[str, str, int]]:
     """Due entries of every partition's outbox (one sorted set per partition)."""
     leased: list[tuple[str, str, int]] = []
-    for outbox in keys.all_webhook_outboxes():
+    for outbox in deps.keys.all_webhook_outboxes():
         members = await deps.redis.eval(
             _LEASE_DUE, 1, outbox, str(now), str(now + LEASE_S), str(limit)
         )
@@ -121,8 +127,11 @@ async def _post(
     except (httpx.HTTPError, TimeoutError) as exc:
         log.warning(
             "webhook attempt failed",
-            extra={"service": SERVICE, "workspace_id": workspace_id,
-                   "error": f"{type(exc).__name__}: {exc}"[:500]},
+            extra={
+                "service": SERVICE,
+                "workspace_id": workspace_id,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            },
         )
         return None, guard.tenant_message(exc), isinstance(exc, guard.EgressRefused)
 
@@ -131,17 +140,17 @@ async def deliver_one(
     deps: Deps, client: httpx.AsyncClient, workspace_id: str, approval_id: str, target: int
 ) -> logic.Verdict:
     """One attempt at one target; records the attempt and reschedules or finishes it."""
-    key = keys.webhook_delivery(workspace_id, approval_id)
+    key = deps.keys.webhook_delivery(workspace_id, approval_id)
     member = webhooks.outbox_member(workspace_id, approval_id, target)
     body, url, attempts_raw, event_type = await deps.redis.hmget(
         key, ["body", f"{target}:url", f"{target}:attempts", "event"]
     )
     try:
-        config = await webhooks.load_config(deps.redis, workspace_id)
+        config = await webhooks.load_config(deps.redis, deps.keys, workspace_id)
     except webhooks.ConfigUnreadable:
         config = None
     if body is None or url is None or config is None:
-        await deps.redis.zrem(keys.webhook_outbox(workspace_id), member)
+        await deps.redis.zrem(deps.keys.webhook_outbox(workspace_id), member)
         return "failed"
     attempts = int(attempts_raw or b"0") + 1
     timestamp = int(time.time())
@@ -163,13 +172,13 @@ async def deliver_one(
     async with deps.redis.pipeline(transaction=True) as tx:
         if verdict == "delivered":
             fields[f"{target}:delivered_at"] = str(now)
-            tx.zrem(keys.webhook_outbox(workspace_id), member)
+            tx.zrem(deps.keys.webhook_outbox(workspace_id), member)
         elif verdict == "failed":
-            tx.zrem(keys.webhook_outbox(workspace_id), member)
+            tx.zrem(deps.keys.webhook_outbox(workspace_id), member)
         else:
             next_at = now + logic.backoff_s(attempts)
             fields[f"{target}:next_attempt_at"] = str(next_at)
-            tx.zadd(keys.webhook_outbox(workspace_id), {member: next_at})
+            tx.zadd(deps.keys.webhook_outbox(workspace_id), {member: next_at})
         tx.hset(key, mapping=fields)
         await tx.execute()
     log.info(
@@ -203,9 +212,7 @@ def build(deps: Deps) -> Service:
     async def needed(event: Envelope[ApprovalNeeded], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_needed(event, tx, deps=deps)
 
-    async def withdrawn(
-        event: Envelope[ApprovalWithdrawn], tx: Tx
-    ) -> Sequence[Envelope[Any]]:
+    async def withdrawn(event: Envelope[ApprovalWithdrawn], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_approval_withdrawn(event, tx, deps=deps)
 
     # A lost notification leaves the approval waiting (on the approvals page): the task goes on.

@@ -61,5 +61,7 @@ def build(deps: Deps) -> Service:
     async def handle(event: Envelope[TaskRequested], tx: Tx) -> Sequence[Envelope[Any]]:
         return await on_task_requested(event, tx, deps=deps)
 
-    bus.on(TaskRequested, tasks.unless_stopped(deps.redis, handle), batched=False)  # may wait on the LLM planner
+    bus.on(
+        TaskRequested, tasks.unless_stopped(deps.redis, deps.keys, handle), batched=False
+    )  # may wait on the LLM planner
     return service

@@ -11,7 +11,6 @@ import asyncio
 
 from shared.app.facade import recall
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.domain.experiments import ArmStats, assign_arm, first_match
 from shared.domain.routing import RouteDecision
 from shared.stores.experiment_store import running
@@ -27,7 +26,7 @@ async def experiment_route(
     an experiment deliberately runs a sequence it is not yet sure of. Neighbours
     are still recalled so the task's context carries its past successes.
     """
-    candidates = await running(deps.redis, workspace_id)
+    candidates = await running(deps.redis, deps.keys, workspace_id)
     if not candidates:
         return None
     # RE2 is linear and releases the GIL: in a thread, a match never stalls the event loop.
@@ -35,7 +34,9 @@ async def experiment_route(
     if experiment is None:
         return None
     arm = assign_arm(experiment, task_id)
-    raw = await deps.redis.hgetall(keys.experiment_arm(workspace_id, experiment.experiment_id, arm))
+    raw = await deps.redis.hgetall(
+        deps.keys.experiment_arm(workspace_id, experiment.experiment_id, arm)
+    )
     neighbours = (await recall(deps, goal, workspace_id)).neighbours
     return RouteDecision(
         agent_sequence=experiment.sequence(arm),

@@ -44,6 +44,6 @@ def build(deps: Deps) -> Service:
     async def on_advance(event: Envelope[StageAdvanced], tx: Tx) -> Sequence[Envelope[Any]]:
         return await assign_stage(event, deps=deps, rng=rng)
 
-    bus.on(SequenceChosen, tasks.unless_stopped(deps.redis, on_sequence))
-    bus.on(StageAdvanced, tasks.unless_stopped(deps.redis, on_advance))
+    bus.on(SequenceChosen, tasks.unless_stopped(deps.redis, deps.keys, on_sequence))
+    bus.on(StageAdvanced, tasks.unless_stopped(deps.redis, deps.keys, on_advance))
     return service

@@ -12,16 +12,16 @@ from typing import Any
 
 from shared.app.runtime import Deps, Service, run_services
 from shared.observability.logs import configure_logging
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 
 def run_service(name: str, build: Callable[[Deps], Service]) -> None:
     """Run one stream service until SIGINT or SIGTERM."""
     configure_logging(service=name)
-    asyncio.run(run_services([build], get_settings()))
+    asyncio.run(run_services([build], Settings()))
 
 
 def run_server(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
     """Run a service that is a server of its own (the gateway) until it stops."""
     configure_logging(service=name)
-    asyncio.run(serve(get_settings()))
+    asyncio.run(serve(Settings()))

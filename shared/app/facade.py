@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.events import Neighbour
 from shared.contract.models import (
     AgentContext,
@@ -142,7 +141,7 @@ async def _none() -> None:
 async def workspace_calibration(deps: Deps, workspace_id: str) -> WorkspaceCalibration:
     """The workspace's learned correction of the global confidence (the prior when it has none)."""
     return WorkspaceCalibration.from_hash(
-        await deps.redis.hgetall(keys.routing_calibration(workspace_id))
+        await deps.redis.hgetall(deps.keys.routing_calibration(workspace_id))
     )
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from faststream import FastStream
 from redis.asyncio import Redis
 
-from shared.contract import keys, topology
+from shared.contract.keys import Keys
+from shared.contract.topology import Topology
 from shared.domain.catalog import AgentCatalog, load_catalog
 from shared.domain.llm_port import LLMProvider
 from shared.llm.factory import make_provider
@@ -42,12 +43,18 @@ class Deps:
     """Everything a service may use; built once per process."""
 
     settings: Settings
+    keys: Keys  # the names of streams and keys follow this deployment's layout
     redis: Redis
     catalog: AgentCatalog
     provider: LLMProvider
     embedder: Embedder
     index: VectorIndex
     memory: MemoryReader
+
+    @property
+    def layout(self) -> Topology:
+        """How streams and keys are laid over Redis: what names every stream."""
+        return self.keys.layout
 
     async def close(self) -> None:
         closer = getattr(self.provider, "close", None)
@@ -57,7 +64,7 @@ class Deps:
 
 
 async def build_deps(settings: Settings, *, provider: LLMProvider | None = None) -> Deps:
-    topology.use(settings.layout())  # every stream and key name follows this deployment's
+    keys = settings.keys()
     redis = make_redis(settings)
     embedder = make_embedder(
         settings.embeddings,
@@ -65,15 +72,16 @@ async def build_deps(settings: Settings, *, provider: LLMProvider | None = None)
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
     )
-    index = await open_vector_index(redis)
+    index = await open_vector_index(redis, keys)
     return Deps(
         settings=settings,
+        keys=keys,
         redis=redis,
         catalog=load_catalog(settings.catalog_path),
         provider=telemetry.MeteredProvider(provider or make_provider(settings)),
         embedder=embedder,
         index=index,
-        memory=MemoryReader(redis, embedder, index),
+        memory=MemoryReader(redis, keys, embedder, index),
     )
 
 
@@ -184,7 +192,9 @@ def new_service(name: str, deps: Deps) -> tuple[Service, ServiceBus]:
     broker = make_broker(deps.settings, service=name)
     bus = ServiceBus(name, broker, deps.redis, deps.settings)
     service = Service(name=name, app=FastStream(broker, logger=None), bus=bus)
-    service.background.append(lambda: telemetry.watch_streams(deps.redis, bus.streams, name))
+    service.background.append(
+        lambda: telemetry.watch_streams(deps.redis, deps.keys, bus.streams, name)
+    )
     service.background.append(lambda: keep_trimmed(deps, bus.streams))
     return service, bus
 
@@ -229,7 +239,9 @@ async def run_services(builders: list[Callable[[Deps], Service]], settings: Sett
     metrics = telemetry.serve_metrics(settings.metrics_port, probes=health)
     services = [build(deps) for build in builders]
     health.require(probes.redis_answers(deps.redis))
-    health.require(probes.redis_takes_writes(deps.redis, keys.readiness_probe(settings.consumer_name)))
+    health.require(
+        probes.redis_takes_writes(deps.redis, deps.keys.readiness_probe(settings.consumer_name))
+    )
     health.require_alive(subscribers_reading(services))
     started: list[Service] = []
     try:

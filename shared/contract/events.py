@@ -20,7 +20,6 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from shared.contract import topology
 from shared.contract.models import (
     MAX_GOAL_CHARS,
     AgentContext,
@@ -37,11 +36,10 @@ from shared.contract.models import (
     WorkflowCheckpoints,
     WorkspaceId,
 )
+from shared.contract.topology import STREAM_PREFIX
 
 SCHEMA_VERSION = 1
 MAX_DEADLINE_S = 30 * 24 * 3600.0
-STREAM_PREFIX = "rf:stream:"
-DEAD_LETTER_STREAM = f"{STREAM_PREFIX}dead-letter"
 _EVENT_NAMESPACE = uuid.UUID("6f1f6d3e-8c1e-4a3e-9f55-6b0e6e1f0a01")
 
 
@@ -59,46 +57,10 @@ class Payload(ContractModel):
         super().__init_subclass__(**kwargs)
         cls.event_type = cls.__name__
 
-    @classmethod
-    def stream(cls, workspace_id: str | None = None) -> str:
-        return stream_for(cls.event_type, workspace_id)
-
-    @classmethod
-    def streams(cls) -> list[str]:
-        return streams_for(cls.event_type)
-
-    def route(self, workspace_id: str) -> str:
-        """The stream this payload is published on (AgentInvoked: per worker agent)."""
-        return stream_for(self.event_type, workspace_id)
-
-
-def stream_for(event_type: str, workspace_id: str | None = None) -> str:
-    """One stream per event type, or per type and partition (the workspace's) when the
-    deployment splits streams (shared.contract.topology); `rf:stream:<type>` on one Redis."""
-    layout = topology.current()
-    if not layout.partitioned:
-        return f"{STREAM_PREFIX}{event_type}"
-    if workspace_id is None:
-        raise ValueError(f"streams are partitioned: which workspace's {event_type} stream?")
-    return f"{STREAM_PREFIX}{event_type}{layout.workspace_suffix(workspace_id)}"
-
-
-def streams_for(event_type: str) -> list[str]:
-    """Every partition's stream of an event type: what a service subscribes to."""
-    return [f"{STREAM_PREFIX}{event_type}{s}" for s in topology.current().suffixes()]
-
-
-def dead_letter_stream_for(source_stream: str) -> str:
-    """The dead-letter stream of a source stream's partition (same cluster slot, so the
-    XADD and the source's XACK commit together)."""
-    for suffix in topology.current().suffixes():
-        if suffix and source_stream.endswith(suffix):
-            return f"{DEAD_LETTER_STREAM}{suffix}"
-    return f"{DEAD_LETTER_STREAM}{topology.current().suffix(0)}"
-
-
-def dead_letter_streams() -> list[str]:
-    return [f"{DEAD_LETTER_STREAM}{s}" for s in topology.current().suffixes()]
+    @property
+    def channel(self) -> str:
+        """What names this payload's stream (with the layout's partition suffix): its type."""
+        return self.event_type
 
 
 class Usage(ContractModel):
@@ -455,26 +417,15 @@ class AgentInvoked(Payload):
     workflow: Workflow
     loop: CorrectionLoop
 
-    def route(self, workspace_id: str) -> str:
-        if self.kind != "worker":
-            return stream_for(self.event_type, workspace_id)
-        return agent_stream(self.agent, workspace_id)
+    @property
+    def channel(self) -> str:
+        """Worker agents' invocations go to the agent's own stream, the rest to the runner's."""
+        return agent_channel(self.agent) if self.kind == "worker" else self.event_type
 
 
-def agent_stream(agent: str, workspace_id: str | None = None) -> str:
-    """A worker agent's invocation stream (of the workspace's partition)."""
-    layout = topology.current()
-    base = f"{STREAM_PREFIX}AgentInvoked:{agent}"
-    if not layout.partitioned:
-        return base
-    if workspace_id is None:
-        raise ValueError(f"streams are partitioned: which workspace's stream of {agent}?")
-    return f"{base}{layout.workspace_suffix(workspace_id)}"
-
-
-def agent_streams(agent: str) -> list[str]:
-    """Every partition's invocation stream of a worker agent: what its workers read."""
-    return [f"{STREAM_PREFIX}AgentInvoked:{agent}{s}" for s in topology.current().suffixes()]
+def agent_channel(agent: str) -> str:
+    """The channel of a worker agent's invocations: `rf:stream:AgentInvoked:<agent>`."""
+    return f"AgentInvoked:{agent}"
 
 
 class AgentResult(Payload):
@@ -599,10 +550,10 @@ class Envelope(ContractModel, Generic[P]):
         )
 
     @property
-    def stream(self) -> str:
-        if isinstance(self.payload, Payload):
-            return self.payload.route(self.workspace_id)
-        return stream_for(self.type, self.workspace_id)
+    def channel(self) -> str:
+        """What names the stream this event travels on (`Topology.stream_of` adds the
+        partition)."""
+        return self.payload.channel if isinstance(self.payload, Payload) else self.type
 
 
 def envelope_class(payload_type: type[P]) -> type[Envelope[P]]:

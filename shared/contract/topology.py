@@ -9,18 +9,31 @@ handler's transaction touches (source stream, output streams, processed marker,
 the workspace's keys) hashes to the same slot, so MULTI/EXEC works on a cluster,
 while different partitions spread over the shards.
 
-Every process of a deployment must agree on the layout, so it is process-wide: the
-composition root installs the one its settings describe (`Settings.layout()`, installed
-by `build_deps` and by `get_settings`); until then names keep the plain shape. The
-contract itself reads no configuration.
+Every process of a deployment must agree on the layout. It is a value, passed
+explicitly: the composition root builds it from its settings (`Settings.layout()`) and
+hands it on in `Deps` (as `deps.layout`, and inside `deps.keys`); nothing here is
+process-wide, so two layouts can live side by side in one process (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
+
+STREAM_PREFIX = "rf:stream:"
+DEAD_LETTER_STREAM = f"{STREAM_PREFIX}dead-letter"
+
+
+class Routable(Protocol):
+    """What names an event's stream: its channel (the event type, or a worker agent's
+    `AgentInvoked:<agent>`) and the workspace whose partition carries it."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def workspace_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -64,27 +77,31 @@ class Topology:
             return workspace_id
         return f"{self.tag(self.partition_of(workspace_id))}{workspace_id}"
 
+    def stream(self, channel: str, workspace_id: str | None = None) -> str:
+        """One stream per channel, or per channel and partition (the workspace's) when the
+        deployment splits streams; `rf:stream:<channel>` on one Redis."""
+        if not self.partitioned:
+            return f"{STREAM_PREFIX}{channel}"
+        if workspace_id is None:
+            raise ValueError(f"streams are partitioned: which workspace's {channel} stream?")
+        return f"{STREAM_PREFIX}{channel}{self.workspace_suffix(workspace_id)}"
 
-_installed = Topology()
+    def streams(self, channel: str) -> list[str]:
+        """Every partition's stream of a channel: what a service subscribes to."""
+        return [f"{STREAM_PREFIX}{channel}{s}" for s in self.suffixes()]
 
+    def stream_of(self, event: Routable) -> str:
+        """The stream an event is published on."""
+        return self.stream(event.channel, event.workspace_id)
 
-def current() -> Topology:
-    """The layout every stream and key name of this process follows."""
-    return _installed
+    def dead_letter_for(self, source_stream: str) -> str:
+        """The dead-letter stream of a source stream's partition (same cluster slot, so the
+        XADD and the source's XACK commit together)."""
+        for suffix in self.suffixes():
+            if suffix and source_stream.endswith(suffix):
+                return f"{DEAD_LETTER_STREAM}{suffix}"
+        return f"{DEAD_LETTER_STREAM}{self.suffix(0)}"
 
-
-def use(layout: Topology) -> Topology:
-    """Install the deployment's layout (the composition root does); returns the one replaced."""
-    global _installed
-    previous, _installed = _installed, layout
-    return previous
-
-
-@contextmanager
-def using(layout: Topology) -> Iterator[Topology]:
-    """The layout for a block (tests and benchmarks of other layouts), restored after."""
-    previous = use(layout)
-    try:
-        yield layout
-    finally:
-        use(previous)
+    def dead_letters(self) -> list[str]:
+        """Every partition's dead-letter stream."""
+        return [f"{DEAD_LETTER_STREAM}{s}" for s in self.suffixes()]

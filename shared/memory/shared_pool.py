@@ -14,12 +14,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from shared.contract import keys
 from shared.contract.events import Neighbour
+from shared.contract.keys import SHARED_POOL_WORKSPACE
 from shared.memory.store import TaskRecord
 from shared.settings import Settings
 
-POOL_WORKSPACE = keys.SHARED_POOL_WORKSPACE
+POOL_WORKSPACE = SHARED_POOL_WORKSPACE
 
 
 def opted_in(settings: Settings, workspace_id: str) -> bool:

@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from shared.contract import keys
 from shared.contract.events import Neighbour
+from shared.contract.keys import SHARED_POOL_WORKSPACE, Keys
 from shared.contract.records import TaskRecord
 from shared.domain.performance import AgentPerformance, from_redis_hash
 from shared.memory.embeddings.base import Embedder
@@ -78,14 +78,15 @@ def _own_or_pool(
     workspace_id: str, own: Callable[[str], str], pool_partitions: Callable[[], list[str]]
 ) -> list[str]:
     """A workspace's own key, or for the shared pool the key of every partition (summed by readers)."""
-    return pool_partitions() if workspace_id == keys.SHARED_POOL_WORKSPACE else [own(workspace_id)]
+    return pool_partitions() if workspace_id == SHARED_POOL_WORKSPACE else [own(workspace_id)]
 
 
 class MemoryReader:
     """Semantic search over past tasks and the workspace's aggregates."""
 
-    def __init__(self, redis: Redis, embedder: Embedder, index: VectorIndex):
+    def __init__(self, redis: Redis, keys: Keys, embedder: Embedder, index: VectorIndex):
         self.redis = redis
+        self.keys = keys
         self.embedder = embedder
         self.index = index
 
@@ -116,16 +117,17 @@ class MemoryReader:
         ]
 
     async def task_record(self, workspace_id: str, goal_hash: str) -> TaskRecord | None:
-        raw = await self.redis.hgetall(keys.task_history(workspace_id, goal_hash))
+        raw = await self.redis.hgetall(self.keys.task_history(workspace_id, goal_hash))
         return TaskRecord.from_hash(raw) if raw else None
 
     async def recent_tasks(self, workspace_id: str, limit: int) -> list[TaskRecord]:
         if limit <= 0:
             return []
-        hashes = await self.redis.zrevrange(keys.task_history_index(workspace_id), 0, limit - 1)
+        index = self.keys.task_history_index(workspace_id)
+        hashes = await self.redis.zrevrange(index, 0, limit - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for goal_hash in hashes:
-                pipe.hgetall(keys.task_history(workspace_id, goal_hash.decode()))
+                pipe.hgetall(self.keys.task_history(workspace_id, goal_hash.decode()))
             rows = await pipe.execute()
         return [TaskRecord.from_hash(row) for row in rows if row]
 
@@ -134,7 +136,9 @@ class MemoryReader:
         memory holds and how densely it covers them); the shared pool's counts are summed
         over partitions."""
         merged: dict[bytes, int] = {}
-        for name in _own_or_pool(workspace_id, keys.sequence_counts, keys.all_pool_sequence_counts):
+        for name in _own_or_pool(
+            workspace_id, self.keys.sequence_counts, self.keys.all_pool_sequence_counts
+        ):
             for sequence, count in (await self.redis.hgetall(name)).items():
                 merged[sequence] = merged.get(sequence, 0) + int(count)
         return merged
@@ -148,30 +152,36 @@ class MemoryReader:
         if not sequences:
             return {}
         sums: dict[str, np.ndarray] = {}
-        for name in _own_or_pool(workspace_id, keys.sequence_vectors, keys.all_pool_sequence_vectors):
-            for sequence, blob in zip(sequences, await self.redis.hmget(name, list(sequences)), strict=True):
+        for name in _own_or_pool(
+            workspace_id, self.keys.sequence_vectors, self.keys.all_pool_sequence_vectors
+        ):
+            for sequence, blob in zip(
+                sequences, await self.redis.hmget(name, list(sequences)), strict=True
+            ):
                 if blob:
                     vector = np.frombuffer(blob, dtype="<f8")
                     known = sums.get(sequence)
-                    sums[sequence] = vector if known is None or known.shape != vector.shape else known + vector
+                    sums[sequence] = (
+                        vector if known is None or known.shape != vector.shape else known + vector
+                    )
         return sums
 
     async def routing_decision(self, workspace_id: str, task_id: str) -> RoutingRecord | None:
         """A stored routing decision joined with the task's outcome once it is known."""
-        raw = await self.redis.hgetall(keys.routing_decision(workspace_id, task_id))
+        raw = await self.redis.hgetall(self.keys.routing_decision(workspace_id, task_id))
         return RoutingRecord.from_hash(raw) if raw else None
 
     async def performance(
         self, workspace_id: str, task_type: str | None = None
     ) -> dict[str, dict[str, AgentPerformance]]:
         """Aggregates by task type, then agent (one task type when given)."""
-        index = await self.redis.smembers(keys.performance_index(workspace_id))
+        index = await self.redis.smembers(self.keys.performance_index(workspace_id))
         pairs = sorted(tuple(m.decode().split(":", 1)) for m in index)
         if task_type is not None:
             pairs = [p for p in pairs if p[0] == task_type]
         async with self.redis.pipeline(transaction=False) as pipe:
             for t_type, agent in pairs:
-                pipe.hgetall(keys.agent_performance(workspace_id, t_type, agent))
+                pipe.hgetall(self.keys.agent_performance(workspace_id, t_type, agent))
             rows = await pipe.execute()
         out: dict[str, dict[str, AgentPerformance]] = {}
         for (t_type, agent), row in zip(pairs, rows, strict=True):
@@ -183,7 +193,7 @@ class MemoryReader:
         return (await self.performance(workspace_id, task_type)).get(task_type, {})
 
     async def performance_step(self, workspace_id: str, task_type: str) -> int:
-        raw = await self.redis.get(keys.performance_step(workspace_id, task_type))
+        raw = await self.redis.get(self.keys.performance_step(workspace_id, task_type))
         return int(raw) if raw else 0
 
     async def performance_data(self, workspace_id: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from faststream.redis.message import RedisBatchStreamMessage as _BatchStreamMess
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
-from shared.contract import keys
 from shared.messaging.codec import as_text, decode_on_stream, entry_body
 from shared.messaging.consumer import Consumer, Handler, MessageContext, P, log
 from shared.messaging.delivery import Delivery, split_duplicates
@@ -42,12 +41,12 @@ class BatchedConsumer(Consumer):
         deliveries: list[Delivery[P]] = []
         for message_id, fields in zip(message_ids, entries, strict=True):
             body = entry_body(fields)
-            event, reason = decode_on_stream(body, payload_type, stream)
+            event, reason = decode_on_stream(body, payload_type, stream, self.layout)
             if event is None:
                 with telemetry.handler_run(self.service, payload_type.event_type):
                     await self._dead_letter(stream, as_text(message_id), body, reason, "invalid", 1)
                 continue
-            marker = keys.processed(event.workspace_id, self.service, event.event_id)
+            marker = self.keys.processed(event.workspace_id, self.service, event.event_id)
             deliveries.append(Delivery(message_id, event, marker))
         if not deliveries:
             return
@@ -89,7 +88,7 @@ class BatchedConsumer(Consumer):
             event, done = delivery.event, handled[id(delivery)]
             with telemetry.handler_run(self.service, event.type):
                 try:
-                    telemetry.decoded(event, self.service)
+                    telemetry.decoded(event, self.service, stream)
                     async with limit:
                         outputs = await handler(event, delivery.writes)
                     # in the handler's span: the commit later runs outside it

@@ -24,8 +24,8 @@ from faststream.redis import RedisBroker, StreamSub
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from shared.contract import topology
 from shared.contract.events import Envelope
+from shared.contract.topology import Topology
 from shared.messaging import cluster_client
 from shared.messaging.batched import BatchedConsumer, RedisBatchStreamMessage
 from shared.messaging.codec import (
@@ -92,28 +92,27 @@ def make_redis(settings: Settings) -> Redis:
     )
 
 
-def add_publish(tx: Tx, event: Envelope[Any]) -> None:
-    """Queue an XADD of an event, carrying the current trace context."""
-    queue_xadd(tx, tracing.inject(event))
+def add_publish(tx: Tx, layout: Topology, event: Envelope[Any]) -> None:
+    """Queue an XADD of an event on its stream in `layout`, carrying the current trace context."""
+    queue_xadd(tx, layout, tracing.inject(event))
 
 
-def queue_xadd(tx: Tx, event: Envelope[Any]) -> None:
+def queue_xadd(tx: Tx, layout: Topology, event: Envelope[Any]) -> None:
     """Queue an XADD of an event as it is. It never trims: a trim by length alone could
     drop entries a lagging group has not read; `trimming` trims what every group acked."""
-    tx.xadd(event.stream, {DATA_FIELD: event.model_dump_json()})
+    tx.xadd(layout.stream_of(event), {DATA_FIELD: event.model_dump_json()})
 
 
-async def publish(redis: Redis, events: Sequence[Envelope[Any]]) -> None:
+async def publish(redis: Redis, layout: Topology, events: Sequence[Envelope[Any]]) -> None:
     """Publish events outside a handler (the gateway, the CLI, timeouts): one transaction
     per partition, since a cluster transaction must stay within one slot."""
-    layout = topology.current()
     by_partition: dict[int, list[Envelope[Any]]] = {}
     for event in events:
         by_partition.setdefault(layout.partition_of(event.workspace_id), []).append(event)
     for group in by_partition.values():
         async with redis.pipeline(transaction=True) as tx:
             for event in group:
-                add_publish(tx, event)
+                add_publish(tx, layout, event)
             await tx.execute()
 
 
@@ -183,7 +182,7 @@ class ServiceBus(PerMessageConsumer, BatchedConsumer):
                 await self._process(message, payload_type, handler, reclaimed=True)
 
         title_of = payload_type.__doc__ or ""
-        for stream in payload_type.streams():  # one per partition
+        for stream in self.layout.streams(payload_type.event_type):  # one per partition
             self.streams.append(stream)
             if not dead_letter_ends_task:
                 self.spared_streams.add(stream)
@@ -249,4 +248,4 @@ class ServiceBus(PerMessageConsumer, BatchedConsumer):
         )(reclaim)
 
     def _queue_event(self, tx: Tx, event: Envelope[Any]) -> None:
-        queue_xadd(tx, event)
+        queue_xadd(tx, self.layout, event)

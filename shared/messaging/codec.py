@@ -13,6 +13,7 @@ from faststream.redis.parser.message import MessageFormat
 from pydantic import ValidationError
 
 from shared.contract.events import Envelope, Payload, envelope_class
+from shared.contract.topology import Topology
 
 P = TypeVar("P", bound=Payload)
 
@@ -67,15 +68,15 @@ def entry_body(fields: dict[bytes, bytes]) -> bytes:
 
 
 def decode_on_stream(
-    body: bytes, payload_type: type[P], stream: str
+    body: bytes, payload_type: type[P], stream: str, layout: Topology
 ) -> tuple[Envelope[P] | None, str]:
     """Decode a message read from `stream`; one published on another workspace's partition
     is rejected (its handler's transaction would span two partitions)."""
     event, reason = decode_envelope(body, payload_type)
-    if event is not None and event.stream != stream:
+    if event is not None and (expected := layout.stream_of(event)) != stream:
         return None, (
             f"published on {stream!r}, but workspace {event.workspace_id!r} belongs to "
-            f"{event.stream!r} (streams are partitioned by workspace)"
+            f"{expected!r} (streams are partitioned by workspace)"
         )
     return event, reason
 

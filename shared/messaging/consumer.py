@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from faststream._internal.context import Context
 from redis.asyncio import Redis
 
-from shared.contract import keys
 from shared.contract.events import Envelope, Payload
 from shared.messaging import dead_letters
 from shared.messaging.tx import Tx
@@ -49,6 +48,8 @@ class Consumer:
         self.service = service
         self.redis = redis
         self.settings = settings
+        self.keys = settings.keys()  # every name follows the settings' layout
+        self.layout = self.keys.layout
         self.handled = 0
         self.dead_lettered = 0
         self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}
@@ -74,7 +75,7 @@ class Consumer:
 
     async def _record_failure(self, stream: str, message_id: str, exc: Exception) -> None:
         """Count a handler failure and keep its error, for the dead-letter decision."""
-        key = keys.handler_error(self.service, stream, message_id)
+        key = self.keys.handler_error(self.service, stream, message_id)
         async with self.redis.pipeline(transaction=True) as tx:
             tx.hincrby(key, "failures", 1)
             tx.hset(
@@ -84,7 +85,7 @@ class Consumer:
             await tx.execute()
 
     async def _failures(self, stream: str, message_id: str) -> tuple[int, str]:
-        raw = await self.redis.hgetall(keys.handler_error(self.service, stream, message_id))
+        raw = await self.redis.hgetall(self.keys.handler_error(self.service, stream, message_id))
         failures = int(raw.get(b"failures", 0))
         error = raw.get(b"error", b"").decode() or "no handler error recorded (consumers died?)"
         return failures, error
@@ -158,6 +159,7 @@ class Consumer:
         )
         await dead_letters.write(
             self.redis,
+            self.keys,
             stream=stream,
             group=self.service,
             message_id=message_id,

@@ -23,16 +23,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from shared.contract import keys
-from shared.contract.events import (
-    DEAD_LETTER_STREAM,
-    STREAM_PREFIX,
-    dead_letter_stream_for,
-    dead_letter_streams,
-    stream_for,
-    utcnow,
-)
+from shared.contract.events import utcnow
+from shared.contract.keys import Keys
 from shared.contract.models import ID_PATTERN, MAX_GOAL_CHARS
+from shared.contract.topology import DEAD_LETTER_STREAM, STREAM_PREFIX, Topology
 from shared.messaging import task_views
 
 DATA_FIELD = "__data__"
@@ -138,6 +132,7 @@ def _utf8(text: str) -> str:
 
 async def write(
     redis: Redis,
+    keys: Keys,
     *,
     stream: str,
     group: str,
@@ -152,7 +147,7 @@ async def write(
     count) and, when `ends_task`, fail the task it belongs to: in the same script when the
     task's view shares the stream's partition (one cluster slot), else right after.
     Answers the letter's id."""
-    dlq = dead_letter_stream_for(stream)
+    dlq = keys.layout.dead_letter_for(stream)
     fields: list[str | bytes] = []
     for name, value in (
         ("stream", stream),
@@ -183,7 +178,7 @@ async def write(
         _utf8(f"dead-lettered by {group} ({reason}): {first_line}"),
         task.goal,
     ]
-    if dlq == dead_letter_stream_for(stream_for("TaskRequested", ws)):
+    if dlq == keys.layout.dead_letter_for(keys.layout.stream("TaskRequested", ws)):
         return _entry_id(await redis.eval(
             _WRITE, len(script_keys) + 3, *script_keys, *task_keys, *args, *task_args
         ))
@@ -265,6 +260,7 @@ def _letter(
 
 async def list_letters(
     redis: Redis,
+    layout: Topology,
     *,
     service: str | None = None,
     stream: str | None = None,
@@ -274,7 +270,7 @@ async def list_letters(
     """Oldest first, filtered; reads each partition's stream in pages so a large DLQ is never
     loaded whole."""
     out: list[DeadLetter] = []
-    for dlq in dead_letter_streams():
+    for dlq in layout.dead_letters():
         out += await _list_one(redis, dlq, service, stream, workspace_id, limit)
     out.sort(key=lambda letter: tuple(int(part) for part in letter.id.split("-")))
     return out[:limit]
@@ -305,16 +301,16 @@ async def _list_one(
     return out
 
 
-async def get_letter(redis: Redis, entry_id: str) -> DeadLetter | None:
-    for dlq in dead_letter_streams():
+async def get_letter(redis: Redis, layout: Topology, entry_id: str) -> DeadLetter | None:
+    for dlq in layout.dead_letters():
         page = await redis.xrange(dlq, min=entry_id, max=entry_id, count=1)
         if page:
             return _letter(page[0][0], page[0][1], dlq)
     return None
 
 
-async def count(redis: Redis) -> int:
-    return sum([int(await redis.xlen(dlq)) for dlq in dead_letter_streams()])
+async def count(redis: Redis, layout: Topology) -> int:
+    return sum([int(await redis.xlen(dlq)) for dlq in layout.dead_letters()])
 
 
 class NotReplayable(ValueError):
@@ -334,10 +330,10 @@ async def replay(redis: Redis, letter: DeadLetter) -> str:
     return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
 
 
-async def purge(redis: Redis, entry_ids: list[str] | None = None) -> int:
+async def purge(redis: Redis, layout: Topology, entry_ids: list[str] | None = None) -> int:
     """Delete the given entries, or every entry when `entry_ids` is None; how many went."""
     removed = 0
-    for dlq in dead_letter_streams():
+    for dlq in layout.dead_letters():
         if entry_ids is None:
             # Trim rather than DEL: the stream key (and anything watching it) stays.
             removed += int(await redis.xtrim(dlq, maxlen=0, approximate=False))

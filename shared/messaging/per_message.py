@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from faststream.redis.message import RedisStreamMessage as _StreamMessage
 from redis.exceptions import RedisError, WatchError
 
-from shared.contract import keys
 from shared.contract.events import Envelope
 from shared.messaging.codec import as_text, decode_on_stream
 from shared.messaging.consumer import (
@@ -47,13 +46,13 @@ class PerMessageConsumer(Consumer):
         message_id = message.raw_message["message_ids"][0]
         body: bytes = message.body if isinstance(message.body, bytes) else bytes(message.body)
 
-        event, reason = decode_on_stream(body, payload_type, stream)
+        event, reason = decode_on_stream(body, payload_type, stream, self.layout)
         if event is None:
             await self._dead_letter(stream, as_text(message_id), body, reason, "invalid", 1)
             return
-        telemetry.decoded(event, self.service)
+        telemetry.decoded(event, self.service, stream)
 
-        marker = keys.processed(event.workspace_id, self.service, event.event_id)
+        marker = self.keys.processed(event.workspace_id, self.service, event.event_id)
         if reclaimed and not await self._retry_redelivery(message, marker, body):
             return
         outputs = await self._commit_one(stream, message_id, event, marker, handler, reclaimed)
@@ -120,7 +119,7 @@ class PerMessageConsumer(Consumer):
                 tx.set(marker, b"1", ex=self.settings.processed_ttl_s)
                 tx.xack(stream, self.service, message_id)
                 if reclaimed:  # only a redelivery can have a failure on record
-                    tx.delete(keys.handler_error(self.service, stream, message_id_str))
+                    tx.delete(self.keys.handler_error(self.service, stream, message_id_str))
                 await tx.execute()
         except WatchError:
             await self._settle_lost_commit(stream, message_id, marker, event.type)

@@ -25,7 +25,6 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from redis.asyncio import Redis
 
-from shared.contract import keys
 from shared.contract.events import (
     ApprovalNeeded,
     Envelope,
@@ -36,6 +35,7 @@ from shared.contract.events import (
     TaskFailed,
     Usage,
 )
+from shared.contract.keys import Keys
 from shared.domain.llm_port import LLMProvider, LLMReply, LLMRequest
 from shared.observability import log_context, tracing
 from shared.observability.probes import Probes
@@ -248,10 +248,10 @@ def mark(outcome: str) -> None:
         run.outcome = outcome
 
 
-def decoded(event: Envelope[Any], service: str) -> None:
+def decoded(event: Envelope[Any], service: str, stream: str) -> None:
     """The message is a valid event: tie log lines to its task, continue its trace."""
     log_context.update(correlation_id=event.correlation_id, workspace_id=event.workspace_id)
-    end_span = tracing.start_consume_span(event, service)
+    end_span = tracing.start_consume_span(event, service, stream)
     run = _run.get()
     if end_span is not None:
         if run is None:
@@ -318,19 +318,19 @@ async def collect_stream_metrics(redis: Redis, streams: Sequence[str], group: st
                     GROUP_LAG.labels(stream, group).set(int(lag))
 
 
-async def collect_approvals_pending(redis: Redis) -> None:
+async def collect_approvals_pending(redis: Redis, keys: Keys) -> None:
     APPROVALS_PENDING.set(sum([await redis.zcard(key) for key in keys.all_approval_deadlines()]))
 
 
 async def watch_streams(
-    redis: Redis, streams: Sequence[str], group: str, interval_s: float = LAG_INTERVAL_S
+    redis: Redis, keys: Keys, streams: Sequence[str], group: str, interval_s: float = LAG_INTERVAL_S
 ) -> None:
     """Refresh the lag gauges until cancelled (a service's background task)."""
     task = asyncio.current_task()
     while True:
         try:
             await collect_stream_metrics(redis, streams, group)
-            await collect_approvals_pending(redis)
+            await collect_approvals_pending(redis, keys)
         except Exception as exc:  # a Redis blip must not end the loop
             log.debug("stream metrics not collected: %r", exc)
         if task is not None and task.cancelling():

@@ -50,7 +50,9 @@ def inject(event: E) -> E:
     return event.model_copy(update={"trace_context": carrier}) if carrier else event
 
 
-def start_consume_span(event: Envelope[Any], service: str) -> Callable[[], None] | None:
+def start_consume_span(
+    event: Envelope[Any], service: str, stream: str
+) -> Callable[[], None] | None:
     """Enter a consumer span continuing the event's trace; returns what ends it."""
     if not enabled():
         return None
@@ -64,7 +66,7 @@ def start_consume_span(event: Envelope[Any], service: str) -> Callable[[], None]
         kind=trace.SpanKind.CONSUMER,
         attributes={
             "messaging.system": "redis",
-            "messaging.destination.name": event.stream,
+            "messaging.destination.name": stream,
             "messaging.message.id": event.event_id,
             "messaging.consumer.group.name": service,
             "raptorflow.correlation_id": event.correlation_id,

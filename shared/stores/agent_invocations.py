@@ -13,14 +13,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from shared.contract import keys
 from shared.contract.events import AgentInvoked, Envelope, envelope_class
+from shared.contract.keys import Keys
 
 TIMEOUT_OWNER = "timeout"
 KEEP_AFTER_DEADLINE_S = 24 * 3600
 
 
-def add_pending(tx: Pipeline, event: Envelope[AgentInvoked]) -> None:
+def add_pending(tx: Pipeline, keys: Keys, event: Envelope[AgentInvoked]) -> None:
     """Queue the invocation and its deadline (inside the publishing transaction)."""
     invoked = event.payload
     ws = event.workspace_id
@@ -35,14 +35,14 @@ def add_pending(tx: Pipeline, event: Envelope[AgentInvoked]) -> None:
     )
 
 
-def settle(tx: Pipeline, workspace_id: str, invocation_id: str) -> None:
+def settle(tx: Pipeline, keys: Keys, workspace_id: str, invocation_id: str) -> None:
     """Queue the removal of a settled invocation and its deadline."""
     tx.delete(keys.agent_pending(workspace_id, invocation_id))
     tx.zrem(keys.agent_deadlines(workspace_id), _member(workspace_id, invocation_id))
 
 
 async def load_pending(
-    redis: Redis, workspace_id: str, invocation_id: str
+    redis: Redis, keys: Keys, workspace_id: str, invocation_id: str
 ) -> Envelope[AgentInvoked] | None:
     raw = await redis.get(keys.agent_pending(workspace_id, invocation_id))
     if raw is None:
@@ -51,7 +51,9 @@ async def load_pending(
     return model.model_validate_json(raw)
 
 
-async def claim(redis: Redis, workspace_id: str, invocation_id: str, owner: str) -> bool:
+async def claim(
+    redis: Redis, keys: Keys, workspace_id: str, invocation_id: str, owner: str
+) -> bool:
     """True for whoever settles the invocation: the first claimer, or that same one again."""
     key = keys.agent_answered(workspace_id, invocation_id)
     if await redis.set(key, owner, nx=True, ex=KEEP_AFTER_DEADLINE_S):
@@ -60,7 +62,7 @@ async def claim(redis: Redis, workspace_id: str, invocation_id: str, owner: str)
     return current is not None and current.decode() == owner
 
 
-async def due(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
+async def due(redis: Redis, keys: Keys, now: float, limit: int = 100) -> list[tuple[str, str]]:
     """(workspace, invocation id) of every overdue invocation, all partitions."""
     out: list[tuple[str, str]] = []
     for deadlines in keys.all_agent_deadlines():
@@ -71,18 +73,22 @@ async def due(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str
     return out
 
 
-async def postpone(redis: Redis, workspace_id: str, invocation_id: str, at: float) -> None:
+async def postpone(
+    redis: Redis, keys: Keys, workspace_id: str, invocation_id: str, at: float
+) -> None:
     """Look at an invocation's deadline again at `at` (a result is being handled)."""
     await redis.zadd(keys.agent_deadlines(workspace_id), {_member(workspace_id, invocation_id): at})
 
 
-async def take_over(redis: Redis, workspace_id: str, invocation_id: str, owner: str) -> None:
+async def take_over(
+    redis: Redis, keys: Keys, workspace_id: str, invocation_id: str, owner: str
+) -> None:
     """Claim an invocation whose first claimer never settled it."""
     key = keys.agent_answered(workspace_id, invocation_id)
     await redis.set(key, owner, ex=KEEP_AFTER_DEADLINE_S)
 
 
-async def forget(redis: Redis, workspace_id: str, invocation_id: str) -> None:
+async def forget(redis: Redis, keys: Keys, workspace_id: str, invocation_id: str) -> None:
     await redis.zrem(keys.agent_deadlines(workspace_id), _member(workspace_id, invocation_id))
 
 

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from shared.contract import keys
 from shared.contract.events import (
     ApprovalNeeded,
     ApprovalResolved,
@@ -24,6 +23,7 @@ from shared.contract.events import (
     Envelope,
     new_envelope,
 )
+from shared.contract.keys import Keys
 from shared.contract.records import ApprovalRecord
 from shared.messaging.bus import add_publish
 from shared.messaging.tx import Tx
@@ -62,7 +62,7 @@ def parse_deadline_member(member: bytes | str) -> tuple[str, str]:
     return workspace_id, approval_id
 
 
-def add_create(tx: Tx, needed: Envelope[ApprovalNeeded], now: float) -> None:
+def add_create(tx: Tx, keys: Keys, needed: Envelope[ApprovalNeeded], now: float) -> None:
     """Queue the writes that create a pending approval (inside a handler's transaction)."""
     p = needed.payload
     key = keys.approval(needed.workspace_id, p.approval_id)
@@ -111,19 +111,21 @@ async def _watched(redis: Redis, tx: Pipeline, key: str, approval_id: str) -> Ap
     return _record(raw)
 
 
-async def get_approval(redis: Redis, workspace_id: str, approval_id: str) -> ApprovalRecord:
+async def get_approval(
+    redis: Redis, keys: Keys, workspace_id: str, approval_id: str
+) -> ApprovalRecord:
     raw = await redis.hgetall(keys.approval(workspace_id, approval_id))
     if not raw:
         raise ApprovalNotFound(approval_id)
     return _record(raw)
 
 
-async def list_pending(redis: Redis, workspace_id: str) -> list[ApprovalRecord]:
+async def list_pending(redis: Redis, keys: Keys, workspace_id: str) -> list[ApprovalRecord]:
     ids = sorted(m.decode() for m in await redis.smembers(keys.approvals_pending(workspace_id)))
     records = []
     for approval_id in ids:
         try:
-            records.append(await get_approval(redis, workspace_id, approval_id))
+            records.append(await get_approval(redis, keys, workspace_id, approval_id))
         except ApprovalNotFound:
             continue
     return sorted(records, key=lambda r: r.deadline)
@@ -131,6 +133,7 @@ async def list_pending(redis: Redis, workspace_id: str) -> list[ApprovalRecord]:
 
 async def decide(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     approval_id: str,
     *,
@@ -170,19 +173,7 @@ async def decide(
                     causation_id=needed.event_id,
                 )
                 tx.multi()
-                tx.hset(
-                    key,
-                    mapping={
-                        "status": "expired" if expired else decision,
-                        "decided_by": decided_by,
-                        "decided_at": str(now.timestamp()),
-                        "reason": reason,
-                    },
-                )
-                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
-                tx.srem(keys.approvals_pending(workspace_id), approval_id)
-                add_publish(tx, resolved)
-                audit.add_entry(tx, workspace_id, decision_entry(needed.payload, resolved.payload))
+                _queue_decision(tx, keys, needed, resolved)
                 await tx.execute()
                 observe_approval_decided(decision, expired, now.timestamp() - record.created_at)
                 return resolved
@@ -190,8 +181,34 @@ async def decide(
                 continue
 
 
+def _queue_decision(
+    tx: Pipeline,
+    keys: Keys,
+    needed: Envelope[ApprovalNeeded],
+    resolved: Envelope[ApprovalResolved],
+) -> None:
+    """The decision's writes: the record, out of the deadline and pending sets, the event
+    and the audit entry, all in the caller's transaction."""
+    workspace_id, decided = resolved.workspace_id, resolved.payload
+    approval_id = decided.approval_id
+    tx.hset(
+        keys.approval(workspace_id, approval_id),
+        mapping={
+            "status": "expired" if decided.expired else decided.decision,
+            "decided_by": decided.decided_by,
+            "decided_at": str(decided.decided_at.timestamp()),
+            "reason": decided.reason,
+        },
+    )
+    tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
+    tx.srem(keys.approvals_pending(workspace_id), approval_id)
+    add_publish(tx, keys.layout, resolved)
+    audit.add_entry(tx, keys, workspace_id, decision_entry(needed.payload, decided))
+
+
 async def withdraw(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     approval_id: str,
     *,
@@ -216,9 +233,12 @@ async def withdraw(
                 )
                 tx.multi()
                 tx.hset(key, mapping={"status": "withdrawn", "reason": f"task {reason}"})
-                tx.zrem(keys.approval_deadlines(workspace_id), _deadline_member(workspace_id, approval_id))
+                tx.zrem(
+                    keys.approval_deadlines(workspace_id),
+                    _deadline_member(workspace_id, approval_id),
+                )
                 tx.srem(keys.approvals_pending(workspace_id), approval_id)
-                add_publish(tx, withdrawn)
+                add_publish(tx, keys.layout, withdrawn)
                 await tx.execute()
                 return withdrawn
             except WatchError:
@@ -227,6 +247,7 @@ async def withdraw(
 
 async def withdraw_for_task(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     task_id: str,
     *,
@@ -234,15 +255,17 @@ async def withdraw_for_task(
 ) -> list[Envelope[ApprovalWithdrawn]]:
     """Withdraw every pending approval of one task (its workspace's pending list is short)."""
     withdrawn = []
-    for record in await list_pending(redis, workspace_id):
+    for record in await list_pending(redis, keys, workspace_id):
         if record.needed.correlation_id == task_id:
-            event = await withdraw(redis, workspace_id, record.approval_id, reason=reason)
+            event = await withdraw(redis, keys, workspace_id, record.approval_id, reason=reason)
             if event is not None:
                 withdrawn.append(event)
     return withdrawn
 
 
-async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: float) -> bool:
+async def escalate(
+    redis: Redis, keys: Keys, workspace_id: str, approval_id: str, extend_s: float
+) -> bool:
     """Give a timed-out approval one more period (once, across racing replicas)."""
     key = keys.approval(workspace_id, approval_id)
     async with redis.pipeline(transaction=True) as tx:
@@ -258,6 +281,7 @@ async def escalate(redis: Redis, workspace_id: str, approval_id: str, extend_s: 
                 tx.zadd(keys.approval_deadlines(workspace_id), {member: deadline})
                 audit.add_entry(
                     tx,
+                    keys,
                     workspace_id,
                     audit.AuditEntry(
                         kind="escalation",
@@ -290,7 +314,9 @@ def decision_entry(needed: ApprovalNeeded, resolved: ApprovalResolved) -> audit.
     )
 
 
-async def due_approvals(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
+async def due_approvals(
+    redis: Redis, keys: Keys, now: float, limit: int = 100
+) -> list[tuple[str, str]]:
     """Overdue approvals of every partition (one sorted set per partition)."""
     due: list[tuple[str, str]] = []
     for deadlines in keys.all_approval_deadlines():

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.contract.models import CheckpointEvaluation
 from shared.messaging.tx import Tx
 
@@ -58,7 +58,7 @@ def evaluation_entry(
     )
 
 
-def add_entry(tx: Tx, workspace_id: str, entry: AuditEntry) -> None:
+def add_entry(tx: Tx, keys: Keys, workspace_id: str, entry: AuditEntry) -> None:
     """Queue an XADD of the entry on the workspace's audit stream."""
     tx.xadd(
         keys.audit(workspace_id),
@@ -87,7 +87,7 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> AuditEntry:
 
 
 async def list_for_task(
-    redis: Redis, workspace_id: str, task_id: str, *, scan: int = AUDIT_MAXLEN
+    redis: Redis, keys: Keys, workspace_id: str, task_id: str, *, scan: int = AUDIT_MAXLEN
 ) -> list[AuditEntry]:
     """Entries of one task, oldest first (scans the workspace's capped stream)."""
     raw = await redis.xrevrange(keys.audit(workspace_id), count=scan)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.contract.models import WorkflowCheckpoints
 from shared.stores.stored import ConfigUnreadable as ConfigUnreadable  # callers catch it here
 from shared.stores.stored import load
 
 
-async def load_config(redis: Redis, workspace_id: str) -> WorkflowCheckpoints | None:
+async def load_config(redis: Redis, keys: Keys, workspace_id: str) -> WorkflowCheckpoints | None:
     """The workspace's checkpoints (None: none set); ConfigUnreadable when stored but invalid."""
     return await load(
         redis,
@@ -21,5 +21,7 @@ async def load_config(redis: Redis, workspace_id: str) -> WorkflowCheckpoints | 
     )
 
 
-async def save_config(redis: Redis, workspace_id: str, config: WorkflowCheckpoints) -> None:
+async def save_config(
+    redis: Redis, keys: Keys, workspace_id: str, config: WorkflowCheckpoints
+) -> None:
     await redis.set(keys.checkpoints_config(workspace_id), config.model_dump_json())

@@ -15,8 +15,8 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from shared.contract import keys
 from shared.contract.events import Envelope, ExperimentConcluded, new_envelope
+from shared.contract.keys import Keys
 from shared.domain.experiments import (
     MAX_RUNNING,
     Arm,
@@ -38,7 +38,7 @@ class ExperimentConflict(RuntimeError):
     """The experiment is not in a state that allows the operation."""
 
 
-async def create(redis: Redis, workspace_id: str, spec: ExperimentSpec) -> Experiment:
+async def create(redis: Redis, keys: Keys, workspace_id: str, spec: ExperimentSpec) -> Experiment:
     """Store a new running experiment; it applies to the next matching request.
 
     At most MAX_RUNNING run at once (ExperimentConflict): the router matches every
@@ -65,35 +65,35 @@ async def create(redis: Redis, workspace_id: str, spec: ExperimentSpec) -> Exper
     return experiment
 
 
-async def get(redis: Redis, workspace_id: str, experiment_id: str) -> Experiment:
+async def get(redis: Redis, keys: Keys, workspace_id: str, experiment_id: str) -> Experiment:
     raw = await redis.get(keys.experiment(workspace_id, experiment_id))
     if raw is None:
         raise ExperimentNotFound(experiment_id)
     return Experiment.model_validate_json(raw)
 
 
-async def _load(redis: Redis, workspace_id: str, ids: list[bytes]) -> list[Experiment]:
+async def _load(redis: Redis, keys: Keys, workspace_id: str, ids: list[bytes]) -> list[Experiment]:
     if not ids:
         return []
     raws = await redis.mget([keys.experiment(workspace_id, i.decode()) for i in ids])
     return [Experiment.model_validate_json(r) for r in raws if r is not None]
 
 
-async def list_all(redis: Redis, workspace_id: str) -> list[Experiment]:
+async def list_all(redis: Redis, keys: Keys, workspace_id: str) -> list[Experiment]:
     """Every experiment of the workspace, oldest first."""
     return await _load(
-        redis, workspace_id, await redis.zrange(keys.experiments_index(workspace_id), 0, -1)
+        redis, keys, workspace_id, await redis.zrange(keys.experiments_index(workspace_id), 0, -1)
     )
 
 
-async def running(redis: Redis, workspace_id: str) -> list[Experiment]:
+async def running(redis: Redis, keys: Keys, workspace_id: str) -> list[Experiment]:
     """Running experiments only: two round trips, whatever the workspace's history."""
     ids = await redis.smembers(keys.experiments_running(workspace_id))
-    return await _load(redis, workspace_id, sorted(ids))
+    return await _load(redis, keys, workspace_id, sorted(ids))
 
 
 async def arm_stats(
-    redis: Redis, workspace_id: str, experiment_id: str
+    redis: Redis, keys: Keys, workspace_id: str, experiment_id: str
 ) -> tuple[ArmStats, ArmStats]:
     async with redis.pipeline(transaction=False) as pipe:
         for arm in ("A", "B"):
@@ -102,14 +102,17 @@ async def arm_stats(
     return ArmStats.from_hash(raw_a), ArmStats.from_hash(raw_b)
 
 
-async def get_report(redis: Redis, workspace_id: str, experiment_id: str) -> ExperimentReport:
-    experiment = await get(redis, workspace_id, experiment_id)
-    a, b = await arm_stats(redis, workspace_id, experiment_id)
+async def get_report(
+    redis: Redis, keys: Keys, workspace_id: str, experiment_id: str
+) -> ExperimentReport:
+    experiment = await get(redis, keys, workspace_id, experiment_id)
+    a, b = await arm_stats(redis, keys, workspace_id, experiment_id)
     return report(experiment, a, b)
 
 
 async def stop(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     experiment_id: str,
     *,
@@ -134,7 +137,7 @@ async def stop(
                     raise ExperimentConflict(f"experiment {experiment_id} is already stopped")
                 chosen: Arm | None = None
                 if promote:
-                    a, b = await arm_stats(redis, workspace_id, experiment_id)
+                    a, b = await arm_stats(redis, keys, workspace_id, experiment_id)
                     chosen = choose_winner(a, b, winner)
                 stopped = experiment.model_copy(
                     update={
@@ -149,7 +152,7 @@ async def stop(
                 tx.srem(keys.experiments_running(workspace_id), experiment_id)
                 if promote and chosen is not None:
                     stats = a if chosen == "A" else b
-                    add_publish(tx, _conclusion(stopped, chosen, stats))
+                    add_publish(tx, keys.layout, _conclusion(stopped, chosen, stats))
                 await tx.execute()
                 return stopped
             except WatchError:

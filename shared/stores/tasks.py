@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from shared.contract import keys
 from shared.contract.events import (
     Envelope,
     Payload,
@@ -29,12 +28,13 @@ from shared.contract.events import (
     TaskRequested,
     new_envelope,
 )
+from shared.contract.keys import TASK_VIEW_TTL_S, Keys
 from shared.contract.task_view import TERMINAL_STATES, TaskPage, TaskState, TaskView, task_view_of
 from shared.messaging import task_views
 from shared.messaging.bus import add_publish
 from shared.messaging.tx import Tx
 
-VIEW_TTL_S = keys.TASK_VIEW_TTL_S
+VIEW_TTL_S = TASK_VIEW_TTL_S
 IDEMPOTENCY_TTL_S = 24 * 3600
 LIST_EXAMINE_LIMIT = 1000  # index entries one list call reads at most (filters skip some)
 MAX_WAIT_S = 60.0
@@ -66,7 +66,7 @@ class Acceptance:
     replayed: bool
 
 
-def queue_view(tx: Tx, workspace_id: str, task_id: str, fields: dict[str, str],
+def queue_view(tx: Tx, keys: Keys, workspace_id: str, task_id: str, fields: dict[str, str],
                now: float) -> None:
     """Queue an update of the view (status rules above) and its index entry."""
     args = [str(VIEW_TTL_S), fields.get("status", ""), repr(now), task_id]
@@ -77,13 +77,15 @@ def queue_view(tx: Tx, workspace_id: str, task_id: str, fields: dict[str, str],
             keys.task_ended(workspace_id, task_id), keys.task_index(workspace_id), *args)
 
 
-def queue_stage(tx: Tx, workspace_id: str, task_id: str, index: int, stage: str) -> None:
+def queue_stage(
+    tx: Tx, keys: Keys, workspace_id: str, task_id: str, index: int, stage: str
+) -> None:
     key = keys.task_stages(workspace_id, task_id)
     tx.hset(key, str(index), stage)
     tx.expire(key, VIEW_TTL_S)
 
 
-def queue_deadline(tx: Tx, workspace_id: str, task_id: str, deadline: float) -> None:
+def queue_deadline(tx: Tx, keys: Keys, workspace_id: str, task_id: str, deadline: float) -> None:
     """Register the deadline (NX: a redelivered request never moves it)."""
     tx.zadd(keys.task_deadlines(workspace_id), {f"{workspace_id}|{task_id}": deadline}, nx=True)
 
@@ -92,7 +94,7 @@ def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
 
 
-async def read(redis: Redis, workspace_id: str, task_id: str) -> TaskView | None:
+async def read(redis: Redis, keys: Keys, workspace_id: str, task_id: str) -> TaskView | None:
     async with redis.pipeline(transaction=False) as reads:
         reads.hgetall(keys.task_view(workspace_id, task_id))
         reads.hgetall(keys.task_stages(workspace_id, task_id))
@@ -102,8 +104,9 @@ async def read(redis: Redis, workspace_id: str, task_id: str) -> TaskView | None
     return task_view_of(task_id, workspace_id, _text(view), _text(stages))
 
 
-async def read_many(redis: Redis, workspace_id: str, task_ids: Sequence[str]
-                    ) -> list[TaskView | None]:
+async def read_many(
+    redis: Redis, keys: Keys, workspace_id: str, task_ids: Sequence[str]
+) -> list[TaskView | None]:
     """Several views in one round trip (a list page)."""
     async with redis.pipeline(transaction=False) as reads:
         for task_id in task_ids:
@@ -116,7 +119,9 @@ async def read_many(redis: Redis, workspace_id: str, task_ids: Sequence[str]
     ]
 
 
-async def wait_ended(redis: Redis, workspace_id: str, task_id: str, timeout_s: float) -> bool:
+async def wait_ended(
+    redis: Redis, keys: Keys, workspace_id: str, task_id: str, timeout_s: float
+) -> bool:
     """Block (no polling) until the task ends or `timeout_s` passes; True when it ended."""
     key = keys.task_ended(workspace_id, task_id)
     block_ms = max(1, int(min(timeout_s, MAX_WAIT_S) * 1000))
@@ -129,29 +134,39 @@ def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def acceptance_fields(event: Envelope[TaskRequested], digest: str, now: float,
-                      links: dict[str, str] | None = None) -> dict[str, str]:
-    fields = {"status": "accepted", "goal": event.payload.goal, "created_at": repr(now),
-              "updated_at": repr(now), "request_hash": digest, **(links or {})}
+def acceptance_fields(
+    event: Envelope[TaskRequested], digest: str, now: float, links: dict[str, str] | None = None
+) -> dict[str, str]:
+    fields = {
+        "status": "accepted",
+        "goal": event.payload.goal,
+        "created_at": repr(now),
+        "updated_at": repr(now),
+        "request_hash": digest,
+        **(links or {}),
+    }
     if event.payload.deadline_s is not None:
         fields["deadline_at"] = repr(now + event.payload.deadline_s)
     return fields
 
 
-def queue_acceptance(tx: Tx, event: Envelope[Any], fields: dict[str, str], now: float) -> None:
+def queue_acceptance(
+    tx: Tx, keys: Keys, event: Envelope[Any], fields: dict[str, str], now: float
+) -> None:
     """The view (status accepted), index, deadline, the request kept for a rerun, and the
     event that starts the task: all in the caller's MULTI."""
     workspace_id, task_id = event.workspace_id, event.correlation_id
-    queue_view(tx, workspace_id, task_id, fields, now)
+    queue_view(tx, keys, workspace_id, task_id, fields, now)
     if "deadline_at" in fields:
-        queue_deadline(tx, workspace_id, task_id, float(fields["deadline_at"]))
+        queue_deadline(tx, keys, workspace_id, task_id, float(fields["deadline_at"]))
     if isinstance(event.payload, TaskRequested):
         tx.set(keys.task_request(workspace_id, task_id), event.model_dump_json(), ex=VIEW_TTL_S)
-    add_publish(tx, event)
+    add_publish(tx, keys.layout, event)
 
 
-async def _replay(redis: Redis, event: Envelope[Any], digest: str, idem: str | None
-                  ) -> Acceptance | None:
+async def _replay(
+    redis: Redis, keys: Keys, event: Envelope[Any], digest: str, idem: str | None
+) -> Acceptance | None:
     """The earlier acceptance this request repeats (same key or task id), else None."""
     workspace_id = event.workspace_id
     if idem is not None:
@@ -160,22 +175,23 @@ async def _replay(redis: Redis, event: Envelope[Any], digest: str, idem: str | N
             earlier = json.loads(stored)
             if earlier["request_hash"] != digest:
                 raise IdempotencyMismatch("Idempotency-Key reused with a different body")
-            return await _acceptance_of(redis, workspace_id, earlier["task_id"])
+            return await _acceptance_of(redis, keys, workspace_id, earlier["task_id"])
     existing = await redis.hget(keys.task_view(workspace_id, event.correlation_id), "request_hash")
     if existing is not None:
         if existing.decode() != digest:
             raise TaskConflict(f"task {event.correlation_id} exists with a different body")
-        return await _acceptance_of(redis, workspace_id, event.correlation_id)
+        return await _acceptance_of(redis, keys, workspace_id, event.correlation_id)
     return None
 
 
-async def _acceptance_of(redis: Redis, workspace_id: str, task_id: str) -> Acceptance:
-    view = await read(redis, workspace_id, task_id)
+async def _acceptance_of(redis: Redis, keys: Keys, workspace_id: str, task_id: str) -> Acceptance:
+    view = await read(redis, keys, workspace_id, task_id)
     return Acceptance(task_id, view.status if view else "accepted", replayed=True)
 
 
 async def accept(
     redis: Redis,
+    keys: Keys,
     event: Envelope[Any],
     fields: dict[str, str],
     *,
@@ -187,21 +203,24 @@ async def accept(
     other, retried, finds it and answers the same task."""
     workspace_id, task_id = event.workspace_id, event.correlation_id
     digest = fields["request_hash"]
-    idem = (keys.idempotency(workspace_id, hashlib.sha256(idempotency_key.encode()).hexdigest())
-            if idempotency_key else None)
+    idem = (
+        keys.idempotency(workspace_id, hashlib.sha256(idempotency_key.encode()).hexdigest())
+        if idempotency_key
+        else None
+    )
     watched = [keys.task_view(workspace_id, task_id), *([idem] if idem else [])]
     async with redis.pipeline(transaction=True) as tx:
         while True:
             try:
                 await tx.watch(*watched)
-                earlier = await _replay(redis, event, digest, idem)
+                earlier = await _replay(redis, keys, event, digest, idem)
                 if earlier is not None:
                     return earlier
                 tx.multi()
                 if idem is not None:
                     record = json.dumps({"task_id": task_id, "request_hash": digest})
                     tx.set(idem, record, ex=IDEMPOTENCY_TTL_S)
-                queue_acceptance(tx, event, fields, now)
+                queue_acceptance(tx, keys, event, fields, now)
                 await tx.execute()
                 return Acceptance(task_id, "accepted", replayed=False)
             except WatchError:
@@ -210,6 +229,7 @@ async def accept(
 
 async def _end(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     task_id: str,
     make: Callable[[TaskView], tuple[Envelope[Any], dict[str, str], str] | None],
@@ -223,7 +243,7 @@ async def _end(
         while True:
             try:
                 await tx.watch(view_key)
-                view = await read(redis, workspace_id, task_id)
+                view = await read(redis, keys, workspace_id, task_id)
                 if view is None:
                     raise TaskNotFound(task_id)
                 planned = make(view)
@@ -232,17 +252,18 @@ async def _end(
                 event, fields, reason = planned
                 tx.multi()
                 tx.set(keys.task_stopped(workspace_id, task_id), reason, ex=VIEW_TTL_S)
-                queue_view(tx, workspace_id, task_id, fields, now)
+                queue_view(tx, keys, workspace_id, task_id, fields, now)
                 tx.zrem(keys.task_deadlines(workspace_id), f"{workspace_id}|{task_id}")
-                add_publish(tx, event)
+                add_publish(tx, keys.layout, event)
                 await tx.execute()
-                return await read(redis, workspace_id, task_id) or view
+                return await read(redis, keys, workspace_id, task_id) or view
             except WatchError:
                 continue
 
 
 async def cancel(
     redis: Redis,
+    keys: Keys,
     workspace_id: str,
     task_id: str,
     *,
@@ -260,16 +281,22 @@ async def cancel(
             raise TaskConflict(f"task {task_id} already {view.status}")
         event = new_envelope(
             TaskCancelled(task_id=task_id, cancelled_by=by, reason=reason),
-            workspace_id=workspace_id, user_id=None, correlation_id=task_id,
+            workspace_id=workspace_id,
+            user_id=None,
+            correlation_id=task_id,
         )
-        fields = {"status": "cancelled", "cancelled_by": by or "", "cancel_reason": reason,
-                  "updated_at": repr(now)}
+        fields = {
+            "status": "cancelled",
+            "cancelled_by": by or "",
+            "cancel_reason": reason,
+            "updated_at": repr(now),
+        }
         return event, fields, "cancelled"
 
-    return await _end(redis, workspace_id, task_id, plan, now=now)
+    return await _end(redis, keys, workspace_id, task_id, plan, now=now)
 
 
-async def expire(redis: Redis, workspace_id: str, task_id: str, *, now: float) -> bool:
+async def expire(redis: Redis, keys: Keys, workspace_id: str, task_id: str, *, now: float) -> bool:
     """End a task whose deadline passed as failed (reason `deadline`); False when it had
     already ended (its deadline entry is dropped either way)."""
     ended = False
@@ -282,20 +309,27 @@ async def expire(redis: Redis, workspace_id: str, task_id: str, *, now: float) -
         error = "the task's deadline passed before it finished"
         event = new_envelope(
             TaskFailed(goal=view.goal or "", reason="deadline", error=error),
-            workspace_id=workspace_id, correlation_id=task_id,
+            workspace_id=workspace_id,
+            correlation_id=task_id,
         )
-        fields = {"status": "failed", "failure_reason": "deadline", "error": error,
-                  "updated_at": repr(now)}
+        fields = {
+            "status": "failed",
+            "failure_reason": "deadline",
+            "error": error,
+            "updated_at": repr(now),
+        }
         return event, fields, "deadline"
 
     with contextlib.suppress(TaskNotFound):
-        await _end(redis, workspace_id, task_id, plan, now=now)
+        await _end(redis, keys, workspace_id, task_id, plan, now=now)
     if not ended:
         await redis.zrem(keys.task_deadlines(workspace_id), f"{workspace_id}|{task_id}")
     return ended
 
 
-async def due_deadlines(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
+async def due_deadlines(
+    redis: Redis, keys: Keys, now: float, limit: int = 100
+) -> list[tuple[str, str]]:
     """Tasks past their deadline, in every partition."""
     due: list[tuple[str, str]] = []
     for key in keys.all_task_deadlines():
@@ -305,13 +339,13 @@ async def due_deadlines(redis: Redis, now: float, limit: int = 100) -> list[tupl
     return due
 
 
-async def stop_reason(redis: Redis, workspace_id: str, task_id: str) -> str | None:
+async def stop_reason(redis: Redis, keys: Keys, workspace_id: str, task_id: str) -> str | None:
     """Why the task was stopped from outside (cancelled, deadline), or None while it may run."""
     raw = await redis.get(keys.task_stopped(workspace_id, task_id))
     return raw.decode() if raw else None
 
 
-def unless_stopped(redis: Redis, handler: Handler[P]) -> Handler[P]:
+def unless_stopped(redis: Redis, keys: Keys, handler: Handler[P]) -> Handler[P]:
     """The handler, except for a stopped task's events: those are acked and dropped (the
     next hop of a cancelled or expired task does nothing)."""
 
@@ -336,12 +370,14 @@ def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
     return value, member
 
 
-async def _index_batch(redis: Redis, workspace_id: str, after: tuple[float, str] | None,
-                       count: int) -> list[tuple[str, float]]:
+async def _index_batch(
+    redis: Redis, keys: Keys, workspace_id: str, after: tuple[float, str] | None, count: int
+) -> list[tuple[str, float]]:
     """Index entries older than `after` (newest first; ties broken by id, descending)."""
     top: float | str = after[0] if after else "+inf"
-    rows = await redis.zrevrangebyscore(keys.task_index(workspace_id), top, "-inf", start=0,
-                                        num=count + 64, withscores=True)
+    rows = await redis.zrevrangebyscore(
+        keys.task_index(workspace_id), top, "-inf", start=0, num=count + 64, withscores=True
+    )
     out = [(m.decode(), float(s)) for m, s in rows]
     if after is not None:
         out = [(m, s) for m, s in out if s < after[0] or m < after[1]]
@@ -356,14 +392,26 @@ class TaskFilter:
     since: float | None = None
 
     def matches(self, view: TaskView) -> bool:
-        return ((self.status is None or view.status == self.status)
-                and (self.source is None or view.routing_source == self.source)
-                and (self.agent is None or self.agent in view.agent_sequence
-                     or any(s.agent == self.agent for s in view.stages)))
+        return (
+            (self.status is None or view.status == self.status)
+            and (self.source is None or view.routing_source == self.source)
+            and (
+                self.agent is None
+                or self.agent in view.agent_sequence
+                or any(s.agent == self.agent for s in view.stages)
+            )
+        )
 
 
-async def list_page(redis: Redis, workspace_id: str, wanted: TaskFilter, *,
-                    cursor: str | None, limit: int) -> TaskPage:
+async def list_page(
+    redis: Redis,
+    keys: Keys,
+    workspace_id: str,
+    wanted: TaskFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> TaskPage:
     """A page of the workspace's tasks, newest first, read from its index (never a scan);
     at most LIST_EXAMINE_LIMIT entries are read per call, so a rare filter returns a short
     page with a cursor rather than walking the whole index."""
@@ -371,12 +419,12 @@ async def list_page(redis: Redis, workspace_id: str, wanted: TaskFilter, *,
     found: list[TaskView] = []
     examined = 0
     while len(found) < limit and examined < LIST_EXAMINE_LIMIT:
-        batch = await _index_batch(redis, workspace_id, after, min(limit * 2, 200))
+        batch = await _index_batch(redis, keys, workspace_id, after, min(limit * 2, 200))
         if wanted.since is not None:
             batch = [(m, s) for m, s in batch if s >= wanted.since]
         if not batch:
             return TaskPage(tasks=found)
-        views = await read_many(redis, workspace_id, [m for m, _ in batch])
+        views = await read_many(redis, keys, workspace_id, [m for m, _ in batch])
         for (task_id, score), view in zip(batch, views, strict=True):
             examined += 1
             after = (score, task_id)

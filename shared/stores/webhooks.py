@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
 from redis.asyncio import Redis
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.messaging.tx import Tx
 from shared.stores.stored import ConfigUnreadable as ConfigUnreadable  # callers catch it here
 from shared.stores.stored import load
@@ -80,7 +80,7 @@ def verify_signature(
     return hmac.compare_digest(expected, given)
 
 
-async def load_config(redis: Redis, workspace_id: str) -> WebhookConfig | None:
+async def load_config(redis: Redis, keys: Keys, workspace_id: str) -> WebhookConfig | None:
     """The workspace's configuration (None: none set); ConfigUnreadable when it is stored
     but does not load, so the caller can say so instead of failing."""
     return await load(
@@ -92,12 +92,12 @@ async def load_config(redis: Redis, workspace_id: str) -> WebhookConfig | None:
     )
 
 
-async def save_config(redis: Redis, workspace_id: str, config: WebhookConfig) -> None:
+async def save_config(redis: Redis, keys: Keys, workspace_id: str, config: WebhookConfig) -> None:
     await redis.set(keys.webhooks_config(workspace_id), config.stored_json())
 
 
 def add_delivery(
-    tx: Tx,
+    tx: Tx, keys: Keys,
     workspace_id: str,
     approval_id: str,
     body: bytes,
@@ -146,7 +146,9 @@ def _target(fields: dict[str, str], n: int) -> TargetStatus:
     )
 
 
-async def delivery_status(redis: Redis, workspace_id: str, approval_id: str) -> list[TargetStatus]:
+async def delivery_status(
+    redis: Redis, keys: Keys, workspace_id: str, approval_id: str
+) -> list[TargetStatus]:
     """Per target URL: attempts, last HTTP status, delivered_at (empty: no webhooks)."""
     raw = await redis.hgetall(keys.webhook_delivery(workspace_id, approval_id))
     fields = {k.decode(): v.decode() for k, v in raw.items() if k != b"body"}

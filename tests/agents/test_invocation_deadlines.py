@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 from services.corrector.app import RESULT_GRACE_S, expire_due_invocations
 from shared.app.runtime import build_deps
-from shared.contract import keys
 from shared.contract.events import (
     AgentInvoked,
     CorrectionLoop,
@@ -18,10 +17,9 @@ from shared.contract.events import (
     Workflow,
     envelope_class,
     new_envelope,
-    stream_for,
 )
 from shared.stores import agent_invocations as pending
-from tests.helpers import settings_for
+from tests.helpers import KEYS, PLAIN, settings_for
 
 
 def _invocation(workspace: str, attempt: int, max_attempts: int) -> object:
@@ -38,7 +36,7 @@ def _invocation(workspace: str, attempt: int, max_attempts: int) -> object:
 
 async def _store(redis, event) -> None:
     async with redis.pipeline(transaction=True) as tx:
-        pending.add_pending(tx, event)
+        pending.add_pending(tx, KEYS, event)
         await tx.execute()
 
 
@@ -48,13 +46,13 @@ async def test_a_due_invocation_is_retried_then_fails_the_task(redis_url, redis,
         first = _invocation(workspace, attempt=1, max_attempts=2)
         await _store(redis, first)
         assert await expire_due_invocations(deps, time.time()) >= 1
-        retried = await pending.load_pending(redis, workspace, "t1/0/0/1/2")
+        retried = await pending.load_pending(redis, deps.keys, workspace, "t1/0/0/1/2")
         assert retried is not None and retried.payload.attempt == 2
-        assert await redis.get(keys.agent_pending(workspace, "t1/0/0/1/1")) is None
+        assert await redis.get(KEYS.agent_pending(workspace, "t1/0/0/1/1")) is None
 
-        await redis.zadd(keys.agent_deadlines(workspace), {f"{workspace}|t1/0/0/1/2": 0})
+        await redis.zadd(KEYS.agent_deadlines(workspace), {f"{workspace}|t1/0/0/1/2": 0})
         assert await expire_due_invocations(deps, time.time()) >= 1
-        failures = await redis.xrange(stream_for(TaskFailed.event_type, workspace))
+        failures = await redis.xrange(PLAIN.stream(TaskFailed.event_type, workspace))
         mine = [envelope_class(TaskFailed).model_validate_json(f[b"__data__"]) for _, f in failures]
         mine = [e for e in mine if e.workspace_id == workspace]
         assert mine and mine[0].payload.reason == "agent_timeout"
@@ -67,16 +65,16 @@ async def test_a_claimed_result_is_waited_for_but_not_forever(redis_url, redis, 
     try:
         event = _invocation(workspace, attempt=1, max_attempts=1)
         await _store(redis, event)
-        assert await pending.claim(redis, workspace, "t1/0/0/1/1", "some-result-event")
+        assert await pending.claim(redis, deps.keys, workspace, "t1/0/0/1/1", "some-result-event")
         now = time.time()
         await expire_due_invocations(deps, now)
-        score = await redis.zscore(keys.agent_deadlines(workspace), f"{workspace}|t1/0/0/1/1")
+        score = await redis.zscore(KEYS.agent_deadlines(workspace), f"{workspace}|t1/0/0/1/1")
         assert score is not None and score > now  # postponed, still tracked
-        assert await pending.load_pending(redis, workspace, "t1/0/0/1/1") is not None
+        assert await pending.load_pending(redis, deps.keys, workspace, "t1/0/0/1/1") is not None
 
         later = event.payload.deadline.timestamp() + RESULT_GRACE_S + 1
         assert await expire_due_invocations(deps, later) >= 1
-        assert await pending.load_pending(redis, workspace, "t1/0/0/1/1") is None
-        assert not await pending.claim(redis, workspace, "t1/0/0/1/1", "some-result-event")
+        assert await pending.load_pending(redis, deps.keys, workspace, "t1/0/0/1/1") is None
+        assert not await pending.claim(redis, deps.keys, workspace, "t1/0/0/1/1", "some-result-event")
     finally:
         await deps.close()

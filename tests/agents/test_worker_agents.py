@@ -22,18 +22,16 @@ from redis.asyncio import Redis
 from raptorflow.agent_sdk import GROUP, AgentDefinition, AgentRequest, Worker, agent
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.contract.events import (
-    DEAD_LETTER_STREAM,
     AgentResult,
     TaskRequested,
-    agent_stream,
+    agent_channel,
     new_envelope,
-    stream_for,
 )
 from shared.domain.catalog import AgentSpec
 from shared.messaging.bus import publish
 from shared.stores import agent_registry
 from tests.agents.sample_agents import improving_answer
-from tests.helpers import events_of_task, eventually, settings_for
+from tests.helpers import PLAIN, events_of_task, eventually, settings_for
 
 
 def _name() -> str:
@@ -58,7 +56,7 @@ async def submit(
     redis: Redis, workspace: str, agents: list[str], goal: str = "Research AI trends"
 ) -> str:
     event = new_envelope(TaskRequested(goal=goal, agent_sequence=agents), workspace_id=workspace)
-    await publish(redis, [event])
+    await publish(redis, PLAIN, [event])
     return event.correlation_id
 
 
@@ -155,7 +153,7 @@ async def test_an_agent_that_never_answers_is_retried_then_the_task_fails_agent_
     events = await events_of_task(redis, task_id)
     failed = next(e for e in events if e["type"] == "TaskFailed")["payload"]
     assert failed["reason"] == "agent_timeout" and "2 attempt(s)" in failed["error"]
-    invocations = await redis.xrange(agent_stream(name, workspace))
+    invocations = await redis.xrange(PLAIN.stream(agent_channel(name), workspace))
     attempts = [json.loads(f[b"__data__"])["payload"]["attempt"] for _, f in invocations]
     assert [a for a in attempts] == [1, 2]
 
@@ -164,7 +162,7 @@ async def test_a_garbage_answer_is_dead_lettered_and_the_attempt_retried(
     redis_url, redis, workspace
 ):
     name = _name()
-    stream = agent_stream(name, workspace)
+    stream = PLAIN.stream(agent_channel(name), workspace)
     async with running_stack(redis_url) as stack:
         await register(stack, workspace, name, timeout_s=1.0, max_attempts=3)
         await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -199,9 +197,9 @@ async def test_a_garbage_answer_is_dead_lettered_and_the_attempt_retried(
         async with worker_running(honest, redis):
             view = await wait_for_task(stack.deps, workspace, task_id, timeout=60)
     assert view["status"] == "completed", view
-    letters = await redis.xrange(DEAD_LETTER_STREAM)
+    letters = await redis.xrange(PLAIN.dead_letters()[0])
     mine = [f for _, f in letters if task_id.encode() in f[b"__data__"]]
-    assert mine and mine[0][b"stream"] == stream_for(AgentResult.event_type, workspace).encode()
+    assert mine and mine[0][b"stream"] == PLAIN.stream(AgentResult.event_type, workspace).encode()
     assert mine[0][b"reason"] == b"invalid" and b"output" in mine[0][b"error"]
 
 
@@ -225,7 +223,7 @@ async def test_a_worker_drops_an_invalid_invocation(redis, bad):
     async def never(request: AgentRequest) -> str:
         raise AssertionError("must not be called")
 
-    stream = agent_stream(name, "ws")
+    stream = PLAIN.stream(agent_channel(name), "ws")
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     await redis.xadd(stream, {"__data__": bad})
     async with worker_running(never, redis):
@@ -242,7 +240,7 @@ async def test_a_raw_worker_written_from_the_docs_with_only_the_required_fields(
 ):
     """docs/agents.md sections 2-5 with plain Redis commands, no SDK: the minimal answer."""
     name = _name()
-    stream = agent_stream(name, workspace)
+    stream = PLAIN.stream(agent_channel(name), workspace)
     async with running_stack(redis_url) as stack:
         await register(stack, workspace, name)
         with contextlib.suppress(Exception):

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext, SelfCorrectionConfig, WorkflowCheckpoints
+from tests.helpers import PLAIN
 
 GOAL = "Write a blog post about AI trends in healthcare"
 
@@ -26,7 +27,7 @@ async def request_task(
         context=AgentContext(workspace_id=workspace),
     )
     # a plain XADD, as an upstream publisher does (independent of the bus's publish signature)
-    await redis.xadd(event.stream, {"__data__": event.model_dump_json()})
+    await redis.xadd(PLAIN.stream_of(event), {"__data__": event.model_dump_json()})
     return event.correlation_id
 
 

@@ -13,7 +13,7 @@ from raptorflow.cli import app
 from raptorflow.stack import LocalStack
 from shared.stores import webhooks
 from tests.checkpoint_helpers import events_of, gate, submit, wait_pending, wait_status
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DONE = {"completed", "failed"}
@@ -102,7 +102,7 @@ async def test_webhooks_set_generates_a_secret_once_and_show_hides_it(cli, redis
     assert created.exit_code == 0, created.output
     secret = json.loads(created.output)["secret"]
     assert secret.startswith("whsec_")
-    stored = await webhooks.load_config(redis, workspace)
+    stored = await webhooks.load_config(redis, KEYS, workspace)
     assert stored is not None and stored.secret.get_secret_value() == secret
     again = await cli("webhooks", "set", "-w", workspace, "--url", "http://127.0.0.1:9/other")
     assert json.loads(again.output)["secret"] is None

@@ -23,8 +23,8 @@ from raptorflow.redis_server import (
     running_redis,
 )
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.contract import keys, topology
-from shared.contract.events import TaskRequested, new_envelope, streams_for
+from shared.contract.events import TaskRequested, new_envelope
+from shared.contract.keys import Keys
 from shared.contract.topology import Topology
 from shared.messaging import dead_letters
 from shared.messaging.bus import publish
@@ -48,11 +48,15 @@ def cluster() -> Iterator[RedisCluster]:
         pytest.skip(f"cannot form a Redis Cluster here: {exc}")
 
 
+# The layout the cluster tests' stacks run (settings_for(..., redis_cluster=True,
+# stream_partitions=PARTITIONS)): what the test's own reads must name too.
+LAYOUT = Topology(partitions=PARTITIONS, hash_tags=True)
+KEYS = Keys(LAYOUT)
+
+
 @pytest.fixture
-def cluster_layout(cluster: RedisCluster) -> Iterator[str]:
-    """Every process-wide name in this test follows the cluster layout; restored after."""
-    with topology.using(Topology(partitions=PARTITIONS, hash_tags=True)):
-        yield cluster.url
+def cluster_layout(cluster: RedisCluster) -> str:
+    return cluster.url
 
 
 @pytest.fixture
@@ -80,9 +84,8 @@ async def _node_of(redis: ClusterClient, key: str) -> str:
 
 
 async def test_flow_on_three_master_cluster(cluster_layout: str, client: ClusterClient) -> None:
-    layout = topology.current()
-    assert layout.partitions == PARTITIONS and layout.hash_tags
     settings = settings_for(cluster_layout, redis_cluster=True, stream_partitions=PARTITIONS)
+    assert settings.layout() == LAYOUT
     stack = LocalStack(settings, with_gateway=True, start_redis=False)
     async with (
         stack,
@@ -116,27 +119,29 @@ async def test_flow_on_three_master_cluster(cluster_layout: str, client: Cluster
         tasks[workspace].append(gated)
 
         # A message on the wrong partition is dead-lettered with the reason, not lost.
-        wrong = next(s for s in streams_for("TaskRequested")
-                     if s != TaskRequested.stream(WORKSPACES[0]))
+        wrong = next(s for s in LAYOUT.streams("TaskRequested")
+                     if s != LAYOUT.stream("TaskRequested", WORKSPACES[0]))
         await client.xadd(wrong, {DATA_FIELD: _task_requested_json(WORKSPACES[0])})
-        letters = await eventually(lambda: dead_letters.list_letters(client), 20)
+        letters = await eventually(lambda: dead_letters.list_letters(client, LAYOUT), 20)
         assert any("partitioned by workspace" in letter.error for letter in letters), letters
 
-        await wait_drained(client)  # type: ignore[arg-type]
+        await wait_drained(client, layout=LAYOUT)  # type: ignore[arg-type]
         for workspace in WORKSPACES:
-            await assert_exactly_once(client, workspace, tasks[workspace])  # type: ignore[arg-type]
+            await assert_exactly_once(
+                client, workspace, tasks[workspace], keys=KEYS  # type: ignore[arg-type]
+            )
 
     # Each workspace's keys live with its partition's streams (one slot per partition) ...
     for workspace in WORKSPACES:
-        stream_node = await _node_of(client, TaskRequested.stream(workspace))
-        history = keys.task_history(workspace, keys.goal_hash("Create a blog post about AI trends"))
+        stream_node = await _node_of(client, LAYOUT.stream("TaskRequested", workspace))
+        history = KEYS.task_history(workspace, KEYS.goal_hash("Create a blog post about AI trends"))
         assert await client.exists(history)
         assert await _node_of(client, history) == stream_node
-        assert await _node_of(client, keys.vector_set(workspace)) == stream_node
+        assert await _node_of(client, KEYS.vector_set(workspace)) == stream_node
         # Adaptive selection learned on the cluster (optimistic-lock updates of aggregates).
-        assert await client.smembers(keys.performance_index(workspace))
+        assert await client.smembers(KEYS.performance_index(workspace))
     # ... and the partitions spread over the masters.
-    nodes = {await _node_of(client, s) for s in streams_for("TaskRequested")}
+    nodes = {await _node_of(client, s) for s in LAYOUT.streams("TaskRequested")}
     assert len(nodes) >= 2, nodes
 
 
@@ -147,20 +152,21 @@ def _task_requested_json(workspace: str) -> str:
 
 async def test_partitioned_streams_on_one_redis() -> None:
     """Partitions without a cluster (plain `:pK` names): tasks complete, each on its stream."""
-    with topology.using(Topology(partitions=3)), running_redis() as server:
+    layout = Topology(partitions=3)
+    with running_redis() as server:
         settings = settings_for(server.url, stream_partitions=3)
+        assert settings.layout() == layout
         redis = Redis.from_url(server.url)
         async with LocalStack(settings, start_redis=False) as stack:
             assert stack.deps is not None
             for workspace in WORKSPACES[:4]:
                 event = new_envelope(TaskRequested(goal="Write a tagline"), workspace_id=workspace)
-                await publish(redis, [event])
+                await publish(redis, layout, [event])
                 view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
                 assert view["status"] == "completed", view
-                assert TaskRequested.stream(workspace).endswith(
-                    f":p{topology.current().partition_of(workspace)}"
-                )
-                assert await redis.xlen(TaskRequested.stream(workspace)) >= 1
+                stream = layout.stream("TaskRequested", workspace)
+                assert stream.endswith(f":p{layout.partition_of(workspace)}")
+                assert await redis.xlen(stream) >= 1
         await redis.aclose()
 
 
@@ -183,7 +189,7 @@ async def test_worker_agent_on_the_cluster(cluster_layout: str, client: ClusterC
         assert stack.deps is not None
         spec = AgentSpec(name=name, kind="worker", task_types=["research"])
         await agent_registry.put_agent(stack.deps.redis, stack.deps.catalog, spec, "*")
-        worker = Worker(writer, stack.deps.redis, claim_idle_ms=5000)
+        worker = Worker(writer, stack.deps.redis, LAYOUT, claim_idle_ms=5000)
         import asyncio
 
         running = asyncio.create_task(worker.run())
@@ -194,7 +200,7 @@ async def test_worker_agent_on_the_cluster(cluster_layout: str, client: ClusterC
                     TaskRequested(goal="Research AI trends", agent_sequence=[name]),
                     workspace_id=workspace,
                 )
-                await publish(stack.deps.redis, [event])
+                await publish(stack.deps.redis, stack.deps.layout, [event])
                 view = await wait_for_task(stack.deps, workspace, event.correlation_id, 60)
                 assert view["status"] == "completed", view
         finally:

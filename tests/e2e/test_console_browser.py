@@ -22,7 +22,7 @@ from shared.stores import experiment_store
 from tests.checkpoint_helpers import gate, wait_pending, wait_status
 from tests.e2e.console_helpers import GOAL, request_task
 from tests.e2e.test_approvals_page import CHROMEDRIVER, CHROMIUM, _browser_missing
-from tests.helpers import settings_for
+from tests.helpers import KEYS, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -96,7 +96,7 @@ async def test_console_in_chromium(redis_url, redis, workspace, tmp_path):
     settings = settings_for(redis_url, api_keys=keys)
     async with LocalStack(settings, with_gateway=True, start_redis=False) as stack:
         base = stack.gateway_url
-        await experiment_store.create(redis, workspace, ExperimentSpec(
+        await experiment_store.create(redis, KEYS, workspace, ExperimentSpec(
             name="newsletter", goal_pattern="newsletter", arm_a=["content", "email_writer"],
             arm_b=["email_writer"]))
         seeded = [await request_task(redis, workspace, GOAL)]
@@ -121,7 +121,7 @@ async def test_console_in_chromium(redis_url, redis, workspace, tmp_path):
             task_seen = await asyncio.to_thread(_task_page, driver, base, workspace, gated, tmp_path)
             assert await wait_status(redis, workspace, gated, DONE) == "completed"
             stopped = await asyncio.to_thread(_workspace_page, driver, base, workspace, tmp_path)
-            (experiment,) = await experiment_store.list_all(redis, workspace)
+            (experiment,) = await experiment_store.list_all(redis, KEYS, workspace)
             outsider = await asyncio.to_thread(_outsider, driver, base, workspace, other, gated)
     assert seen["marker"] == seen["marker_after"] == "kept", "the list changed without a reload"
     assert "key=" not in seen["url"]

@@ -10,11 +10,10 @@ import httpx
 import pytest
 
 from raptorflow.stack import LocalStack
-from shared.contract.events import stream_for
 from shared.messaging import dead_letters
 from tests.checkpoint_helpers import gate, wait_pending, wait_status
 from tests.e2e.console_helpers import csrf_of, request_task
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, PLAIN, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DONE = {"completed", "failed"}
@@ -99,10 +98,10 @@ async def poison(redis, workspace: str, task_id: str) -> None:
     """An unreadable StageCompleted of the task: a service dead-letters it."""
     body = {"type": "StageCompleted", "correlation_id": task_id, "workspace_id": workspace,
             "payload": {"nonsense": True}}
-    await redis.xadd(stream_for("StageCompleted", workspace), {"__data__": json.dumps(body)})
+    await redis.xadd(PLAIN.stream("StageCompleted", workspace), {"__data__": json.dumps(body)})
 
     async def lettered() -> bool:
-        letters = await dead_letters.list_letters(redis, workspace_id=workspace)
+        letters = await dead_letters.list_letters(redis, PLAIN, workspace_id=workspace)
         return any(task_id in letter.data.decode() for letter in letters)
 
     await eventually(lettered, timeout=60)
@@ -161,7 +160,7 @@ async def test_without_keys_the_forms_use_a_session_cookie(redis_url, redis, wor
 
     settings = settings_for(redis_url)
     async with LocalStack(settings, with_gateway=True, start_redis=False) as running:
-        experiment = await experiment_store.create(redis, workspace, ExperimentSpec(
+        experiment = await experiment_store.create(redis, KEYS, workspace, ExperimentSpec(
             name="e", goal_pattern="x", arm_a=["content"], arm_b=["research"]))
         action = f"/ui/workspace/experiments/{experiment.experiment_id}/stop"
         async with client_for(running) as browser:
@@ -174,7 +173,7 @@ async def test_without_keys_the_forms_use_a_session_cookie(redis_url, redis, wor
                 assert (await stranger.post(action, data=form, headers=own)).status_code == 403
             done = await browser.post(action, data=form, headers=own)
             assert done.status_code == 303 and "stopped" in done.headers["location"]
-    (stopped,) = await experiment_store.list_all(redis, workspace)
+    (stopped,) = await experiment_store.list_all(redis, KEYS, workspace)
     assert stopped.status == "stopped"
 
 

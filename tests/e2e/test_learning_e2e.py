@@ -22,11 +22,10 @@ from raptorflow.cli import app as cli_app
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.app.facade import route, select_best_agent
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.events import TaskRequested, new_envelope
 from shared.domain.experiments import Experiment, assign_arm
 from shared.messaging.bus import publish
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -61,7 +60,8 @@ async def run_cli(stack: LocalStack, *args: str) -> str:
 
 async def submit(stack: LocalStack, workspace: str, goal: str, task_id: str | None = None) -> str:
     event = new_envelope(TaskRequested(goal=goal), workspace_id=workspace, correlation_id=task_id)
-    await publish(deps_of(stack).redis, [event])
+    deps = deps_of(stack)
+    await publish(deps.redis, deps.layout, [event])
     return event.correlation_id
 
 
@@ -76,7 +76,7 @@ async def test_a_low_rating_stops_reuse_and_lowers_the_agents_posterior(
     view = await wait_for_task(deps, workspace, task_id, timeout=30)
     assert view["status"] == "completed" and view["success"] == "true", view
     stages = [
-        json.loads(s) for s in (await redis.hgetall(keys.task_stages(workspace, task_id))).values()
+        json.loads(s) for s in (await redis.hgetall(KEYS.task_stages(workspace, task_id))).values()
     ]
     ran = {(s["task_type"], s["agent"]) for s in stages}
 
@@ -110,7 +110,7 @@ async def test_a_low_rating_stops_reuse_and_lowers_the_agents_posterior(
     )
     assert "feedback" in output
 
-    record_key = keys.task_history(workspace, keys.goal_hash(goal))
+    record_key = KEYS.task_history(workspace, KEYS.goal_hash(goal))
 
     async def rated() -> dict[bytes, bytes] | None:
         record = await redis.hgetall(record_key)
@@ -206,8 +206,8 @@ async def test_experiment_lifecycle_from_split_to_promoted_winner(
     )
     assert again.status_code == 409
 
-    promoted_key = keys.task_history(
-        workspace, keys.goal_hash(f"Write a product launch email for our {topics[0]}")
+    promoted_key = KEYS.task_history(
+        workspace, KEYS.goal_hash(f"Write a product launch email for our {topics[0]}")
     )
 
     async def promoted() -> bool:

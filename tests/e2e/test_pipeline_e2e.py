@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from raptorflow.stack import LocalStack
-from shared.contract import keys
-from tests.helpers import events_of_task, eventually, settings_for
+from tests.helpers import KEYS, events_of_task, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,7 +72,7 @@ async def test_three_tasks_complete_with_causation_chain_and_memory(redis_url, r
             assert parent["type"] in EXPECTED_PARENT[event["type"]], (event["type"], parent["type"])
             assert event["context"]["workspace_id"] == workspace
 
-    goal_key = keys.task_history(workspace, keys.goal_hash(GOALS[0]))
+    goal_key = KEYS.task_history(workspace, KEYS.goal_hash(GOALS[0]))
     record = await redis.hgetall(goal_key)
     assert set(record) >= {
         b"goal",

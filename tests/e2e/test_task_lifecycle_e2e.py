@@ -21,15 +21,14 @@ from raptorflow.client import (
     WaitTimeout,
 )
 from raptorflow.stack import LocalStack
-from shared.contract import keys
-from shared.contract.events import TaskRequested, new_envelope, stream_for
+from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext
 from shared.domain.llm_port import LLMError, LLMReply, LLMRequest
 from shared.llm.offline import OfflineProvider
 from shared.messaging.bus import publish
 from shared.stores import approvals, webhooks
 from tests.checkpoint_helpers import gate, wait_pending
-from tests.helpers import events_of_task, eventually, settings_for
+from tests.helpers import KEYS, PLAIN, events_of_task, eventually, settings_for
 from tests.integration.test_webhooks import SECRET, Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -77,7 +76,7 @@ async def stack(redis_url):
 
 async def _corrector_idle(redis) -> bool:
     """Every StageCleared read and settled by the corrector's group."""
-    groups = await redis.xinfo_groups(stream_for("StageCleared"))
+    groups = await redis.xinfo_groups(PLAIN.stream("StageCleared"))
     [corrector] = [g for g in groups if g["name"] == b"corrector"]
     return corrector["pending"] == 0 and corrector["lag"] == 0
 
@@ -146,7 +145,7 @@ async def test_cancel_mid_self_correction_stops_the_loop(stack, redis, workspace
     # The held critique finished; no revision or further critique was asked for.
     assert stack.provider.calls["revise"] == calls_before.get("revise", 0)
     assert stack.provider.calls["critique"] == calls_before["critique"]
-    assert await redis.exists(keys.task_history(workspace, keys.goal_hash(GOAL))) == 0
+    assert await redis.exists(KEYS.task_history(workspace, KEYS.goal_hash(GOAL))) == 0
 
 
 async def test_cancel_during_an_approval_withdraws_it_and_tells_the_webhook(
@@ -154,7 +153,7 @@ async def test_cancel_during_an_approval_withdraws_it_and_tells_the_webhook(
 ):
     with Receiver(failures=0) as receiver:
         await webhooks.save_config(
-            redis, workspace, webhooks.WebhookConfig(urls=[receiver.url], secret=SECRET)
+            redis, stack.deps.keys, workspace, webhooks.WebhookConfig(urls=[receiver.url], secret=SECRET)
         )
         checkpoints = gate(workspace, "research").model_dump(mode="json")
         async with AsyncRaptorFlow(stack.gateway_url, workspace_id=workspace) as rf:
@@ -173,7 +172,7 @@ async def test_cancel_during_an_approval_withdraws_it_and_tells_the_webhook(
             assert await rf.approvals() == []
             with pytest.raises(Conflict):
                 await rf.decide(pending.approval_id, "approved", decided_by="alice")
-    record = await approvals.get_approval(redis, workspace, pending.approval_id)
+    record = await approvals.get_approval(redis, stack.deps.keys, workspace, pending.approval_id)
     assert record.status == "withdrawn"
 
 
@@ -263,7 +262,7 @@ async def test_a_task_from_the_stream_is_listed_and_its_deadline_holds_mid_stage
         workspace_id=workspace,
         context=AgentContext(workspace_id=workspace),
     )
-    await publish(redis, [event])
+    await publish(redis, stack.deps.layout, [event])
     async with AsyncRaptorFlow(stack.gateway_url, workspace_id=workspace) as rf:
         await stack.provider.held.wait()
         page = await rf.list()

@@ -16,11 +16,13 @@ from redis.asyncio import Redis
 from raptorflow.redis_server import RedisServer
 from shared.contract.events import (
     AgentInvoked,
+    Payload,
     SequenceChosen,
     StageAssigned,
     StageCleared,
     TaskRequested,
 )
+from tests.helpers import PLAIN
 from tests.procs import VICTIM_STREAM, ProcessGroup, service_processes
 from tests.reliability import (
     assert_exactly_once,
@@ -54,7 +56,7 @@ def _live(group: ProcessGroup, name: str) -> list:
 async def test_sigkill_one_service_mid_batch_then_restart_finishes_every_task_once(
     stack: ProcessGroup, client: Redis, workspace: str, victim: str
 ) -> None:
-    stream = VICTIM_STREAM[victim].stream()
+    stream = PLAIN.stream(VICTIM_STREAM[victim].event_type)
     read_before = await entries_read(client, stream, victim)
     first = await submit_batch(client, workspace, BATCH // 2, tag=f"{victim}-a")
     await wait_entries_read(client, stream, victim, read_before + 1)
@@ -97,7 +99,7 @@ def replicas(aof_redis: RedisServer, stack: ProcessGroup) -> Iterator[ProcessGro
         yield group
 
 
-STREAM_OF = {
+STREAM_OF: dict[str, type[Payload]] = {
     "router": TaskRequested,
     "selector": SequenceChosen,
     "checkpoint": StageAssigned,
@@ -116,7 +118,7 @@ async def test_two_replicas_per_service_share_the_work_and_nothing_is_processed_
     await assert_exactly_once(client, workspace, task_ids)
 
     for name, payload in STREAM_OF.items():
-        consumers = await client.xinfo_consumers(payload.stream(), name)
+        consumers = await client.xinfo_consumers(PLAIN.stream(payload.event_type), name)
         live = {p.consumer for p in [*stack.started, *replicas.started] if p.alive}
         busy = [
             c["name"].decode()

@@ -16,7 +16,6 @@ import pytest
 
 from services.gateway.app import create_app
 from shared.app.runtime import build_deps
-from shared.contract import keys
 from shared.contract.models import TimeoutOutcome
 from shared.stores import approvals
 from tests.checkpoint_helpers import (
@@ -27,7 +26,7 @@ from tests.checkpoint_helpers import (
     wait_pending,
     wait_status,
 )
-from tests.helpers import settings_for
+from tests.helpers import KEYS, settings_for
 from tests.procs import ProcessGroup, service_processes
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -98,7 +97,7 @@ async def test_deadline_passes_while_down_and_fires_once_after_restart(
     first.kill()
 
     await wait_past(pending.deadline + 0.5)
-    record = await approvals.get_approval(redis, workspace, pending.approval_id)
+    record = await approvals.get_approval(redis, KEYS, workspace, pending.approval_id)
     assert record.status == "pending", "nothing may decide while the service is down"
 
     checkpoints.start("checkpoint")
@@ -116,7 +115,7 @@ async def test_deadline_passes_while_down_and_fires_once_after_restart(
     (failed,) = await events_of(redis, "TaskFailed", task_id)
     assert failed["payload"]["reason"] == "expired"
     assert (
-        await redis.zscore(keys.approval_deadlines(workspace), f"{workspace}|{pending.approval_id}") is None
+        await redis.zscore(KEYS.approval_deadlines(workspace), f"{workspace}|{pending.approval_id}") is None
     )
 
 

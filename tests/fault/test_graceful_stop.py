@@ -21,7 +21,7 @@ from raptorflow.redis_server import RedisServer, free_port
 from shared.contract.events import AgentResult, CritiqueDone, StageCompleted
 from tests.fakes.openai_script import PurposeScript, purpose_of
 from tests.fakes.openai_server import Reply, ScriptedOpenAIServer, delay
-from tests.helpers import eventually
+from tests.helpers import PLAIN, eventually
 from tests.procs import VICTIM_STREAM, ProcessGroup, ServiceProcess, service_processes
 from tests.reliability import (
     assert_exactly_once,
@@ -181,7 +181,7 @@ async def test_sigterm_past_the_grace_period_releases_in_flight_stages_for_a_rep
     # result it was critiquing is still pending under its consumer, for a replica to reclaim.
     assert await count_events(client, workspace, CritiqueDone) == 0
     assert await count_events(client, workspace, StageCompleted) == 0
-    stream = AgentResult.stream()
+    stream = PLAIN.stream(AgentResult.event_type)
     assert await pending_of(client, stream, "corrector", corrector.consumer) >= 3
 
     llm.responder = script
@@ -198,7 +198,7 @@ async def test_sigterm_one_service_mid_batch_then_restart_finishes_every_task_on
     env = {"RAPTORFLOW_SHUTDOWN_GRACE_S": str(GRACE_S)}
     if not any(p.name == "corrector" and p.alive for p in stack.started):
         stack.start("corrector", env=env)
-    stream = VICTIM_STREAM[victim].stream()
+    stream = PLAIN.stream(VICTIM_STREAM[victim].event_type)
     read_before = await entries_read(client, stream, victim)
     first = await submit_batch(client, workspace, BATCH // 2, tag=f"{victim}-a")
     await wait_entries_read(client, stream, victim, read_before + 1)

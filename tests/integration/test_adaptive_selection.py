@@ -28,7 +28,7 @@ from shared.contract.models import AgentContext
 from shared.domain.bandit import BanditConfig
 from shared.messaging.bus import publish
 from shared.settings import Settings
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
 TASK_TYPE = "content_generation"
 CLAIM_IDLE_MS = 15_000
@@ -88,7 +88,7 @@ async def wait_runs(deps: Deps, workspace: str, expected: dict[str, int]) -> Non
 
 async def drained(redis: Redis) -> bool:
     """The memory group has read and acknowledged everything on TaskCompleted."""
-    groups = await redis.xinfo_groups(TaskCompleted.stream())
+    groups = await redis.xinfo_groups(PLAIN.stream(TaskCompleted.event_type))
     group = next(g for g in groups if g["name"] in (b"memory", "memory"))
     return group["pending"] == 0 and group["lag"] == 0
 
@@ -129,14 +129,14 @@ async def test_selector_swaps_away_from_an_agent_that_starts_failing(
         deps = stack.deps
         good = [completed(workspace, "content", success=True, quality=0.9) for _ in range(10)]
         fair = [completed(workspace, "copywriter", success=True, quality=0.75) for _ in range(4)]
-        await publish(redis, [*good, *fair])
+        await publish(redis, deps.layout, [*good, *fair])
         await wait_runs(deps, workspace, {"content": 10, "copywriter": 4})
 
         before = await draw(deps, workspace, 200, seed=1)
         assert before["content"] > 120, before
 
         failing = [completed(workspace, "content", success=False, quality=0.2) for _ in range(20)]
-        await publish(redis, failing)
+        await publish(redis, deps.layout, failing)
         await wait_runs(deps, workspace, {"content": 30})
 
         after = await draw(deps, workspace, 200, seed=1)
@@ -161,14 +161,14 @@ async def test_aggregates_survive_a_memory_service_restart_without_double_counti
     first = [completed(workspace, "content", success=True, quality=0.8) for _ in range(5)]
     async with memory_stack(settings) as stack:
         assert stack.deps is not None
-        await publish(redis, first)
+        await publish(redis, stack.deps.layout, first)
         await wait_runs(stack.deps, workspace, {"content": 5})
         before = (await stack.deps.memory.bandit_stats(workspace, TASK_TYPE))["content"]
         step_before = await stack.deps.memory.performance_step(workspace, TASK_TYPE)
 
     # While the service is down: two new outcomes, and the first five delivered again.
     later = [completed(workspace, "content", success=False, quality=0.3) for _ in range(2)]
-    await publish(redis, [*first, *later])
+    await publish(redis, settings.layout(), [*first, *later])
 
     async with memory_stack(settings) as stack:
         assert stack.deps is not None
@@ -177,7 +177,7 @@ async def test_aggregates_survive_a_memory_service_restart_without_double_counti
         await eventually(lambda: drained(redis), timeout=30)
         # A replica re-applying an outcome it already folded in (crash before ack).
         await store.record_stage_outcomes(
-            redis,
+            redis, deps.keys,
             workspace,
             first[0].event_id,
             first[0].payload.workflow.outcomes,

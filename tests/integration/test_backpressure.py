@@ -14,11 +14,11 @@ from faststream import FastStream
 
 from shared.contract.events import FeedbackGiven, new_envelope
 from shared.messaging.bus import ServiceBus, make_broker, publish
-from tests.helpers import settings_for
+from tests.helpers import PLAIN, settings_for
 
 pytestmark = pytest.mark.slow
 
-STREAM = FeedbackGiven.stream()
+STREAM = PLAIN.stream(FeedbackGiven.event_type)
 
 
 async def test_slow_consumer_keeps_in_flight_work_bounded(redis, redis_url, workspace):
@@ -53,7 +53,7 @@ async def test_slow_consumer_keeps_in_flight_work_bounded(redis, redis_url, work
                 new_envelope(FeedbackGiven(task_id="t", rating=4), workspace_id=workspace)
                 for _ in range(100)
             ]
-            await publish(redis, batch)
+            await publish(redis, PLAIN, batch)
             pendings.append((await redis.xpending(STREAM, bus.service))["pending"])
             await asyncio.sleep(0)
     finally:

@@ -6,12 +6,12 @@ import json
 
 from faststream import FastStream
 
-from shared.contract.events import DEAD_LETTER_STREAM, FeedbackGiven, TaskRequested, new_envelope
+from shared.contract.events import FeedbackGiven, TaskRequested, new_envelope
 from shared.messaging.bus import ServiceBus, make_broker, publish
 from shared.messaging.codec import DATA_FIELD
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
-STREAM = FeedbackGiven.stream()
+STREAM = PLAIN.stream(FeedbackGiven.event_type)
 
 
 async def start_bus(redis, redis_url, handler, name, **overrides):
@@ -29,7 +29,7 @@ def feedback(workspace, rating=5):
 
 
 async def dead_letters_for(redis, service):
-    entries = await redis.xrange(DEAD_LETTER_STREAM)
+    entries = await redis.xrange(PLAIN.dead_letters()[0])
     return [
         {k.decode(): v for k, v in f.items()}
         for _, f in entries
@@ -50,7 +50,7 @@ async def test_handler_effects_and_ack_happen_together_and_redelivery_is_ignored
     app, bus, _settings = await start_bus(redis, redis_url, handler, f"svc-{workspace}")
     try:
         event = feedback(workspace)
-        await publish(redis, [event, event])
+        await publish(redis, PLAIN, [event, event])
         await eventually(lambda: redis.get(f"test:{workspace}:count"))
         await eventually(lambda: _no_pending(redis, bus.service))
         assert int(await redis.get(f"test:{workspace}:count")) == 1
@@ -86,7 +86,7 @@ async def test_malformed_messages_go_to_the_dead_letter_stream_with_a_reason(
         ]
         for body in bodies:
             await redis.xadd(STREAM, {DATA_FIELD: body})
-        await publish(redis, [feedback(workspace)])
+        await publish(redis, PLAIN, [feedback(workspace)])
         letters = await eventually(lambda: _at_least(dead_letters_for(redis, service), len(bodies)))
         reasons = " | ".join(letter["error"].decode() for letter in letters)
         for expected in (
@@ -124,7 +124,7 @@ async def test_failing_handler_is_retried_then_dead_lettered(redis, redis_url, w
         redis, redis_url, handler, service, max_deliveries=3, claim_min_idle_ms=100
     )
     try:
-        await publish(redis, [feedback(workspace)])
+        await publish(redis, PLAIN, [feedback(workspace)])
         letters = await eventually(lambda: _at_least(dead_letters_for(redis, service), 1), 30)
         letter = letters[0]
         assert letter["reason"] == b"max_deliveries"
@@ -149,7 +149,7 @@ async def test_a_flaky_handler_succeeds_on_retry(redis, redis_url, workspace):
     service = f"svc-{workspace}"
     app, _, _settings = await start_bus(redis, redis_url, handler, service, claim_min_idle_ms=100)
     try:
-        await publish(redis, [feedback(workspace)])
+        await publish(redis, PLAIN, [feedback(workspace)])
         await eventually(lambda: redis.get(f"test:{workspace}:done"), 20)
         assert len(attempts) == 2
         assert not await dead_letters_for(redis, service)

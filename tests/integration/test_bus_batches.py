@@ -10,9 +10,9 @@ from faststream import FastStream
 
 from shared.contract.events import FeedbackGiven, new_envelope
 from shared.messaging.bus import ServiceBus, make_broker, publish
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
-STREAM = FeedbackGiven.stream()
+STREAM = PLAIN.stream(FeedbackGiven.event_type)
 
 
 async def start(redis, redis_url, name, handler, **on_options):
@@ -60,7 +60,7 @@ async def test_a_failing_message_stays_behind_without_its_writes_and_the_rest_co
 
     bus._commit_batch = observed  # type: ignore[method-assign]
     events = [feedback(workspace, rating) for rating in (5, 4, 1, 3, 2, 5)]
-    await publish(redis, events)  # on the stream before the first read
+    await publish(redis, PLAIN, events)  # on the stream before the first read
     await app.start()
     try:
         await eventually(lambda: _equals(redis.get(count), b"6"), timeout=15)
@@ -84,7 +84,7 @@ async def test_concurrency_one_handles_a_batch_in_stream_order(redis, redis_url,
     service = f"svc-{workspace}"
     app, _bus, _settings = await start(redis, redis_url, service, handler, concurrency=1)
     ratings = [random.randint(1, 5) for _ in range(12)]
-    await publish(redis, [feedback(workspace, r) for r in ratings])
+    await publish(redis, PLAIN, [feedback(workspace, r) for r in ratings])
     await app.start()
     try:
         await eventually(lambda: nothing_pending(redis, service))
@@ -102,7 +102,7 @@ async def test_unbatched_subscription_commits_each_message(redis, redis_url, wor
 
     service = f"svc-{workspace}"
     app, _bus, _settings = await start(redis, redis_url, service, handler, batched=False)
-    await publish(redis, [feedback(workspace, 5) for _ in range(4)])
+    await publish(redis, PLAIN, [feedback(workspace, 5) for _ in range(4)])
     await app.start()
     try:
         await eventually(lambda: _equals(redis.get(count), b"4"))

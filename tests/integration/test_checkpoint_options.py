@@ -22,7 +22,7 @@ from tests.checkpoint_helpers import (
     wait_pending,
     wait_status,
 )
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DONE = {"completed", "failed"}
@@ -81,7 +81,7 @@ async def test_after_stage_gates_only_its_stage_and_audits_evaluation_and_decisi
 
     await _decide(redis, workspace, pending.approval_id)
     assert await wait_status(redis, workspace, task_id, DONE) == "completed"
-    entries = await audit.list_for_task(redis, workspace, task_id)
+    entries = await audit.list_for_task(redis, stack.deps.keys, workspace, task_id)
     assert [(e.kind, e.checkpoint) for e in entries] == [
         ("evaluation", "review"),
         ("decision", "review"),
@@ -118,10 +118,10 @@ async def test_auto_approve_if_needs_every_rule(stack, redis, workspace):
     # now the workspace has a record of research succeeding: both rules hold
     second_id = await submit(redis, workspace, checkpoints=both)
     assert await wait_status(redis, workspace, second_id, DONE) == "completed"
-    (entry,) = await audit.list_for_task(redis, workspace, second_id)
+    (entry,) = await audit.list_for_task(redis, stack.deps.keys, workspace, second_id)
     assert entry.data["status"] == "auto_approved"
     assert [r["passed"] for r in entry.data["rules"]] == [True, True]
-    assert await approvals.list_pending(redis, workspace) == []
+    assert await approvals.list_pending(redis, stack.deps.keys, workspace) == []
 
 
 async def test_disabled_and_auto_approved_users_never_pause(stack, redis, workspace):
@@ -131,8 +131,8 @@ async def test_disabled_and_auto_approved_users_never_pause(stack, redis, worksp
     trusted_id = await submit(redis, workspace, checkpoints=trusted, user="carol")
     assert await wait_status(redis, workspace, off_id, DONE) == "completed"
     assert await wait_status(redis, workspace, trusted_id, DONE) == "completed"
-    assert await approvals.list_pending(redis, workspace) == []
-    (entry,) = await audit.list_for_task(redis, workspace, trusted_id)
+    assert await approvals.list_pending(redis, stack.deps.keys, workspace) == []
+    (entry,) = await audit.list_for_task(redis, stack.deps.keys, workspace, trusted_id)
     assert entry.data["reasons"] == ["user carol is in auto_approve_for_users"]
 
 
@@ -235,7 +235,7 @@ async def test_requested_changes_revise_the_stage_with_the_comments(stack, redis
     )
 
     async def revision() -> approvals.ApprovalRecord | None:
-        pending = await approvals.list_pending(redis, workspace)
+        pending = await approvals.list_pending(redis, KEYS, workspace)
         return next((p for p in pending if p.approval_id != first.approval_id), None)
 
     second = await eventually(revision, 30)
@@ -264,12 +264,12 @@ async def test_on_timeout_escalate_extends_once_then_rejects(stack, redis, works
     (pending,) = await wait_pending(redis, workspace)
 
     async def escalated() -> approvals.ApprovalRecord | None:
-        record = await approvals.get_approval(redis, workspace, pending.approval_id)
+        record = await approvals.get_approval(redis, KEYS, workspace, pending.approval_id)
         return record if record.escalated else None
 
     record = await eventually(escalated, 10)
     assert record.status == "pending" and record.deadline > pending.deadline
     await wait_past(record.deadline)
     assert await wait_status(redis, workspace, task_id, DONE) == "failed"
-    kinds = [e.kind for e in await audit.list_for_task(redis, workspace, task_id)]
+    kinds = [e.kind for e in await audit.list_for_task(redis, stack.deps.keys, workspace, task_id)]
     assert kinds == ["evaluation", "escalation", "decision"]

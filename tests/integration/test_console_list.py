@@ -12,17 +12,16 @@ import httpx
 
 from services.gateway.app import create_app
 from shared.app.runtime import build_deps
-from shared.contract import keys
 from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext
-from tests.helpers import settings_for
+from tests.helpers import KEYS, PLAIN, settings_for
 
 
 async def add_task(redis, workspace: str, goal: str, status: str, source: str) -> str:
     event = new_envelope(TaskRequested(goal=goal), workspace_id=workspace,
                          context=AgentContext(workspace_id=workspace))
-    await redis.xadd(event.stream, {"__data__": event.model_dump_json()})
-    await redis.hset(keys.task_view(workspace, event.correlation_id), mapping={
+    await redis.xadd(PLAIN.stream_of(event), {"__data__": event.model_dump_json()})
+    await redis.hset(KEYS.task_view(workspace, event.correlation_id), mapping={
         "status": status, "goal": goal, "created_at": str(time.time()),
         "routing_source": source, "agent_sequence": json.dumps(["content"])})
     return event.correlation_id

@@ -22,14 +22,11 @@ from raptorflow.redis_server import running_redis
 from raptorflow.stack import LocalStack, wait_for_task
 from services.gateway.app import create_app
 from shared.app.runtime import build_deps
-from shared.contract import keys
 from shared.contract.events import (
-    DEAD_LETTER_STREAM,
     CritiqueDone,
     TaskRequested,
     Usage,
     new_envelope,
-    stream_for,
 )
 from shared.contract.models import AgentContext, SelfCorrectionConfig
 from shared.domain.catalog import load_catalog
@@ -41,7 +38,7 @@ from shared.messaging.bus import publish
 from shared.settings import Settings
 from tests.fakes.openai_script import COMPLETION_TOKENS, PROMPT_TOKENS, PurposeScript
 from tests.fakes.openai_server import ScriptedOpenAIServer, delay, error, malformed
-from tests.helpers import events_of_task, settings_for
+from tests.helpers import KEYS, PLAIN, events_of_task, settings_for
 
 ASPECTS = ["clarity", "persuasiveness"]
 AGENT = load_catalog().get("content")
@@ -316,7 +313,7 @@ async def test_http_self_correct_returns_the_seeds_metadata(server, gateway, red
     assert meta["usage"]["cost_usd"] == pytest.approx(4 * CALL_COST)
     assert body["provider"] == "openai" and body["threshold"] == 0.85
     published = [
-        json.loads(f[b"__data__"]) for _, f in await redis.xrange(stream_for("CritiqueDone"))
+        json.loads(f[b"__data__"]) for _, f in await redis.xrange(PLAIN.stream("CritiqueDone"))
     ]
     mine = [e for e in published if e["correlation_id"] == body["correlation_id"]]
     assert [e["payload"]["iteration"] for e in mine] == [1, 2]
@@ -343,7 +340,7 @@ async def submit(redis: Redis, workspace: str, goal: str, **fields: Any) -> str:
         workspace_id=workspace,
         context=AgentContext(workspace_id=workspace, **context_fields),
     )
-    await publish(redis, [event])
+    await publish(redis, PLAIN, [event])
     return event.correlation_id
 
 
@@ -354,12 +351,12 @@ async def finished(stack: LocalStack, redis: Redis, workspace: str, task_id: str
         return await wait_for_task(stack.deps, workspace, task_id, timeout=30)
     except TimeoutError as exc:
         got = [e["type"] for e in await events_of_task(redis, task_id)]
-        dead = [f[b"__data__"][:300] for _, f in await redis.xrange(DEAD_LETTER_STREAM)]
+        dead = [f[b"__data__"][:300] for _, f in await redis.xrange(PLAIN.dead_letters()[0])]
         raise AssertionError(f"{exc}; events: {got}; dead letters: {dead}") from exc
 
 
 async def stage_views(redis: Redis, workspace: str, task_id: str) -> list[dict[str, Any]]:
-    raw = await redis.hgetall(keys.task_stages(workspace, task_id))
+    raw = await redis.hgetall(KEYS.task_stages(workspace, task_id))
     return sorted((json.loads(v) for v in raw.values()), key=lambda s: s["stage_index"])
 
 
@@ -452,12 +449,12 @@ async def test_budget_and_failures_end_tasks_clearly_and_are_remembered(
     assert budget_view["budget_exhausted"] == "true"
     (stage,) = await stage_views(redis, workspace, budget_task)
     assert stage["budget_exhausted"] is True and stage["quality"] == 0.5
-    record = await redis.hgetall(keys.task_history(workspace, keys.goal_hash(budget_goal)))
+    record = await redis.hgetall(KEYS.task_history(workspace, KEYS.goal_hash(budget_goal)))
     assert record[b"success"] in (b"false", b"False", b"0")
     assert b"budget_exhausted" in record[b"error"]
 
     assert low_view["status"] == "completed" and json.loads(low_view["success"]) is False
-    record = await redis.hgetall(keys.task_history(workspace, keys.goal_hash(low_goal)))
+    record = await redis.hgetall(KEYS.task_history(workspace, KEYS.goal_hash(low_goal)))
     assert (
         b"quality below threshold" in record[b"error"] and float(record[b"result_quality"]) == 0.45
     )
@@ -466,7 +463,7 @@ async def test_budget_and_failures_end_tasks_clearly_and_are_remembered(
     assert "critique call" in error_view["error"] and "HTTP 500" in error_view["error"]
     assert json.loads(error_view["usage"])["api_calls"] == 1  # the draft that was made
     # No event lost: the corrector acked StageCleared only together with its TaskFailed.
-    pending = await redis.xpending(stream_for("StageCleared"), "corrector")
+    pending = await redis.xpending(PLAIN.stream("StageCleared"), "corrector")
     assert pending["pending"] == 0
-    critiques = await redis.xrange(stream_for(CritiqueDone.event_type))
+    critiques = await redis.xrange(PLAIN.stream(CritiqueDone.event_type))
     assert not any(error_task in f[b"__data__"].decode() for _, f in critiques)

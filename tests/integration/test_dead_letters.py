@@ -14,7 +14,7 @@ from shared.contract.events import FeedbackGiven, new_envelope
 from shared.messaging import dead_letters
 from shared.messaging.bus import ServiceBus, make_broker, publish
 from shared.messaging.codec import DATA_FIELD
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
 
 async def _cli(redis_url: str, *args: str):
@@ -44,10 +44,10 @@ async def test_failing_message_is_dead_lettered_then_replayed_after_the_fix(
     await stream_app.start()
     try:
         event = new_envelope(FeedbackGiven(task_id="t", rating=4), workspace_id=workspace)
-        await publish(redis, [event])
+        await publish(redis, PLAIN, [event])
 
         async def letter():
-            found = await dead_letters.list_letters(redis, service=service)
+            found = await dead_letters.list_letters(redis, PLAIN, service=service)
             return found[0] if found else None
 
         dead = await eventually(letter, timeout=60)
@@ -65,7 +65,7 @@ async def test_failing_message_is_dead_lettered_then_replayed_after_the_fix(
         replayed = await _cli(redis_url, "dlq", "replay", dead.id)
         assert replayed.exit_code == 0, replayed.output
         await eventually(lambda: _true(handled == [event.event_id]), timeout=30)
-        assert await dead_letters.get_letter(redis, dead.id) is None
+        assert await dead_letters.get_letter(redis, PLAIN, dead.id) is None
     finally:
         await stream_app.stop()
 
@@ -93,13 +93,13 @@ async def test_purge_needs_confirmation_and_removes_only_what_it_names(redis, re
     first, second = (i.decode() for i in ids)
     refused = await _cli(redis_url, "dlq", "purge", first)
     assert refused.exit_code == 2
-    assert await dead_letters.get_letter(redis, first) is not None
+    assert await dead_letters.get_letter(redis, PLAIN, first) is not None
 
     done = await _cli(redis_url, "dlq", "purge", first, "--yes")
     assert done.exit_code == 0, done.output
-    assert await dead_letters.get_letter(redis, first) is None
-    assert await dead_letters.get_letter(redis, second) is not None
-    await dead_letters.purge(redis, [second])
+    assert await dead_letters.get_letter(redis, PLAIN, first) is None
+    assert await dead_letters.get_letter(redis, PLAIN, second) is not None
+    await dead_letters.purge(redis, PLAIN, [second])
 
 
 async def test_replay_refuses_a_letter_naming_a_foreign_stream(redis, redis_url, workspace):
@@ -118,4 +118,4 @@ async def test_replay_refuses_a_letter_naming_a_foreign_stream(redis, redis_url,
     result = await _cli(redis_url, "dlq", "replay", entry.decode())
     assert result.exit_code == 1
     assert not await redis.exists("some:other:key")
-    await dead_letters.purge(redis, [entry.decode()])
+    await dead_letters.purge(redis, PLAIN, [entry.decode()])

@@ -18,7 +18,7 @@ from shared.contract.events import (
 from shared.domain.experiments import Arm, Experiment, ExperimentSpec
 from shared.messaging.bus import publish
 from shared.stores import experiment_store
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, PLAIN, eventually, settings_for
 
 
 def arm_outcome(
@@ -69,19 +69,19 @@ async def test_arm_outcomes_are_counted_once_and_the_winner_is_significant(
     spec = ExperimentSpec(
         name="emails", goal_pattern="launch email", arm_a=["email_writer"], arm_b=["content"]
     )
-    experiment = await experiment_store.create(redis, workspace, spec)
+    experiment = await experiment_store.create(redis, KEYS, workspace, spec)
     wins = [arm_outcome(experiment, "A", success=True, quality=0.9) for _ in range(12)]
     losses = [arm_outcome(experiment, "B", success=i < 3, quality=0.5) for i in range(12)]
     async with LocalStack(settings, services=["memory"], start_redis=False):
         # Every event twice: a redelivery must not count again.
-        await publish(redis, [*wins, *losses, *wins, *losses])
+        await publish(redis, PLAIN, [*wins, *losses, *wins, *losses])
 
         async def finished() -> bool:
-            a, b = await experiment_store.arm_stats(redis, workspace, experiment.experiment_id)
+            a, b = await experiment_store.arm_stats(redis, KEYS, workspace, experiment.experiment_id)
             return a.tasks == 12 and b.tasks == 12
 
         await eventually(finished, timeout=30)
-        report = await experiment_store.get_report(redis, workspace, experiment.experiment_id)
+        report = await experiment_store.get_report(redis, KEYS, workspace, experiment.experiment_id)
         assert report.arms["A"].successes == 12 and report.arms["B"].successes == 3
         assert report.arms["A"].mean_quality == 0.9 and report.arms["B"].mean_quality == 0.5
         sig = report.significance
@@ -89,7 +89,7 @@ async def test_arm_outcomes_are_counted_once_and_the_winner_is_significant(
         assert sig.z < -3 and sig.p_value < 0.001
 
         stopped = await experiment_store.stop(
-            redis, workspace, experiment.experiment_id, promote=True
+            redis, KEYS, workspace, experiment.experiment_id, promote=True
         )
         assert stopped.winner == "A" and stopped.status == "stopped"
-        assert await experiment_store.running(redis, workspace) == []
+        assert await experiment_store.running(redis, KEYS, workspace) == []

@@ -13,7 +13,7 @@ from shared.contract.events import ApprovalNeeded, RoutingInfo, Workflow, new_en
 from shared.contract.models import CheckpointCondition, CheckpointEvaluation
 from shared.messaging.bus import publish
 from shared.stores import approvals
-from tests.helpers import settings_for
+from tests.helpers import KEYS, PLAIN, settings_for
 
 
 @pytest.fixture
@@ -136,9 +136,9 @@ async def _pending_approval(redis, workspace):
         correlation_id="t1",
     )
     async with redis.pipeline(transaction=True) as tx:
-        approvals.add_create(tx, needed, datetime.now(UTC).timestamp())
+        approvals.add_create(tx, KEYS, needed, datetime.now(UTC).timestamp())
         await tx.execute()
-    await publish(redis, [])
+    await publish(redis, PLAIN, [])
 
 
 async def test_a_decided_approval_gets_409_and_other_workspaces_see_nothing(

@@ -24,10 +24,9 @@ from typer.testing import CliRunner
 from raptorflow.cli import app as cli_app
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
-from shared.contract import keys
 from shared.stores import approvals, experiment_store, webhooks
 from tests.checkpoint_helpers import gate, wait_pending, wait_status
-from tests.helpers import settings_for
+from tests.helpers import KEYS, settings_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -294,16 +293,16 @@ async def world(redis_url: str, redis: Any) -> AsyncIterator[World]:
 
 async def b_state(redis: Any, w: World) -> dict[str, Any]:
     """Everything A's requests could have changed in B."""
-    record = await approvals.get_approval(redis, w.ws_b, w.approval_id)
-    config = await webhooks.load_config(redis, w.ws_b)
-    experiment = await experiment_store.get_report(redis, w.ws_b, w.experiment_id)
+    record = await approvals.get_approval(redis, KEYS, w.ws_b, w.approval_id)
+    config = await webhooks.load_config(redis, KEYS, w.ws_b)
+    experiment = await experiment_store.get_report(redis, KEYS, w.ws_b, w.experiment_id)
     return {
         "approval": record.needed.event_id,
-        "pending_ids": [r.approval_id for r in await approvals.list_pending(redis, w.ws_b)],
-        "checkpoints": await redis.get(keys.checkpoints_config(w.ws_b)),
+        "pending_ids": [r.approval_id for r in await approvals.list_pending(redis, KEYS, w.ws_b)],
+        "checkpoints": await redis.get(KEYS.checkpoints_config(w.ws_b)),
         "webhooks": [str(u) for u in config.urls] if config else None,
         "experiment": experiment.model_dump(mode="json"),
-        "tasks": await redis.zcard(keys.task_history_index(w.ws_b)),
+        "tasks": await redis.zcard(KEYS.task_history_index(w.ws_b)),
     }
 
 
@@ -377,7 +376,7 @@ async def test_every_route_is_covered_and_refuses_other_workspaces(world: World,
     after = await b_state(redis, w)
     after["tasks"] = before["tasks"]  # B's own /orchestrate above adds nothing, but be exact
     assert after == before
-    assert await redis.hget(keys.task_view(w.ws_b, w.gated_task), "status") != b"rejected"
+    assert await redis.hget(KEYS.task_view(w.ws_b, w.gated_task), "status") != b"rejected"
 
 
 async def _cli(args: list[str], key: str) -> Any:

@@ -14,11 +14,10 @@ from services.memory import logic, store
 from services.memory.app import _routing_outcome
 from shared.app.facade import recall, route
 from shared.app.runtime import Deps, build_deps
-from shared.contract import keys
 from shared.contract.events import Neighbour, RoutingInfo, SequenceChosen, Workflow
 from shared.contract.keys import goal_hash
 from shared.memory.store import TaskRecord
-from tests.helpers import settings_for
+from tests.helpers import KEYS, settings_for
 
 BLOG = "Create a blog post about AI trends"
 
@@ -29,7 +28,7 @@ async def remember(deps: Deps, ws: str, goal: str, seq: list[str], quality: floa
                         goal_hash=goal_hash(goal), task_id=goal_hash(goal), stored_at=1.0)
     vector = await store.index_task(deps, ws, record)
     async with deps.redis.pipeline(transaction=True) as tx:
-        store.add_task_record(tx, ws, record, vector)
+        store.add_task_record(tx, deps.keys, ws, record, vector)
         await tx.execute()
 
 
@@ -83,14 +82,14 @@ async def test_routing_decision_is_joined_with_its_outcome(deps: Deps, workspace
     chosen = SequenceChosen(workflow=workflow, neighbours=[Neighbour(
         goal_hash="m1", similarity=0.63, quality=0.92, success=True, agent_sequence=["content", "blog_writer"])])
     async with deps.redis.pipeline(transaction=True) as tx:
-        tx.hset(keys.routing_decision(workspace, "t1"), mapping=logic.routing_fields(chosen, 5.0))
+        tx.hset(KEYS.routing_decision(workspace, "t1"), mapping=logic.routing_fields(chosen, 5.0))
         await tx.execute()
     pending = await deps.memory.routing_decision(workspace, "t1")
     assert pending and pending.confidence == 0.93 and pending.outcome_success is None
     assert pending.neighbours[0].goal_hash == "m1"
     assert pending.candidate_sequence == ["content", "blog_writer"] and pending.candidate_logit == 1.7
     async with deps.redis.pipeline(transaction=True) as tx:
-        _routing_outcome(tx, workspace, "t1", True, 0.88)
+        _routing_outcome(tx, deps.keys, workspace, "t1", True, 0.88)
         await tx.execute()
     done = await deps.memory.routing_decision(workspace, "t1")
     assert done and done.reuse_was_right is True and done.outcome_quality == 0.88
@@ -106,14 +105,14 @@ async def test_shared_learning_helps_a_new_opted_in_workspace_only(redis_url: st
         helped = await route(deps, "Write a blog about machine learning", fresh, use_planner=False)
         assert helped.source == "memory" and helped.agent_sequence == ["content", "blog_writer"]
         assert helped.matched_goal_hash != goal_hash(BLOG)  # anonymous id, not the goal's hash
-        pool = await deps.redis.execute_command("VSIM", keys.vector_set("__shared_pool__"), "ELE",
+        pool = await deps.redis.execute_command("VSIM", KEYS.vector_set("__shared_pool__"), "ELE",
                                                 helped.matched_goal_hash, "WITHATTRIBS")
         assert BLOG not in str(pool) and "blog_writer" in str(pool)
         deps.settings = deps.settings.model_copy(update={"shared_learning_workspaces": sharing})
         alone = await route(deps, "Write a blog about machine learning", fresh, use_planner=False)
         assert alone.source == "planner" and not alone.neighbours
     finally:
-        await deps.redis.delete(keys.vector_set("__shared_pool__"))
+        await deps.redis.delete(KEYS.vector_set("__shared_pool__"))
         await deps.close()
 
 

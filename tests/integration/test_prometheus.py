@@ -96,7 +96,7 @@ async def test_prometheus_scrapes_the_domain_metrics_of_a_running_stack(
         assert stack.deps is not None
         for goal in GOALS:
             event = new_envelope(TaskRequested(goal=goal), workspace_id=workspace)
-            await publish(stack.deps.redis, [event])
+            await publish(stack.deps.redis, stack.deps.layout, [event])
             view = await wait_for_task(stack.deps, workspace, event.correlation_id, 30)
             assert view["status"] == "completed", view
 

@@ -48,7 +48,7 @@ async def test_failed_reuses_lower_the_workspace_confidence_and_only_its_own(
         failures = [finished(workspace, before, success=False) for _ in range(3)]
         async with LocalStack(settings, services=["memory"], start_redis=False):
             # Each event twice: a redelivered outcome must not count again.
-            await publish(redis, [*failures, *failures])
+            await publish(redis, deps.layout, [*failures, *failures])
 
             async def learned() -> bool:
                 return (await workspace_calibration(deps, workspace)).outcomes == 3
@@ -81,7 +81,7 @@ async def test_right_outcomes_raise_the_confidence_only_when_recalibration_is_fu
             outcome = outcome_of(before.candidate_sequence, before.candidate_logit,
                                  ["content", "blog_writer"], success=True)
             assert outcome is not None and outcome.right
-            await calibration.record_outcome(deps.redis, workspace, outcome, marker=f"{workspace}:m{i}",
+            await calibration.record_outcome(deps.redis, deps.keys, workspace, outcome, marker=f"{workspace}:m{i}",
                                              marker_ttl_s=60)
         confidence = {}
         for mode in ("off", "cautious", "full"):

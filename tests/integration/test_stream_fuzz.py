@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from raptorflow.stack import LocalStack, wait_for_task
-from shared.contract.events import DEAD_LETTER_STREAM, TaskRequested, new_envelope, stream_for
+from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext
 from shared.messaging.codec import DATA_FIELD, decode_envelope
 from tests.checkpoint_helpers import submit
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
 pytestmark = [pytest.mark.slow]
 
-STREAM = stream_for(TaskRequested.event_type)
+STREAM = PLAIN.stream(TaskRequested.event_type)
 CONSUMERS = ("router", "memory")  # every service with a group on TaskRequested
 REQUIRED = ("type", "correlation_id", "workspace_id", "context", "payload")
 
@@ -114,7 +114,7 @@ async def stack(redis_url: str) -> AsyncIterator[LocalStack]:
 async def letters_for(redis: Redis, message_id: str) -> dict[str, dict[bytes, bytes]]:
     """service -> dead-letter fields, for one original message (recent entries only)."""
     out = {}
-    for _, fields in await redis.xrevrange(DEAD_LETTER_STREAM, count=200):
+    for _, fields in await redis.xrevrange(PLAIN.dead_letters()[0], count=200):
         if (
             fields.get(b"stream") == STREAM.encode()
             and fields[b"message_id"].decode() == message_id

@@ -13,11 +13,9 @@ import pytest
 
 from services.gateway.app import create_app
 from shared.app.runtime import build_deps
-from shared.contract import keys
-from shared.contract.events import stream_for
 from shared.messaging.bus import publish
 from shared.stores import approvals, tasks
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, PLAIN, eventually, settings_for
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ async def client(redis_url):
 async def _requested(redis, task_id: str) -> list[dict]:
     """This task's TaskRequested entries (other tests leave garbage on the shared stream)."""
     out = []
-    for _, fields in await redis.xrange(stream_for("TaskRequested")):
+    for _, fields in await redis.xrange(PLAIN.stream("TaskRequested")):
         try:
             data = json.loads(fields.get(b"__data__", b""))
         except ValueError:
@@ -93,7 +91,7 @@ async def test_an_idempotent_retry_racing_the_first_request_makes_one_task(
     assert len(task_ids) == 1
     assert sum(not a.json()["replayed"] for a in answers) == 1
     assert len(await _requested(redis, task_ids.pop())) == 1
-    assert await redis.zcard(keys.task_index(workspace)) == 1
+    assert await redis.zcard(KEYS.task_index(workspace)) == 1
 
 
 async def test_a_caller_given_task_id_is_idempotent_too(client, workspace):
@@ -125,7 +123,7 @@ async def test_the_list_is_newest_first_with_a_cursor_and_filters(client, redis,
                                                     "status": "cancelled"})).json()
     assert [t["task_id"] for t in cancelled["tasks"]] == [ids[1]]
     async with redis.pipeline(transaction=True) as tx:
-        tasks.queue_view(tx, workspace, ids[2], {"status": "running", "routing_source": "memory",
+        tasks.queue_view(tx, KEYS, workspace, ids[2], {"status": "running", "routing_source": "memory",
                                                  "agent_sequence": '["research"]'}, time.time())
         await tx.execute()
     by_agent = (await client.get("/tasks", params={"workspace_id": workspace, "agent": "research",
@@ -147,15 +145,15 @@ async def test_cancel_ends_a_live_task_once_and_refuses_a_finished_one(client, r
     assert first.status_code == 200 and first.json()["status"] == "cancelled"
     second = await client.post(f"/tasks/{task_id}/cancel", json={"workspace_id": workspace})
     assert second.status_code == 200 and second.json() == first.json()
-    cancels = [e for _, e in await redis.xrange(stream_for("TaskCancelled"))
+    cancels = [e for _, e in await redis.xrange(PLAIN.stream("TaskCancelled"))
                if json.loads(e[b"__data__"])["correlation_id"] == task_id]
     assert len(cancels) == 1
-    assert await tasks.stop_reason(redis, workspace, task_id) == "cancelled"
+    assert await tasks.stop_reason(redis, KEYS, workspace, task_id) == "cancelled"
 
     done = (await client.post("/tasks", json={"goal": "g2", "workspace_id": workspace}))
     done_id = done.json()["task_id"]
     async with redis.pipeline(transaction=True) as tx:
-        tasks.queue_view(tx, workspace, done_id, {"status": "completed"}, time.time())
+        tasks.queue_view(tx, KEYS, workspace, done_id, {"status": "completed"}, time.time())
         await tx.execute()
     refused = await client.post(f"/tasks/{done_id}/cancel", json={"workspace_id": workspace})
     assert refused.status_code == 409
@@ -167,7 +165,7 @@ async def test_the_view_is_typed(client, redis, workspace):
     task_id = (await client.post("/tasks", json={"goal": "g", "workspace_id": workspace}))
     task_id = task_id.json()["task_id"]
     async with redis.pipeline(transaction=True) as tx:
-        tasks.queue_view(tx, workspace, task_id, {
+        tasks.queue_view(tx, KEYS, workspace, task_id, {
             "status": "completed", "success": "true", "quality": "0.91",
             "agent_sequence": json.dumps(["content", "blog_writer"]),
             "usage": json.dumps({"api_calls": 3, "cost_usd": 0.01}),
@@ -189,7 +187,7 @@ async def test_a_long_poll_returns_when_the_task_ends(client, redis, workspace):
     async def finish_later() -> None:
         await asyncio.sleep(0.3)
         async with redis.pipeline(transaction=True) as tx:
-            tasks.queue_view(tx, workspace, task_id, {"status": "failed"}, time.time())
+            tasks.queue_view(tx, KEYS, workspace, task_id, {"status": "failed"}, time.time())
             await tx.execute()
 
     finisher = asyncio.create_task(finish_later())
@@ -217,18 +215,18 @@ async def test_an_approval_created_while_its_task_was_cancelled_is_withdrawn(
     from raptorflow.stack import LocalStack
     from tests.integration.test_gateway import _pending_approval
 
-    await redis.set(keys.task_stopped(workspace, "t1"), "cancelled")
+    await redis.set(KEYS.task_stopped(workspace, "t1"), "cancelled")
     async with LocalStack(settings_for(redis_url), start_redis=False, services=["notifier"]):
         await _pending_approval(redis, workspace)
-        needed = await approvals.get_approval(redis, workspace, "ap-1")
-        await publish(redis, [needed.needed])
+        needed = await approvals.get_approval(redis, KEYS, workspace, "ap-1")
+        await publish(redis, PLAIN, [needed.needed])
 
         async def withdrawn() -> bool:
-            return (await approvals.get_approval(redis, workspace, "ap-1")).status == "withdrawn"
+            return (await approvals.get_approval(redis, KEYS, workspace, "ap-1")).status == "withdrawn"
 
         await eventually(withdrawn, 20)
-    assert await approvals.list_pending(redis, workspace) == []
+    assert await approvals.list_pending(redis, KEYS, workspace) == []
     notices = [json.loads(e[b"__data__"]) for _, e in
-               await redis.xrange(stream_for("ApprovalWithdrawn"))]
+               await redis.xrange(PLAIN.stream("ApprovalWithdrawn"))]
     assert [n["payload"]["reason"] for n in notices
             if n["workspace_id"] == workspace] == ["cancelled"]

@@ -15,7 +15,7 @@ from shared.messaging.bus import ServiceBus, make_broker, publish
 from shared.messaging.codec import DATA_FIELD
 from shared.observability import telemetry, tracing
 from shared.observability.log_context import ContextFilter
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
 
 def sample(name: str, **labels: str) -> float:
@@ -53,8 +53,8 @@ async def test_handler_outcomes_dead_letters_lag_and_log_fields(
     app, bus, _settings = await start(redis, redis_url, service, [(FeedbackGiven, handler)])
     try:
         event = new_envelope(FeedbackGiven(task_id="t", rating=4), workspace_id=workspace)
-        await publish(redis, [event, event])
-        await redis.xadd(FeedbackGiven.stream(), {DATA_FIELD: b"{not json"})
+        await publish(redis, PLAIN, [event, event])
+        await redis.xadd(PLAIN.stream(FeedbackGiven.event_type), {DATA_FIELD: b"{not json"})
         ok = {"service": service, "event_type": "FeedbackGiven", "outcome": "ok"}
         await eventually(lambda: _reached("raptorflow_handler_messages_total", ok, 1))
         dead = {"service": service, "reason": "invalid"}
@@ -72,7 +72,7 @@ async def test_handler_outcomes_dead_letters_lag_and_log_fields(
         assert record.event_type == "FeedbackGiven"  # type: ignore[attr-defined]
 
         await telemetry.collect_stream_metrics(redis, bus.streams, service)
-        stream = FeedbackGiven.stream()
+        stream = PLAIN.stream(FeedbackGiven.event_type)
         assert sample("raptorflow_stream_length", stream=stream) >= 3
         assert sample("raptorflow_consumer_group_pending", stream=stream, group=service) == 0
         assert sample("raptorflow_consumer_group_lag", stream=stream, group=service) == 0
@@ -126,7 +126,7 @@ async def test_trace_context_crosses_two_hops_when_enabled(
         tracer = trace.get_tracer("test")
         with tracer.start_as_current_span("upstream") as root:
             event = new_envelope(TaskRequested(goal="g"), workspace_id=workspace)
-            await publish(redis, [event])
+            await publish(redis, PLAIN, [event])
         names = {f"{service} TaskRequested", f"{service} FeedbackGiven"}
         finished = await eventually(lambda: _spans_named(exporter, names))
         assert seen[0].trace_context and "traceparent" in seen[0].trace_context

@@ -20,11 +20,11 @@ from shared.contract.events import FeedbackGiven, new_envelope
 from shared.messaging.bus import ServiceBus, make_broker, publish
 from shared.messaging.trimming import StreamTrimmer
 from shared.observability import telemetry
-from tests.helpers import eventually, settings_for
+from tests.helpers import PLAIN, eventually, settings_for
 
 pytestmark = pytest.mark.slow
 
-STREAM = FeedbackGiven.stream()
+STREAM = PLAIN.stream(FeedbackGiven.event_type)
 CAP = 100
 PUBLISHED = 8 * CAP
 
@@ -84,7 +84,7 @@ async def test_a_group_far_past_the_cap_gets_every_entry_once(own_redis):
                 for _ in range(50)
             ]
             ids += [e.event_id for e in batch]
-            await publish(redis, batch)
+            await publish(redis, PLAIN, batch)
             await trimmer.trim_all([STREAM])
             await asyncio.sleep(0)
         await eventually(count_reaches(fast_seen, PUBLISHED))

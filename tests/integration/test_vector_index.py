@@ -27,6 +27,7 @@ from shared.memory.vector_index import (
     open_vector_index,
     vsim_score_to_cosine,
 )
+from tests.helpers import KEYS
 
 DIM = 384
 BACKENDS = ["vset-redis8", "exact-redis8", "exact-redis7"]
@@ -68,7 +69,7 @@ async def client(backend: tuple[str, RedisServer]) -> AsyncIterator[aioredis.Red
 
 @pytest_asyncio.fixture
 async def index(backend: tuple[str, RedisServer], client: aioredis.Redis) -> VectorIndex:
-    return await open_vector_index(client, backend[0])
+    return await open_vector_index(client, KEYS, backend[0])
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ async def test_exact_replica_sees_other_writers(
     server: RedisServer = request.getfixturevalue(server_name)
     writer_client = aioredis.from_url(server.url)
     reader_client = aioredis.from_url(server.url, decode_responses=True)
-    writer, reader = ExactIndex(writer_client), ExactIndex(reader_client)
+    writer, reader = ExactIndex(writer_client, KEYS), ExactIndex(reader_client, KEYS)
     try:
         await writer.add(ws, "first", unit(1, 0), attrs())
         assert [h.item_id for h in await reader.search(ws, unit(1, 0), 5)] == ["first"]
@@ -238,8 +239,8 @@ async def test_exact_replica_sees_other_writers(
 @pytest.mark.asyncio
 async def test_exact_reloads_when_change_log_was_trimmed(redis7: RedisServer, ws: str) -> None:
     client = aioredis.from_url(redis7.url)
-    writer = ExactIndex(client, changelog_len=5)
-    reader = ExactIndex(client, changelog_len=5)
+    writer = ExactIndex(client, KEYS, changelog_len=5)
+    reader = ExactIndex(client, KEYS, changelog_len=5)
     try:
         await writer.add(ws, "seed", unit(1, 0), attrs())
         await reader.search(ws, unit(1, 0), 1)
@@ -264,13 +265,13 @@ async def test_exact_reloads_when_change_log_was_trimmed(redis7: RedisServer, ws
 @pytest.mark.asyncio
 async def test_auto_detection(redis8: RedisServer, redis7: RedisServer) -> None:
     async with aioredis.from_url(redis8.url) as r8, aioredis.from_url(redis7.url) as r7:
-        assert isinstance(await open_vector_index(r8), RedisVectorSetIndex)
-        assert isinstance(await open_vector_index(r7), ExactIndex)
-        assert (await open_vector_index(r8, "exact")).kind == "exact"
+        assert isinstance(await open_vector_index(r8, KEYS), RedisVectorSetIndex)
+        assert isinstance(await open_vector_index(r7, KEYS), ExactIndex)
+        assert (await open_vector_index(r8, KEYS, "exact")).kind == "exact"
         with pytest.raises(VectorSetsUnavailable, match="Redis >= 8"):
-            await open_vector_index(r7, "vset")
+            await open_vector_index(r7, KEYS, "vset")
         with pytest.raises(ValueError):
-            await open_vector_index(r8, "faiss")
+            await open_vector_index(r8, KEYS, "faiss")
 
 
 def test_vsim_score_conversion() -> None:
@@ -290,7 +291,7 @@ async def test_vset_recall_against_exact(redis8: RedisServer) -> None:
     data, queries = random_unit(5000, seed=1), random_unit(50, seed=2)
     success = np.random.default_rng(4).random(len(data)) < 0.7
     async with aioredis.from_url(redis8.url) as client:
-        vset, exact = RedisVectorSetIndex(client), ExactIndex(client)
+        vset, exact = RedisVectorSetIndex(client, KEYS), ExactIndex(client, KEYS)
         for i, (vec, ok) in enumerate(zip(data, success, strict=True)):
             await vset.add(ws, str(i), vec, attrs(success=bool(ok)))
             await exact.add(ws, str(i), vec, attrs(success=bool(ok)))
@@ -317,7 +318,7 @@ async def test_vset_mostly_successful_workspace_needs_one_vsim(
     redis8: RedisServer, ws: str
 ) -> None:
     async with aioredis.from_url(redis8.url) as client:
-        index = RedisVectorSetIndex(client, overfetch=2)
+        index = RedisVectorSetIndex(client, KEYS, overfetch=2)
         await index.add(ws, "bad", unit(1, 0), attrs(success=False))
         for i in range(30):
             await index.add(ws, f"good-{i}", unit(1, 0.01 * (i + 1)), attrs())
@@ -334,7 +335,7 @@ async def test_vset_falls_back_to_server_filter_when_over_fetch_is_short(
     redis8: RedisServer, ws: str
 ) -> None:
     async with aioredis.from_url(redis8.url) as client:
-        index = RedisVectorSetIndex(client, overfetch=2, filter_first_for=2)
+        index = RedisVectorSetIndex(client, KEYS, overfetch=2, filter_first_for=2)
         for i in range(30):
             await index.add(ws, f"bad-{i}", unit(1, 0.01 * i), attrs(success=False))
         await index.add(ws, "good-near", unit(1, 1), attrs())
@@ -355,7 +356,7 @@ async def test_vset_small_workspace_is_complete_without_filter(
     redis8: RedisServer, ws: str
 ) -> None:
     async with aioredis.from_url(redis8.url) as client:
-        index = RedisVectorSetIndex(client, overfetch=2)
+        index = RedisVectorSetIndex(client, KEYS, overfetch=2)
         await index.add(ws, "bad", unit(1, 0), attrs(success=False))
         await index.add(ws, "good", unit(0, 1), attrs())
         before = await vsim_calls(client)
@@ -371,7 +372,7 @@ async def test_vset_overfetch_zero_always_filters_on_the_server(
     redis8: RedisServer, ws: str
 ) -> None:
     async with aioredis.from_url(redis8.url) as client:
-        index = RedisVectorSetIndex(client, overfetch=0)
+        index = RedisVectorSetIndex(client, KEYS, overfetch=0)
         await index.add(ws, "bad", unit(1, 0), attrs(success=False))
         await index.add(ws, "good", unit(0, 1), attrs())
 

@@ -22,10 +22,9 @@ from pydantic import SecretStr
 
 from services.gateway.app import create_app
 from services.notifier.app import deliver_one
-from shared.contract import keys
 from shared.egress import guard
 from shared.stores import webhooks
-from tests.helpers import settings_for
+from tests.helpers import KEYS, settings_for
 
 HOSTILE_URLS = [
     "http://127.0.0.1:6379/",
@@ -220,19 +219,19 @@ async def test_delivery_to_a_config_written_around_the_gateway_is_refused(
     """An upstream writer (or an old version) stored a loopback URL: the notifier refuses
     it at once, connects nowhere, and the record says only "refused by policy"."""
     config = webhooks.WebhookConfig(urls=[recorder.url], secret=SecretStr("s" * 20))  # type: ignore[list-item]
-    await webhooks.save_config(redis, workspace, config)
+    await webhooks.save_config(redis, KEYS, workspace, config)
     async with redis.pipeline(transaction=True) as tx:
-        webhooks.add_delivery(tx, workspace, "ap1", b"{}", [recorder.url], time.time())
+        webhooks.add_delivery(tx, KEYS, workspace, "ap1", b"{}", [recorder.url], time.time())
         await tx.execute()
-    deps = types.SimpleNamespace(redis=redis, settings=settings_for(redis_url))
+    deps = types.SimpleNamespace(redis=redis, keys=KEYS, settings=settings_for(redis_url))
     async with guard.guarded_client(guard.EgressPolicy(), timeout=5) as client:
         verdict = await deliver_one(deps, client, workspace, "ap1", 0)  # type: ignore[arg-type]
     assert verdict == "failed"
-    (target,) = await webhooks.delivery_status(redis, workspace, "ap1")
+    (target,) = await webhooks.delivery_status(redis, KEYS, workspace, "ap1")
     assert target.status == "failed" and target.attempts == 1
     assert target.last_error == "refused by policy" and target.last_status is None
     assert recorder.requests == []
-    assert not await redis.zscore(keys.webhook_outbox(workspace), f"{workspace}|ap1|0")
+    assert not await redis.zscore(KEYS.webhook_outbox(workspace), f"{workspace}|ap1|0")
 
 
 async def test_a_failed_delivery_says_only_delivery_failed(
@@ -240,17 +239,17 @@ async def test_a_failed_delivery_says_only_delivery_failed(
 ) -> None:
     closed = f"http://127.0.0.1:{_closed_port()}/hook"
     await webhooks.save_config(
-        redis, workspace, webhooks.WebhookConfig(urls=[closed], secret=SecretStr("s" * 20))  # type: ignore[list-item]
+        redis, KEYS, workspace, webhooks.WebhookConfig(urls=[closed], secret=SecretStr("s" * 20))  # type: ignore[list-item]
     )
     async with redis.pipeline(transaction=True) as tx:
-        webhooks.add_delivery(tx, workspace, "ap2", b"{}", [closed], time.time())
+        webhooks.add_delivery(tx, KEYS, workspace, "ap2", b"{}", [closed], time.time())
         await tx.execute()
-    deps = types.SimpleNamespace(redis=redis, settings=settings_for(redis_url))
+    deps = types.SimpleNamespace(redis=redis, keys=KEYS, settings=settings_for(redis_url))
     policy = guard.EgressPolicy.parse("127.0.0.1")
     async with guard.guarded_client(policy, timeout=5) as client:
         verdict = await deliver_one(deps, client, workspace, "ap2", 0)  # type: ignore[arg-type]
     assert verdict == "retry"
-    (target,) = await webhooks.delivery_status(redis, workspace, "ap2")
+    (target,) = await webhooks.delivery_status(redis, KEYS, workspace, "ap2")
     assert target.last_error == "delivery failed"
 
 

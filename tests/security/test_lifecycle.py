@@ -16,12 +16,11 @@ import pytest
 from raptorflow.redis_server import RedisServer, free_port
 from raptorflow.stack import LocalStack
 from services.gateway.app import create_app
-from shared.contract import keys
 from shared.contract.events import TaskRequested, new_envelope
 from shared.contract.models import AgentContext
 from shared.messaging import dead_letters
 from tests.checkpoint_helpers import gate, wait_pending
-from tests.helpers import eventually, settings_for
+from tests.helpers import KEYS, PLAIN, eventually, settings_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -79,7 +78,7 @@ async def test_a_task_dead_lettered_after_acceptance_ends_failed_with_the_letter
     assert view["status"] == "failed"
     assert view["failure_reason"] == dead_letters.FAILURE_REASON
     assert view["dead_letter_service"] in {"router", "memory"}
-    letter = await dead_letters.get_letter(redis, view["dead_letter_id"])
+    letter = await dead_letters.get_letter(redis, PLAIN, view["dead_letter_id"])
     assert letter is not None and letter.workspace_id == workspace
     assert view["goal"] == "Write a note"
 
@@ -115,7 +114,7 @@ async def test_a_stored_checkpoint_config_that_no_longer_loads_fails_tasks_visib
     why (no OverflowError, no task left running), the config stays readable, a PUT fixes it."""
     bad = {"workspace_id": workspace, "checkpoints": [
         {"name": "review", "condition": "after_stage", "timeout_seconds": 1e20}]}  # fmt: skip
-    await redis.set(keys.checkpoints_config(workspace), json.dumps(bad))
+    await redis.set(KEYS.checkpoints_config(workspace), json.dumps(bad))
     r = await api.post("/tasks", json={"goal": "Write a note", "workspace_id": workspace})
     assert r.status_code == 202, r.text
     view = await ended(api, workspace, r.json()["task_id"])
@@ -199,14 +198,14 @@ async def test_an_envelope_whose_context_names_another_workspace_is_dead_lettere
     await redis.xadd("rf:stream:TaskRequested", {"__data__": json.dumps(data)})
 
     async def letters() -> list[dead_letters.DeadLetter] | None:
-        found = await dead_letters.list_letters(redis, workspace_id=workspace, limit=1000)
+        found = await dead_letters.list_letters(redis, PLAIN, workspace_id=workspace, limit=1000)
         mine = [x for x in found if task_id.encode() in x.data]
         return mine if len(mine) >= 2 else None  # the router's and the memory service's
 
     for letter in await eventually(letters):
         assert "context.workspace_id" in letter.error and "victim-workspace" in letter.error
-    assert not await redis.exists(keys.task_view("victim-workspace", task_id))
-    view = await redis.hgetall(keys.task_view(workspace, task_id))
+    assert not await redis.exists(KEYS.task_view("victim-workspace", task_id))
+    view = await redis.hgetall(KEYS.task_view(workspace, task_id))
     assert view[b"status"] == b"failed"
 
 

@@ -76,7 +76,7 @@ def test_a_reviewer_revision_starts_from_the_draft_they_saw():
     cleared = StageCleared(workflow=workflow, agent="w", task_type="research",
                            revision_comments=["shorter"], previous_output="old")  # fmt: skip
     spec = AgentSpec(name="w", kind="worker", task_types=["research"], timeout_s=5)
-    invoked = loop.first_invocation(cleared, spec, state([]), workspace_id="ws",
+    invoked = loop.first_invocation(cleared, spec, state([]), reply_to="rf:stream:AgentResult",
                                     now=datetime.now(UTC))  # fmt: skip
     assert invoked.draft == "old" and invoked.issues == ["reviewer: shorter"]
     again = loop.retry(invoked, spec, datetime.now(UTC))

@@ -7,18 +7,14 @@ from typer.testing import CliRunner
 
 from raptorflow.cli import app
 from raptorflow.cli_serve import settings_with
-from shared.settings import get_settings
+from shared.settings import Settings
 
 
 def test_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAPTORFLOW_GATEWAY_PORT", "9100")
-    get_settings.cache_clear()
-    try:
-        assert settings_with(get_settings(), None, None).gateway_port == 9100
-        chosen = settings_with(get_settings(), "0.0.0.0", 9200)
-        assert (chosen.gateway_host, chosen.gateway_port) == ("0.0.0.0", 9200)
-    finally:
-        get_settings.cache_clear()
+    assert settings_with(Settings(), None, None).gateway_port == 9100
+    chosen = settings_with(Settings(), "0.0.0.0", 9200)
+    assert (chosen.gateway_host, chosen.gateway_port) == ("0.0.0.0", 9200)
 
 
 def test_help_lists_the_options() -> None:

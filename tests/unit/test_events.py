@@ -10,6 +10,7 @@ from shared.contract.events import (
 )
 from shared.messaging.codec import decode_envelope
 from shared.messaging.consumer import retry_backoff_s
+from tests.helpers import PLAIN
 
 
 def test_the_four_known_events_exist():
@@ -73,7 +74,7 @@ def test_retry_backoff_grows_and_is_capped():
 
 
 def test_sequence_chosen_stream_name():
-    assert SequenceChosen.stream() == "rf:stream:SequenceChosen"
+    assert PLAIN.stream(SequenceChosen.event_type) == "rf:stream:SequenceChosen"
 
 
 def test_dead_letter_needs_real_failures_or_far_too_many_deliveries():

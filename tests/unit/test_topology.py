@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from redis.crc import key_slot
 
-from shared.contract import keys, topology
-from shared.contract.events import (
-    DEAD_LETTER_STREAM,
-    TaskRequested,
-    dead_letter_stream_for,
-    dead_letter_streams,
-    stream_for,
-    streams_for,
-)
-from shared.contract.topology import Topology
+from shared.contract.events import TaskRequested, agent_channel, new_envelope
+from shared.contract.keys import Keys
+from shared.contract.topology import DEAD_LETTER_STREAM, Topology
 from shared.settings import Settings
 
 
 @pytest.fixture
-def cluster_layout() -> Iterator[Topology]:
-    with topology.using(Settings(redis_cluster=True, stream_partitions=8).layout()) as layout:
-        yield layout
+def cluster_layout() -> Topology:
+    return Settings(redis_cluster=True, stream_partitions=8).layout()
 
 
 def _slot(name: str) -> int:
@@ -31,10 +21,12 @@ def _slot(name: str) -> int:
 
 
 def test_default_layout_keeps_the_plain_names() -> None:
-    assert stream_for("TaskRequested", "acme") == "rf:stream:TaskRequested"
-    assert streams_for("TaskRequested") == ["rf:stream:TaskRequested"]
+    layout = Topology()
+    keys = Keys(layout)
+    assert layout.stream("TaskRequested", "acme") == "rf:stream:TaskRequested"
+    assert layout.streams("TaskRequested") == ["rf:stream:TaskRequested"]
     assert keys.task_history("acme", "abc") == "memory:task_history:acme:abc"
-    assert dead_letter_streams() == [DEAD_LETTER_STREAM]
+    assert layout.dead_letters() == [DEAD_LETTER_STREAM]
     assert keys.all_approval_deadlines() == ["rf:approvals:deadlines"]
 
 
@@ -47,10 +39,12 @@ def test_partition_is_stable_and_in_range() -> None:
 
 def test_a_workspaces_streams_and_keys_share_one_slot(cluster_layout: Topology) -> None:
     workspace = "acme"
+    keys = Keys(cluster_layout)
+    requested = cluster_layout.stream(TaskRequested.event_type, workspace)
     names = [
-        TaskRequested.stream(workspace),
-        stream_for("StageCompleted", workspace),
-        dead_letter_stream_for(TaskRequested.stream(workspace)),
+        requested,
+        cluster_layout.stream("StageCompleted", workspace),
+        cluster_layout.dead_letter_for(requested),
         keys.task_history(workspace, "abc"),
         keys.processed(workspace, "router", "e1"),
         keys.vector_set(workspace),
@@ -60,27 +54,38 @@ def test_a_workspaces_streams_and_keys_share_one_slot(cluster_layout: Topology) 
         keys.approval_deadlines(workspace),
         keys.webhook_outbox(workspace),
         keys.pool_sequence_counts(workspace),
-        keys.handler_error("router", TaskRequested.stream(workspace), "1-0"),
+        keys.handler_error("router", requested, "1-0"),
     ]
     assert len({_slot(name) for name in names}) == 1, names
 
 
 def test_partitions_spread_over_slots(cluster_layout: Topology) -> None:
-    slots = {_slot(s) for s in streams_for("TaskRequested")}
+    slots = {_slot(s) for s in cluster_layout.streams("TaskRequested")}
     assert len(slots) == cluster_layout.partitions
 
 
 def test_unpartitioned_stream_name_needs_no_workspace_but_partitioned_does(
     cluster_layout: Topology,
 ) -> None:
+    assert Topology().stream("TaskRequested") == "rf:stream:TaskRequested"
     with pytest.raises(ValueError, match="which workspace"):
-        stream_for("TaskRequested")
+        cluster_layout.stream("TaskRequested")
 
 
-def test_the_contract_reads_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment reaches the names only through settings the composition root installs."""
+def test_an_event_is_named_by_its_channel_and_workspace(cluster_layout: Topology) -> None:
+    """The event names its channel; the layout adds the workspace's partition."""
+    event = new_envelope(TaskRequested(goal="g"), workspace_id="acme")
+    assert Topology().stream_of(event) == "rf:stream:TaskRequested"
+    assert cluster_layout.stream_of(event) == cluster_layout.stream("TaskRequested", "acme")
+    assert Topology().stream(agent_channel("writer")) == "rf:stream:AgentInvoked:writer"
+
+
+def test_the_layout_is_a_value_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment reaches the names only through settings passed explicitly: two
+    layouts live side by side in one process, and nothing is installed or reset."""
     monkeypatch.setenv("RAPTORFLOW_STREAM_PARTITIONS", "8")
-    assert streams_for("TaskRequested") == ["rf:stream:TaskRequested"]
-    with topology.using(Settings().layout()):
-        assert len(streams_for("TaskRequested")) == 8
-    assert topology.current() == Topology()
+    from_env = Settings().keys()
+    assert len(from_env.layout.streams("TaskRequested")) == 8
+    assert Topology().streams("TaskRequested") == ["rf:stream:TaskRequested"]
+    assert from_env.task_view("acme", "t1") == Keys(Topology()).task_view("acme", "t1")
+    assert from_env.all_approval_deadlines() != Keys(Topology()).all_approval_deadlines()

@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 
 from services.gateway.console.reader import parse_entry, text_of
 from services.gateway.console.views import STATUS_OF_EVENT
-from shared.contract.events import EVENT_TYPES, stream_for
+from shared.contract.events import EVENT_TYPES
+from shared.contract.topology import Topology
 
 BLOCK_MS = 1000  # how long a stopping server waits for a stream to notice, at most
 HEARTBEAT_S = 15.0
@@ -58,16 +59,18 @@ def frame(event: dict[str, object]) -> str:
     return f"event: task\ndata: {json.dumps(body)}\n\n"
 
 
-async def _starts(redis: Redis, workspace_id: str, since_ms: int | None) -> dict[str, str]:
+async def _starts(
+    redis: Redis, layout: Topology, workspace_id: str, since_ms: int | None
+) -> dict[str, str]:
     """Where each stream is read from: `since_ms` (bounded), else each stream's last id, so
     nothing between two XREADs is skipped."""
     now_ms = int(time.time() * 1000)
     if since_ms is not None:
         start = f"{max(min(since_ms, now_ms), now_ms - MAX_REPLAY_MS)}-0"
-        return {stream_for(t, workspace_id): start for t in EVENT_TYPES}
+        return {layout.stream(t, workspace_id): start for t in EVENT_TYPES}
     streams = {}
     for event_type in EVENT_TYPES:
-        name = stream_for(event_type, workspace_id)
+        name = layout.stream(event_type, workspace_id)
         info = await redis.xinfo_stream(name) if await redis.exists(name) else None
         streams[name] = text_of(info["last-generated-id"]) if info else "0-0"
     return streams
@@ -79,6 +82,7 @@ def busy() -> bool:
 
 async def task_events(
     redis: Redis,
+    layout: Topology,
     workspace_id: str,
     disconnected: Callable[[], object],
     task_id: str | None = None,
@@ -90,7 +94,7 @@ async def task_events(
     _running.add(stop)
     try:
         async with _open:
-            streams = await _starts(redis, workspace_id, since_ms)
+            streams = await _starts(redis, layout, workspace_id, since_ms)
             yield "retry: 2000\n: connected\n\n"
             async for chunk in _follow(redis, streams, workspace_id, task_id, disconnected, stop):
                 yield chunk

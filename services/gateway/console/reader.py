@@ -1,11 +1,12 @@
 """Everything the console reads from Redis, in one module.
 
-The task list takes the workspace's newest task ids from the per-workspace task index when
-the build has one (`keys.task_index`), else from the workspace's TaskRequested stream read
-backwards (bounded by `LIST_SCAN`), and joins each task's status view; only
-`recent_task_ids` knows where the ids come from. A task's timeline is read from the event
-streams between its creation and its last update (stream ids are milliseconds), each stream
-bounded by `EVENT_SCAN`, keeping only entries whose envelope names this task and workspace.
+The task list takes the workspace's newest task ids from the per-workspace task index
+(`Keys.task_index`), else (tasks published straight onto the stream) from the workspace's
+TaskRequested stream read backwards (bounded by `LIST_SCAN`), and joins each task's status
+view; only `recent_task_ids` knows where the ids come from. A task's timeline is read from
+the event streams between its creation and its last update (stream ids are milliseconds),
+each stream bounded by `EVENT_SCAN`, keeping only entries whose envelope names this task and
+workspace.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.app.runtime import Deps
-from shared.contract import keys
-from shared.contract.events import EVENT_TYPES, stream_for
+from shared.contract.events import EVENT_TYPES
+from shared.contract.keys import Keys
+from shared.contract.topology import Topology
 from shared.domain.bandit import BanditConfig, posterior_mean
 from shared.domain.experiments import ExperimentReport
 from shared.memory.store import RoutingRecord
@@ -58,20 +60,22 @@ def stream_ms(entry_id: bytes | str) -> int:
     return int(text_of(entry_id).split("-", 1)[0])
 
 
-async def recent_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_SCAN) -> list[str]:
-    """The workspace's newest task ids: from the per-workspace task index where this build
-    has one (`keys.task_index`, the lifecycle's), else from the TaskRequested stream."""
-    index = getattr(keys, "task_index", None)
-    if index is not None:
-        ids = await redis.zrevrange(index(workspace_id), 0, scan - 1)
-        if ids:
-            return [text_of(i) for i in ids]
-    return await requested_task_ids(redis, workspace_id, scan)
+async def recent_task_ids(
+    redis: Redis, keys: Keys, workspace_id: str, scan: int = LIST_SCAN
+) -> list[str]:
+    """The workspace's newest task ids: from the per-workspace task index (the lifecycle's),
+    else from the TaskRequested stream."""
+    ids = await redis.zrevrange(keys.task_index(workspace_id), 0, scan - 1)
+    if ids:
+        return [text_of(i) for i in ids]
+    return await requested_task_ids(redis, keys, workspace_id, scan)
 
 
-async def requested_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_SCAN) -> list[str]:
+async def requested_task_ids(
+    redis: Redis, keys: Keys, workspace_id: str, scan: int = LIST_SCAN
+) -> list[str]:
     """The workspace's task ids, newest first, from the last `scan` TaskRequested entries."""
-    stream = stream_for("TaskRequested", workspace_id)
+    stream = keys.layout.stream("TaskRequested", workspace_id)
     out: dict[str, None] = {}
     top = "+"
     seen = 0
@@ -89,10 +93,10 @@ async def requested_task_ids(redis: Redis, workspace_id: str, scan: int = LIST_S
     return list(out)
 
 
-async def workspaces_seen(redis: Redis, scan: int = LIST_SCAN) -> list[str]:
+async def workspaces_seen(redis: Redis, layout: Topology, scan: int = LIST_SCAN) -> list[str]:
     """Workspaces with recent tasks (the admin's picker), from every TaskRequested partition."""
     found: set[str] = set()
-    for stream in EVENT_TYPES["TaskRequested"].streams():
+    for stream in layout.streams("TaskRequested"):
         for _, fields in await redis.xrevrange(stream, count=scan):
             data = parse_entry(fields)
             if data and isinstance(data.get("workspace_id"), str):
@@ -100,7 +104,9 @@ async def workspaces_seen(redis: Redis, scan: int = LIST_SCAN) -> list[str]:
     return sorted(found)
 
 
-async def task_views(redis: Redis, workspace_id: str, task_ids: list[str]) -> list[dict[str, str]]:
+async def task_views(
+    redis: Redis, keys: Keys, workspace_id: str, task_ids: list[str]
+) -> list[dict[str, str]]:
     """Each task's status view (an empty dict when memory has not written it yet)."""
     async with redis.pipeline(transaction=False) as pipe:
         for task_id in task_ids:
@@ -109,21 +115,23 @@ async def task_views(redis: Redis, workspace_id: str, task_ids: list[str]) -> li
     return [{text_of(k): text_of(v) for k, v in row.items()} for row in rows]
 
 
-async def task_view(redis: Redis, workspace_id: str, task_id: str) -> dict[str, str]:
-    return (await task_views(redis, workspace_id, [task_id]))[0]
+async def task_view(redis: Redis, keys: Keys, workspace_id: str, task_id: str) -> dict[str, str]:
+    return (await task_views(redis, keys, workspace_id, [task_id]))[0]
 
 
 async def task_events(
-    redis: Redis, workspace_id: str, task_id: str, view: dict[str, str]
+    redis: Redis, layout: Topology, workspace_id: str, task_id: str, view: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Every event of the task on the streams, in stream order, each with `_ms` (its id time)."""
     start = _ms_of(view.get("created_at"), default=0) - SLACK_MS
-    end = "+" if view.get("status") not in {"completed", "failed", "rejected"} else str(
-        _ms_of(view.get("updated_at"), default=0) + 60_000
+    end = (
+        "+"
+        if view.get("status") not in {"completed", "failed", "rejected"}
+        else str(_ms_of(view.get("updated_at"), default=0) + 60_000)
     )
     found: list[dict[str, Any]] = []
     for event_type in EVENT_TYPES:
-        stream = stream_for(event_type, workspace_id)
+        stream = layout.stream(event_type, workspace_id)
         entries = await redis.xrange(stream, min=str(max(start, 0)), max=end, count=EVENT_SCAN)
         for entry_id, fields in entries:
             data = parse_entry(fields, task_id)
@@ -164,7 +172,7 @@ class TaskDetail:
 async def task_detail(deps: Deps, workspace_id: str, task_id: str) -> TaskDetail | None:
     """None when the workspace has no such task (another workspace's task is 'no such task')."""
     redis = deps.redis
-    view = await task_view(redis, workspace_id, task_id)
+    view = await task_view(redis, deps.keys, workspace_id, task_id)
     if not view:
         return None
     routing = await deps.memory.routing_decision(workspace_id, task_id)
@@ -174,25 +182,30 @@ async def task_detail(deps: Deps, workspace_id: str, task_id: str) -> TaskDetail
         if record is not None:
             goals[neighbour.goal_hash] = record.goal
     pending = [
-        r for r in await approvals.list_pending(redis, workspace_id)
+        r
+        for r in await approvals.list_pending(redis, deps.keys, workspace_id)
         if r.needed.correlation_id == task_id
     ]
-    stages_raw = await redis.hgetall(keys.task_stages(workspace_id, task_id))
+    stages_raw = await redis.hgetall(deps.keys.task_stages(workspace_id, task_id))
     return TaskDetail(
         view=view,
-        events=await task_events(redis, workspace_id, task_id, view),
+        events=await task_events(redis, deps.layout, workspace_id, task_id, view),
         routing=routing,
         neighbour_goals=goals,
-        audit=await audit.list_for_task(redis, workspace_id, task_id),
+        audit=await audit.list_for_task(redis, deps.keys, workspace_id, task_id),
         pending=pending,
-        letters=await task_letters(redis, workspace_id, task_id),
+        letters=await task_letters(redis, deps.keys, workspace_id, task_id),
         threshold=deps.settings.reuse_confidence,
         stages_view=[json.loads(v) for v in stages_raw.values()],
     )
 
 
-async def task_letters(redis: Redis, workspace_id: str, task_id: str) -> list[dead_letters.DeadLetter]:
-    letters = await dead_letters.list_letters(redis, workspace_id=workspace_id, limit=1000)
+async def task_letters(
+    redis: Redis, keys: Keys, workspace_id: str, task_id: str
+) -> list[dead_letters.DeadLetter]:
+    letters = await dead_letters.list_letters(
+        redis, keys.layout, workspace_id=workspace_id, limit=1000
+    )
     out = []
     for letter in letters:
         try:
@@ -228,34 +241,40 @@ async def live_agents(deps: Deps, workspace_id: str) -> list[dict[str, Any]]:
         if spec.kind != "worker":
             continue
         seen = await agent_registry.replicas(deps.redis, spec.name)
-        rows.append({
-            "agent": spec.name,
-            "task_types": ", ".join(spec.task_types),
-            "live": sum(r.live for r in seen),
-            "replicas": [
-                {"replica": r.replica, "ago_s": max(0, round(now - r.last_seen)), "live": r.live}
-                for r in seen[:10]
-            ],
-        })
+        rows.append(
+            {
+                "agent": spec.name,
+                "task_types": ", ".join(spec.task_types),
+                "live": sum(r.live for r in seen),
+                "replicas": [
+                    {
+                        "replica": r.replica,
+                        "ago_s": max(0, round(now - r.last_seen)),
+                        "live": r.live,
+                    }
+                    for r in seen[:10]
+                ],
+            }
+        )
     return rows
 
 
 async def workspace_detail(deps: Deps, workspace_id: str) -> WorkspaceDetail:
     redis = deps.redis
-    task_ids = await recent_task_ids(redis, workspace_id)
-    config = await webhooks.load_config(redis, workspace_id)
-    raw_checkpoints = await redis.get(keys.checkpoints_config(workspace_id))
+    task_ids = await recent_task_ids(redis, deps.keys, workspace_id)
+    config = await webhooks.load_config(redis, deps.keys, workspace_id)
+    raw_checkpoints = await redis.get(deps.keys.checkpoints_config(workspace_id))
     return WorkspaceDetail(
         performance=await performance_rows(deps, workspace_id),
-        routing=await routing_records(redis, workspace_id, task_ids),
+        routing=await routing_records(redis, deps.keys, workspace_id, task_ids),
         memory_items=await deps.index.count(workspace_id),
         experiments=[
-            await experiment_store.get_report(redis, workspace_id, e.experiment_id)
-            for e in await experiment_store.list_all(redis, workspace_id)
+            await experiment_store.get_report(redis, deps.keys, workspace_id, e.experiment_id)
+            for e in await experiment_store.list_all(redis, deps.keys, workspace_id)
         ],
         checkpoints=text_of(raw_checkpoints) if raw_checkpoints else None,
         webhook_urls=[str(u) for u in config.urls] if config else [],
-        deliveries=await recent_deliveries(redis, workspace_id) if config else {},
+        deliveries=await recent_deliveries(redis, deps.keys, workspace_id) if config else {},
         live_agents=await live_agents(deps, workspace_id),
     )
 
@@ -281,7 +300,7 @@ async def performance_rows(deps: Deps, workspace_id: str) -> list[dict[str, Any]
 
 
 async def routing_records(
-    redis: Redis, workspace_id: str, task_ids: list[str]
+    redis: Redis, keys: Keys, workspace_id: str, task_ids: list[str]
 ) -> list[RoutingRecord]:
     """The stored routing decisions of these tasks (for the reliability diagram)."""
     async with redis.pipeline(transaction=False) as pipe:
@@ -299,10 +318,10 @@ async def routing_records(
 
 
 async def recent_deliveries(
-    redis: Redis, workspace_id: str, scan: int = 500
+    redis: Redis, keys: Keys, workspace_id: str, scan: int = 500
 ) -> dict[str, list[webhooks.TargetStatus]]:
     """Webhook deliveries of the workspace's last approvals (from the ApprovalNeeded stream)."""
-    stream = stream_for("ApprovalNeeded", workspace_id)
+    stream = keys.layout.stream("ApprovalNeeded", workspace_id)
     out: dict[str, list[webhooks.TargetStatus]] = {}
     for _, fields in await redis.xrevrange(stream, count=scan):
         data = parse_entry(fields, workspace_id)
@@ -310,5 +329,7 @@ async def recent_deliveries(
             continue
         approval_id = str(data.get("payload", {}).get("approval_id", ""))
         if approval_id and approval_id not in out and len(out) < 20:
-            out[approval_id] = await webhooks.delivery_status(redis, workspace_id, approval_id)
+            out[approval_id] = await webhooks.delivery_status(
+                redis, keys, workspace_id, approval_id
+            )
     return {k: v for k, v in out.items() if v}

@@ -21,7 +21,10 @@ async def list_approvals(
     request: Request, workspace_id: str = WorkspaceQuery, d: Deps = Depends(get_deps)
 ) -> list[dict[str, Any]]:
     allow(request, workspace_id)
-    return [logic.approval_summary(r) for r in await approvals.list_pending(d.redis, workspace_id)]
+    return [
+        logic.approval_summary(r)
+        for r in await approvals.list_pending(d.redis, d.keys, workspace_id)
+    ]
 
 
 @router.get("/approvals/{approval_id}")
@@ -33,7 +36,7 @@ async def get_approval(
 ) -> dict[str, Any]:
     allow(request, workspace_id)
     try:
-        record = await approvals.get_approval(d.redis, workspace_id, approval_id)
+        record = await approvals.get_approval(d.redis, d.keys, workspace_id, approval_id)
     except approvals.ApprovalNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such approval") from exc
     return logic.approval_summary(record)
@@ -55,6 +58,7 @@ async def decide(
     try:
         resolved = await approvals.decide(
             d.redis,
+            d.keys,
             body.workspace_id,
             approval_id,
             decision=body.decision,

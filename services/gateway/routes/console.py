@@ -142,7 +142,9 @@ async def home(
     if ring.enabled and (not guard.browser_key(request) or workspaces_of(request) == frozenset()):
         return login_page(request, None)
     allowed = workspaces_of(request)
-    choices = sorted(allowed) if allowed is not None else await reader.workspaces_seen(get_deps(request).redis)
+    choices = sorted(allowed) if allowed is not None else await reader.workspaces_seen(
+        get_deps(request).redis, get_deps(request).layout
+    )
     if len(choices) == 1:
         target = f"/ui/tasks?{urlencode({'workspace_id': choices[0]})}"
         return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
@@ -166,18 +168,18 @@ async def task_list(
     deps = get_deps(request)
     redis = deps.redis
     filters = {"status": status_filter, "source": source, "agent": agent, "q": q}
-    ids = await reader.recent_task_ids(redis, workspace_id)
+    ids = await reader.recent_task_ids(redis, deps.keys, workspace_id)
     if not any(filters.values()):  # no filter: read only the page's views
         page_ids, pages = views.paged(ids, page)
-        visible = _rows(page_ids, await reader.task_views(redis, workspace_id, page_ids))
+        visible = _rows(page_ids, await reader.task_views(redis, deps.keys, workspace_id, page_ids))
         total = len(ids)
     else:
-        rows = _rows(ids, await reader.task_views(redis, workspace_id, ids))
+        rows = _rows(ids, await reader.task_views(redis, deps.keys, workspace_id, ids))
         chosen = [r for r in rows if views.matches(r, status_filter, source, agent, q)]
         visible, pages = views.paged(chosen, page)
         total = len(chosen)
     agents = sorted(set(deps.catalog.names) | {a for r in visible for a in r["agents"]})
-    waiting = len(await approvals.list_pending(redis, workspace_id))
+    waiting = len(await approvals.list_pending(redis, deps.keys, workspace_id))
     return render(request, "console/tasks.html", workspace_id, {
         "waiting": waiting,
         "rows": visible, "page": min(page, pages), "pages": pages, "total": total,
@@ -249,16 +251,27 @@ async def decide_on_task(
         if action == "changes" and not lines:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="comments are required")
         await approvals.decide(
-            deps.redis, workspace_id, approval_id, decision=ACTIONS[action], decided_by=who,
-            reason=reason.strip(), comments=lines,
+            deps.redis,
+            deps.keys,
+            workspace_id,
+            approval_id,
+            decision=ACTIONS[action],
+            decided_by=who,
+            reason=reason.strip(),
+            comments=lines,
         )
     except HTTPException as exc:
-        return await _task_page(request, workspace_id, task_id, user, error=str(exc.detail),
-                                status_code=exc.status_code)
+        return await _task_page(
+            request, workspace_id, task_id, user, error=str(exc.detail), status_code=exc.status_code
+        )
     except approvals.ApprovalNotFound:
-        return await _task_page(request, workspace_id, task_id, user, error="no such approval", status_code=404)
+        return await _task_page(
+            request, workspace_id, task_id, user, error="no such approval", status_code=404
+        )
     except approvals.ApprovalConflict as exc:
-        return await _task_page(request, workspace_id, task_id, user, error=str(exc), status_code=409)
+        return await _task_page(
+            request, workspace_id, task_id, user, error=str(exc), status_code=409
+        )
     done = f"{ACTIONS[action].replace('_', ' ')} by {who}"
     target = f"/ui/tasks/{quote(task_id[:100], safe='')}?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
@@ -276,12 +289,20 @@ async def workspace_page(
         return shown
     detail = await reader.workspace_detail(get_deps(request), workspace_id)
     bins = views.calibration_bins(detail.routing)
-    return render(request, "console/workspace.html", workspace_id, {
-        "detail": detail, "bins": bins, "reliability": views.reliability_svg(bins),
-        "bar": views.bar_svg, "message": message,
-        "decided": sum(1 for r in detail.routing if r.outcome_success is not None),
-        "reused": int(sum(b["count"] for b in bins)),
-    })
+    return render(
+        request,
+        "console/workspace.html",
+        workspace_id,
+        {
+            "detail": detail,
+            "bins": bins,
+            "reliability": views.reliability_svg(bins),
+            "bar": views.bar_svg,
+            "message": message,
+            "decided": sum(1 for r in detail.routing if r.outcome_success is not None),
+            "reused": int(sum(b["count"] for b in bins)),
+        },
+    )
 
 
 @router.post("/workspace/experiments/{experiment_id}/stop", response_class=HTMLResponse)
@@ -298,11 +319,18 @@ async def stop_experiment(
     guard.check_form(request, csrf_token)
     deps = get_deps(request)
     try:
-        await experiment_store.stop(deps.redis, workspace_id, experiment_id[:100], promote=promote)
+        await experiment_store.stop(
+            deps.redis, deps.keys, workspace_id, experiment_id[:100], promote=promote
+        )
         done = f"experiment {experiment_id[:40]} {'promoted' if promote else 'stopped'}"
     except experiment_store.ExperimentNotFound:
-        return render(request, "console/error.html", workspace_id,
-                      {"error": "No such experiment in this workspace."}, status_code=404)
+        return render(
+            request,
+            "console/error.html",
+            workspace_id,
+            {"error": "No such experiment in this workspace."},
+            status_code=404,
+        )
     except (experiment_store.ExperimentConflict, NoEvidence) as exc:
         done = str(exc)[:200]
     target = f"/ui/workspace?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
@@ -321,14 +349,20 @@ async def events(
     shown, _ = gate(request, workspace_id)
     if shown is not None:
         return Response(status_code=shown.status_code)
-    redis = get_deps(request).redis
-    if task_id is not None and not await reader.task_view(redis, workspace_id, task_id):
+    deps = get_deps(request)
+    redis = deps.redis
+    if task_id is not None and not await reader.task_view(redis, deps.keys, workspace_id, task_id):
         return Response(status_code=404)
     if live.busy():
         return Response(status_code=503, headers={"Retry-After": "5"})
-    stream = live.task_events(redis, workspace_id, request.is_disconnected, task_id, since)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    stream = live.task_events(
+        redis, deps.layout, workspace_id, request.is_disconnected, task_id, since
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/static/console.js")

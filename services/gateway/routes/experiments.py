@@ -12,7 +12,6 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.access import WORKSPACE_PATTERN, IdPath, WorkspacePath, allow, get_deps
-from shared.contract import keys
 from shared.contract.events import FeedbackGiven, new_envelope
 from shared.domain.experiments import Experiment, ExperimentReport, ExperimentSpec, NoEvidence
 from shared.messaging.bus import publish
@@ -55,7 +54,7 @@ async def give_feedback(
 ) -> FeedbackAccepted:
     user = allow(request, body.workspace_id)
     d = get_deps(request)
-    if not await d.redis.exists(keys.task_view(body.workspace_id, task_id)):
+    if not await d.redis.exists(d.keys.task_view(body.workspace_id, task_id)):
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             detail=f"no task {task_id} in workspace {body.workspace_id}",
@@ -66,7 +65,7 @@ async def give_feedback(
         user_id=user,
         correlation_id=task_id,
     )
-    await publish(d.redis, [event])
+    await publish(d.redis, d.layout, [event])
     return FeedbackAccepted(task_id=task_id, event_id=event.event_id, rating=body.rating)
 
 
@@ -87,7 +86,7 @@ async def create_experiment(
             detail=f"arm_a/arm_b: unknown agents {', '.join(sorted(set(unknown)))}",
         )
     try:
-        return await experiment_store.create(d.redis, workspace_id, body)
+        return await experiment_store.create(d.redis, d.keys, workspace_id, body)
     except experiment_store.ExperimentConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
 
@@ -98,9 +97,9 @@ async def list_experiments(
 ) -> list[ExperimentReport]:
     allow(request, workspace_id)
     d = get_deps(request)
-    experiments = await experiment_store.list_all(d.redis, workspace_id)
+    experiments = await experiment_store.list_all(d.redis, d.keys, workspace_id)
     return [
-        await experiment_store.get_report(d.redis, workspace_id, e.experiment_id)
+        await experiment_store.get_report(d.redis, d.keys, workspace_id, e.experiment_id)
         for e in experiments
     ]
 
@@ -114,7 +113,7 @@ async def show_experiment(
     allow(request, workspace_id)
     try:
         return await experiment_store.get_report(
-            get_deps(request).redis, workspace_id, experiment_id
+            get_deps(request).redis, get_deps(request).keys, workspace_id, experiment_id
         )
     except experiment_store.ExperimentNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such experiment") from exc
@@ -134,7 +133,7 @@ async def stop_experiment(
     d = get_deps(request)
     try:
         await experiment_store.stop(
-            d.redis,
+            d.redis, d.keys,
             workspace_id,
             experiment_id,
             promote=body.promote,
@@ -144,4 +143,4 @@ async def stop_experiment(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such experiment") from exc
     except (experiment_store.ExperimentConflict, NoEvidence) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-    return await experiment_store.get_report(d.redis, workspace_id, experiment_id)
+    return await experiment_store.get_report(d.redis, d.keys, workspace_id, experiment_id)

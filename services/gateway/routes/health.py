@@ -14,7 +14,6 @@ from fastapi.responses import PlainTextResponse
 from services.gateway.access import get_deps
 from services.gateway.limits import RETRY_AFTER_S
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.observability.probes import redis_answers, redis_takes_writes
 
 router = APIRouter(tags=["health"])
@@ -33,7 +32,7 @@ async def livez() -> PlainTextResponse:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(d: Deps = Depends(get_deps)) -> PlainTextResponse:
-    probe_key = keys.readiness_probe(d.settings.consumer_name)
+    probe_key = d.keys.readiness_probe(d.settings.consumer_name)
     reason = await redis_answers(d.redis)() or await redis_takes_writes(d.redis, probe_key)()
     if reason:
         return PlainTextResponse(

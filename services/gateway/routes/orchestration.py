@@ -121,7 +121,7 @@ async def self_correct(
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"llm_error: {exc}") from exc
     finally:
         # The critiques made before a failure are still worth keeping.
-        await publish(d.redis, critiques)
+        await publish(d.redis, d.layout, critiques)
     return {
         "correlation_id": correlation_id,
         "agent_name": body.agent_name,

@@ -27,7 +27,6 @@ from services.gateway.access import WorkspaceQuery, allow, get_deps, is_admin
 from services.gateway.routes.agents import require_known_agents
 from services.gateway.schemas import CancelRequest, RerunRequest, ResumeRequest, TaskSubmission
 from shared.app.runtime import Deps
-from shared.contract import keys
 from shared.contract.events import Envelope, TaskRequested
 from shared.contract.models import ID_PATTERN
 from shared.contract.task_view import (
@@ -87,7 +86,7 @@ async def submit_task(
     fields = tasks.acceptance_fields(event, tasks.request_hash(body.model_dump(mode="json")), now)
     try:
         accepted = await tasks.accept(
-            d.redis, event, fields, idempotency_key=idempotency_key, now=now
+            d.redis, d.keys, event, fields, idempotency_key=idempotency_key, now=now
         )
     except tasks.IdempotencyMismatch as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -123,7 +122,7 @@ async def _checkpoints_policy(body: TaskSubmission, request: Request, d: Deps) -
     if is_admin(request):
         return True
     try:
-        stored = await checkpoints.load_config(d.redis, body.workspace_id)
+        stored = await checkpoints.load_config(d.redis, d.keys, body.workspace_id)
     except checkpoints.ConfigUnreadable:
         return False  # the checkpoint service fails the task, saying why
     if stored is not None and stored.allow_task_overrides:
@@ -160,7 +159,7 @@ def _as_caller(event: Envelope[Any], request: Request, user: str | None) -> Enve
 
 
 async def _view_or_404(d: Deps, workspace_id: str, task_id: str) -> TaskView:
-    view = await tasks.read(d.redis, workspace_id, task_id)
+    view = await tasks.read(d.redis, d.keys, workspace_id, task_id)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail=f"no task {task_id} in workspace {workspace_id}")
@@ -180,7 +179,7 @@ async def task_status(
     allow(request, workspace_id)
     view = await _view_or_404(d, workspace_id, task_id)
     if wait > 0 and not view.terminal and await tasks.wait_ended(
-        d.redis, workspace_id, task_id, wait
+        d.redis, d.keys, workspace_id, task_id, wait
     ):
         view = await _view_or_404(d, workspace_id, task_id)
     return view
@@ -205,7 +204,9 @@ async def list_tasks(
     wanted = tasks.TaskFilter(status=status_, source=source, agent=agent,
                               since=since.timestamp() if since else None)
     try:
-        return await tasks.list_page(d.redis, workspace_id, wanted, cursor=cursor, limit=limit)
+        return await tasks.list_page(
+            d.redis, d.keys, workspace_id, wanted, cursor=cursor, limit=limit
+        )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
 
@@ -218,8 +219,13 @@ async def cancel_task(
     user = allow(request, body.workspace_id)
     try:
         return await tasks.cancel(
-            d.redis, body.workspace_id, task_id, by=user or body.cancelled_by,
-            reason=body.reason, now=time.time(),
+            d.redis,
+            d.keys,
+            body.workspace_id,
+            task_id,
+            by=user or body.cancelled_by,
+            reason=body.reason,
+            now=time.time(),
         )
     except tasks.TaskNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task {task_id}") from exc
@@ -227,36 +233,56 @@ async def cancel_task(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
 
 
-async def _start_copy(d: Deps, event: Envelope[Any], fields: dict[str, str], original: str,
-                      idempotency_key: str | None) -> TaskAccepted:
+async def _start_copy(
+    d: Deps,
+    event: Envelope[Any],
+    fields: dict[str, str],
+    original: str,
+    idempotency_key: str | None,
+) -> TaskAccepted:
     """Accept the new task (once per Idempotency-Key); a resumed one keeps the original's
     request (so it can be rerun too) and the original links to it."""
     try:
-        accepted = await tasks.accept(d.redis, event, fields, idempotency_key=idempotency_key,
-                                      now=float(fields["created_at"]))
+        accepted = await tasks.accept(
+            d.redis,
+            d.keys,
+            event,
+            fields,
+            idempotency_key=idempotency_key,
+            now=float(fields["created_at"]),
+        )
     except tasks.IdempotencyMismatch as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"Idempotency-Key: {exc}") from exc
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"Idempotency-Key: {exc}"
+        ) from exc
     if not accepted.replayed and "resumed_from" in fields:
         ws, new_id = event.workspace_id, event.correlation_id
-        request = await d.redis.get(keys.task_request(ws, original))
+        request = await d.redis.get(d.keys.task_request(ws, original))
         if request is not None:
-            await d.redis.set(keys.task_request(ws, new_id), request, ex=tasks.VIEW_TTL_S)
-        await d.redis.hset(keys.task_view(ws, original), "resumed_by", new_id)
-    return TaskAccepted(task_id=accepted.task_id, workspace_id=event.workspace_id,
-                        status=accepted.status, replayed=accepted.replayed)
+            await d.redis.set(d.keys.task_request(ws, new_id), request, ex=tasks.VIEW_TTL_S)
+        await d.redis.hset(d.keys.task_view(ws, original), "resumed_by", new_id)
+    return TaskAccepted(
+        task_id=accepted.task_id,
+        workspace_id=event.workspace_id,
+        status=accepted.status,
+        replayed=accepted.replayed,
+    )
 
 
-@router.post("/tasks/{task_id}/resume", response_model=TaskAccepted,
-             status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/tasks/{task_id}/resume", response_model=TaskAccepted, status_code=status.HTTP_202_ACCEPTED
+)
 async def resume_task(
-    task_id: TaskIdPath, body: ResumeRequest, request: Request,
-    idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
+    task_id: TaskIdPath,
+    body: ResumeRequest,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+    d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Continue a failed, rejected or timed-out task from the stage that did not finish."""
     user = allow(request, body.workspace_id)
     view = await _view_or_404(d, body.workspace_id, task_id)
-    raw = await d.redis.get(keys.task_snapshot(body.workspace_id, task_id))
+    raw = await d.redis.get(d.keys.task_snapshot(body.workspace_id, task_id))
     if view.status not in RESUMABLE_STATES or raw is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -266,23 +292,29 @@ async def resume_task(
     snapshot = lifecycle.Snapshot.model_validate_json(raw)
     now = datetime.now(UTC)
     new_id = str(uuid.uuid4())
-    event = _as_caller(lifecycle.resumed(snapshot, new_id, body.budget_constraints, now),
-                       request, user)
+    event = _as_caller(
+        lifecycle.resumed(snapshot, new_id, body.budget_constraints, now), request, user
+    )
     fields = lifecycle.resumed_fields(snapshot, task_id, now.timestamp())
-    fields["request_hash"] = tasks.request_hash({"resume": task_id,
-                                                 "budget": body.budget_constraints})
+    fields["request_hash"] = tasks.request_hash(
+        {"resume": task_id, "budget": body.budget_constraints}
+    )
     return await _start_copy(d, event, fields, task_id, idempotency_key)
 
 
-@router.post("/tasks/{task_id}/rerun", response_model=TaskAccepted,
-             status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/tasks/{task_id}/rerun", response_model=TaskAccepted, status_code=status.HTTP_202_ACCEPTED
+)
 async def rerun_task(
-    task_id: TaskIdPath, body: RerunRequest, request: Request,
-    idempotency_key: IdempotencyKey = None, d: Deps = Depends(get_deps),
+    task_id: TaskIdPath,
+    body: RerunRequest,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+    d: Deps = Depends(get_deps),
 ) -> TaskAccepted:
     """Start a fresh copy of a task (same request, new id), whatever its state."""
     user = allow(request, body.workspace_id)
-    raw = await d.redis.get(keys.task_request(body.workspace_id, task_id))
+    raw = await d.redis.get(d.keys.task_request(body.workspace_id, task_id))
     if raw is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no request kept for {task_id}")
     original = Envelope[TaskRequested].model_validate_json(raw)

@@ -98,7 +98,7 @@ async def page(
         return key_form(request, workspace_id)
     deps = get_deps(request)
     now = datetime.now(UTC).timestamp()
-    pending = await approvals.list_pending(deps.redis, workspace_id)
+    pending = await approvals.list_pending(deps.redis, deps.keys, workspace_id)
     response = templates.TemplateResponse(
         request,
         "approvals.html",
@@ -165,7 +165,7 @@ async def decide_form(
             )
         deps = get_deps(request)
         await approvals.decide(
-            deps.redis,
+            deps.redis, deps.keys,
             workspace_id,
             approval_id,
             decision=ACTIONS[action],

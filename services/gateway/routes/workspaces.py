@@ -64,7 +64,7 @@ async def put_webhooks(
             ) from exc
     redis = d.redis
     try:
-        current = await webhooks.load_config(redis, workspace_id)
+        current = await webhooks.load_config(redis, d.keys, workspace_id)
     except webhooks.ConfigUnreadable:
         current = None  # replaced below: this is how an unreadable one is fixed
     generated = None
@@ -75,7 +75,7 @@ async def put_webhooks(
     else:
         secret = generated = webhooks.new_secret()
     config = webhooks.WebhookConfig(urls=body.urls, secret=SecretStr(secret))
-    await webhooks.save_config(redis, workspace_id, config)
+    await webhooks.save_config(redis, d.keys, workspace_id, config)
     return WebhooksView(
         workspace_id=workspace_id,
         urls=[str(u) for u in config.urls],
@@ -88,7 +88,9 @@ async def put_webhooks(
 async def get_webhooks(request: Request, workspace_id: str = WorkspacePath) -> WebhooksView:
     allow(request, workspace_id)
     try:
-        config = await webhooks.load_config(get_deps(request).redis, workspace_id)
+        config = await webhooks.load_config(
+            get_deps(request).redis, get_deps(request).keys, workspace_id
+        )
     except webhooks.ConfigUnreadable as exc:
         return WebhooksView(workspace_id=workspace_id, urls=[], secret_set=True, error=str(exc))
     return WebhooksView(
@@ -103,7 +105,9 @@ async def get_deliveries(
     request: Request, approval_id: str = IdPath(), workspace_id: str = WorkspaceQuery
 ) -> list[webhooks.TargetStatus]:
     allow(request, workspace_id)
-    return await webhooks.delivery_status(get_deps(request).redis, workspace_id, approval_id)
+    return await webhooks.delivery_status(
+        get_deps(request).redis, get_deps(request).keys, workspace_id, approval_id
+    )
 
 
 @router.get("/tasks/{task_id}/audit")
@@ -111,7 +115,9 @@ async def get_audit(
     request: Request, task_id: str = IdPath(), workspace_id: str = WorkspaceQuery
 ) -> list[dict[str, Any]]:
     allow(request, workspace_id)
-    entries = await audit.list_for_task(get_deps(request).redis, workspace_id, task_id)
+    entries = await audit.list_for_task(
+        get_deps(request).redis, get_deps(request).keys, workspace_id, task_id
+    )
     return [e.model_dump(mode="json") for e in entries]
 
 
@@ -127,7 +133,7 @@ async def put_checkpoints(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail="workspace_id: must match the path"
         )
-    await checkpoints.save_config(d.redis, workspace_id, body)
+    await checkpoints.save_config(d.redis, d.keys, workspace_id, body)
     return body
 
 
@@ -137,7 +143,7 @@ async def get_checkpoints(
 ) -> WorkflowCheckpoints:
     allow(request, workspace_id)
     try:
-        stored = await checkpoints.load_config(d.redis, workspace_id)
+        stored = await checkpoints.load_config(d.redis, d.keys, workspace_id)
     except checkpoints.ConfigUnreadable as exc:
         # Still readable, and a PUT replaces it; meanwhile the workspace's tasks fail saying so.
         raise HTTPException(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.memory.vector_index.base import (
     DEFAULT_DIM,
     IndexKind,
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 
-async def server_has_vector_sets(redis: aioredis.Redis) -> bool:
+async def server_has_vector_sets(redis: aioredis.Redis, keys: Keys) -> bool:
     """Probe with a read-only VCARD: Redis 7 answers 'unknown command'."""
     try:
         await redis.execute_command("VCARD", keys.vector_set("__probe__"))
@@ -71,19 +71,19 @@ async def server_has_vector_sets(redis: aioredis.Redis) -> bool:
 
 
 async def open_vector_index(
-    redis: aioredis.Redis, kind: IndexKind | str = "auto", *, dim: int = DEFAULT_DIM
+    redis: aioredis.Redis, keys: Keys, kind: IndexKind | str = "auto", *, dim: int = DEFAULT_DIM
 ) -> VectorIndex:
     """Pick the index for this server: vector sets when available, else exact."""
     if kind not in ("auto", "vset", "exact"):
         raise ValueError(f"unknown vector index kind {kind!r}: use auto, vset or exact")
     if kind == "exact":
-        return ExactIndex(redis, dim=dim)
-    if await server_has_vector_sets(redis):
-        return RedisVectorSetIndex(redis, dim=dim)
+        return ExactIndex(redis, keys, dim=dim)
+    if await server_has_vector_sets(redis, keys):
+        return RedisVectorSetIndex(redis, keys, dim=dim)
     if kind == "vset":
         info = await redis.info("server")
         raise VectorSetsUnavailable(
             f"kind='vset' needs Redis >= 8.0 with vector sets (VADD/VSIM); this server is "
             f"Redis {info.get('redis_version', '?')}. Use kind='exact' or 'auto'."
         )
-    return ExactIndex(redis, dim=dim)
+    return ExactIndex(redis, keys, dim=dim)

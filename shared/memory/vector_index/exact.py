@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.memory.vector_index.base import (
     DEFAULT_DIM,
     ScriptArg,
@@ -194,6 +194,7 @@ class ExactIndex:
     def __init__(
         self,
         redis: aioredis.Redis,
+        keys: Keys,
         *,
         dim: int = DEFAULT_DIM,
         changelog_len: int = 10_000,
@@ -201,6 +202,7 @@ class ExactIndex:
         thread_offload_rows: int = 20_000,
     ) -> None:
         self._redis = binary_client(redis)
+        self._names = keys
         self._owns_client = self._redis is not redis
         self._dim = dim
         self._changelog_len = changelog_len
@@ -242,7 +244,7 @@ class ExactIndex:
 
     async def count(self, workspace_id: str) -> int:
         check_ids(workspace_id)
-        return int(await self._redis.hlen(keys.vector_hash(workspace_id)))
+        return int(await self._redis.hlen(self._names.vector_hash(workspace_id)))
 
     # ---- search
 
@@ -264,7 +266,12 @@ class ExactIndex:
     # ---- keeping the in-process copy in step
 
     def _keys(self, workspace_id: str) -> list[str]:
-        return [keys.vector_hash(workspace_id), keys.vector_attributes(workspace_id), keys.vector_changes(workspace_id)]
+        names = self._names
+        return [
+            names.vector_hash(workspace_id),
+            names.vector_attributes(workspace_id),
+            names.vector_changes(workspace_id),
+        ]
 
     def _cache(self, workspace_id: str) -> _WorkspaceCache:
         """LRU of workspace copies so a process serving many workspaces stays bounded."""
@@ -299,7 +306,7 @@ class ExactIndex:
         first one returned, it was trimmed away and changes may be lost. When
         nothing changed this is a single XRANGE returning one entry.
         """
-        key, ids, newest = keys.vector_changes(workspace_id), list[str](), last
+        key, ids, newest = self._names.vector_changes(workspace_id), list[str](), last
         inclusive = last is not None
         while True:
             start = log_start(last if inclusive else None, newest)
@@ -333,10 +340,10 @@ class ExactIndex:
         cache.reset()
         newest = cast(
             "list[tuple[bytes, Any]]",
-            await self._redis.xrevrange(keys.vector_changes(workspace_id), count=1),
+            await self._redis.xrevrange(self._names.vector_changes(workspace_id), count=1),
         )
-        vectors = await self._scan(keys.vector_hash(workspace_id))
-        attrs = await self._scan(keys.vector_attributes(workspace_id))
+        vectors = await self._scan(self._names.vector_hash(workspace_id))
+        attrs = await self._scan(self._names.vector_attributes(workspace_id))
         for item_id in vectors.keys() & attrs.keys():
             vector = np.frombuffer(vectors[item_id], dtype="<f4")
             cache.upsert(item_id, vector, json.loads(attrs[item_id]))
@@ -351,8 +358,8 @@ class ExactIndex:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(keys.vector_hash(workspace_id), chunk)
-                pipe.hmget(keys.vector_attributes(workspace_id), chunk)
+                pipe.hmget(self._names.vector_hash(workspace_id), chunk)
+                pipe.hmget(self._names.vector_attributes(workspace_id), chunk)
                 vectors, attrs = await pipe.execute()
             for item_id, vector, attr in zip(chunk, vectors, attrs, strict=True):
                 if vector is None or attr is None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy.typing as npt
 import redis.asyncio as aioredis
 
-from shared.contract import keys
+from shared.contract.keys import Keys
 from shared.memory.vector_index.base import (
     DEFAULT_DIM,
     VectorHit,
@@ -84,6 +84,7 @@ class RedisVectorSetIndex:
     def __init__(
         self,
         redis: aioredis.Redis,
+        keys: Keys,
         *,
         dim: int = DEFAULT_DIM,
         quantization: Literal["Q8", "NOQUANT", "BIN"] = "Q8",
@@ -95,6 +96,7 @@ class RedisVectorSetIndex:
         cas: bool = False,
     ) -> None:
         self._redis = redis
+        self._names = keys
         self._dim = dim
         self._create_opts: list[str | int] = [quantization, "M", links] + (["CAS"] if cas else [])
         self.search_ef = search_ef
@@ -114,7 +116,7 @@ class RedisVectorSetIndex:
         check_ids(workspace_id, item_id)
         blob = prepare_vector(vector, self._dim).tobytes()
         await self._redis.execute_command(
-            "VADD", keys.vector_set(workspace_id), "FP32", blob, item_id,
+            "VADD", self._names.vector_set(workspace_id), "FP32", blob, item_id,
             *self._create_opts, "SETATTR", encode_attributes(attributes),
         )  # fmt: skip
 
@@ -123,14 +125,15 @@ class RedisVectorSetIndex:
     ) -> None:
         check_ids(workspace_id, item_id)
         ok = await self._redis.execute_command(
-            "VSETATTR", keys.vector_set(workspace_id), item_id, encode_attributes(attributes)
+            "VSETATTR", self._names.vector_set(workspace_id), item_id, encode_attributes(attributes)
         )
         if not ok:
             raise KeyError(item_id)
 
     async def remove(self, workspace_id: str, item_id: str) -> bool:
         check_ids(workspace_id, item_id)
-        return bool(await self._redis.execute_command("VREM", keys.vector_set(workspace_id), item_id))
+        key = self._names.vector_set(workspace_id)
+        return bool(await self._redis.execute_command("VREM", key, item_id))
 
     async def search(
         self, workspace_id: str, vector: npt.ArrayLike, k: int, *, only_successful: bool = True
@@ -139,7 +142,7 @@ class RedisVectorSetIndex:
         if k <= 0:
             return []
         blob = prepare_vector(vector, self._dim).tobytes()
-        key = keys.vector_set(workspace_id)
+        key = self._names.vector_set(workspace_id)
         if not only_successful:
             return await self._vsim(key, blob, k)
         fetch = math.ceil(k * self._overfetch)
@@ -186,4 +189,4 @@ class RedisVectorSetIndex:
 
     async def count(self, workspace_id: str) -> int:
         check_ids(workspace_id)
-        return int(await self._redis.execute_command("VCARD", keys.vector_set(workspace_id)))
+        return int(await self._redis.execute_command("VCARD", self._names.vector_set(workspace_id)))
