@@ -64,7 +64,7 @@ async def submit(
 async def worker_running(
     definition: AgentDefinition, redis: Redis, **kw: Any
 ) -> AsyncIterator[Worker]:
-    worker = Worker(definition, redis, **kw)
+    worker = Worker(definition, redis, PLAIN, **kw)
     task = asyncio.create_task(worker.run())
     try:
         await eventually(lambda: agent_registry.live_workers(redis, [definition.name]), 10)

@@ -65,7 +65,7 @@ async def api(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def _decide(redis, workspace, approval_id, decision="approved", **kw):
     return await approvals.decide(
-        redis, workspace, approval_id, decision=decision, decided_by=kw.pop("by", "bob"), **kw
+        redis, KEYS, workspace, approval_id, decision=decision, decided_by=kw.pop("by", "bob"), **kw
     )
 
 
