@@ -116,6 +116,22 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated key=workspace pairs (workspace '*' for all); gateway auth.",
     )
+    ui_origins: str = Field(
+        default="",
+        description="Comma-separated origins, besides the gateway's own, the console's forms "
+        "may be posted from (a console behind a proxy under another name).",
+    )
+    mcp_allowed_commands: str = Field(
+        default="",
+        description="Comma-separated commands (exact) an MCP server of an agent registered "
+        "through the API may start; none by default (the catalog file may name any).",
+    )
+    otel: bool = Field(
+        default=False,
+        description="Trace each handler in an OpenTelemetry consumer span continuing the "
+        "publisher's trace, and carry its context in the events it publishes (needs the "
+        "`otel` extra; exporters are configured with the OpenTelemetry SDK's own variables).",
+    )
     egress_allow: str = Field(
         default="",
         description="Comma-separated host names, IP addresses or CIDR networks that calls to "

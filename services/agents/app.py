@@ -46,6 +46,7 @@ async def run_llm_agent(
     try:
         async with tools.tooling_for(
             agent, catalog, event, redis=deps.redis, layout=deps.layout, client=client,
+            mcp_allowed=deps.settings.mcp_allowed_commands,
             max_rounds=MAX_TOOL_ROUNDS,
         ) as tooling:
             output = await runner.attempt(

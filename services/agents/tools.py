@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -107,9 +106,11 @@ async def tooling_for(
     redis: Redis,
     layout: Topology,
     client: httpx.AsyncClient,
+    mcp_allowed: str = "",
     max_rounds: int = 3,
 ) -> AsyncIterator[Tooling | None]:
-    """The agent's tools for one attempt (MCP servers live as long as the attempt)."""
+    """The agent's tools for one attempt (MCP servers live as long as the attempt; an agent
+    registered at run time may start only the `mcp_allowed` commands)."""
     if not agent.tools:
         yield None
         return
@@ -119,7 +120,7 @@ async def tooling_for(
         for tool in agent.tools:
             if tool.startswith("mcp:"):
                 server, _, name = tool[4:].partition("/")
-                session = await _mcp_session(stack, agent, server)
+                session = await _mcp_session(stack, agent, server, mcp_allowed)
                 specs.append(await _mcp_spec(session, name, function_name(tool)))
                 runners[function_name(tool)] = ("mcp", session, name)
             else:
@@ -149,12 +150,13 @@ async def tooling_for(
         yield Tooling(specs=specs, run=run, max_rounds=max_rounds)
 
 
-async def _mcp_session(stack: contextlib.AsyncExitStack, agent: AgentSpec, server: str) -> Any:
+async def _mcp_session(
+    stack: contextlib.AsyncExitStack, agent: AgentSpec, server: str, allowed: str
+) -> Any:
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     spec = agent.mcp_servers[server]
-    allowed = os.environ.get("RAPTORFLOW_MCP_ALLOWED_COMMANDS")
     if agent.version > 0 and not mcp_command_allowed(spec.command, allowed):
         # registered at run time, by a tenant: only commands the operator allowed
         raise PermissionError(f"MCP server {server}: command not allowed by the operator")

@@ -52,6 +52,9 @@ def create_app(settings: Settings, deps: Deps | None = None) -> FastAPI:
     )
     secret = settings.api_keys.get_secret_value() if settings.api_keys else None
     app.state.key_ring = KeyRing.parse(secret)
+    app.state.ui_origins = frozenset(
+        o.strip().rstrip("/").lower() for o in settings.ui_origins.split(",") if o.strip()
+    )
     for module in ROUTERS:
         app.include_router(module.router)
     add_metrics_route(app)

@@ -88,11 +88,13 @@ class BatchedConsumer(Consumer):
             event, done = delivery.event, handled[id(delivery)]
             with telemetry.handler_run(self.service, event.type):
                 try:
-                    telemetry.decoded(event, self.service, stream)
+                    telemetry.decoded(event, self.service, stream, traced=self.traced)
                     async with limit:
                         outputs = await handler(event, delivery.writes)
                     # in the handler's span: the commit later runs outside it
-                    delivery.outputs = [tracing.inject(output) for output in outputs]
+                    delivery.outputs = (
+                        [tracing.inject(output) for output in outputs] if self.traced else outputs
+                    )
                     done.set_result(True)
                 except Exception as exc:
                     self._log_failure(event, exc)

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from shared.contract.events import Envelope, Payload
 from shared.messaging import dead_letters
 from shared.messaging.tx import Tx
-from shared.observability import telemetry
+from shared.observability import telemetry, tracing
 from shared.settings import Settings
 
 P = TypeVar("P", bound=Payload)
@@ -50,6 +50,9 @@ class Consumer:
         self.settings = settings
         self.keys = settings.keys()  # every name follows the settings' layout
         self.layout = self.keys.layout
+        self.traced = settings.otel and tracing.available()
+        if settings.otel and not self.traced:
+            log.warning("RAPTORFLOW_OTEL is set but opentelemetry is not installed (the otel extra)")
         self.handled = 0
         self.dead_lettered = 0
         self.after_commit: dict[str, Callable[[Envelope[Any]], None]] = {}

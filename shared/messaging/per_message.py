@@ -50,7 +50,7 @@ class PerMessageConsumer(Consumer):
         if event is None:
             await self._dead_letter(stream, as_text(message_id), body, reason, "invalid", 1)
             return
-        telemetry.decoded(event, self.service, stream)
+        telemetry.decoded(event, self.service, stream, traced=self.traced)
 
         marker = self.keys.processed(event.workspace_id, self.service, event.event_id)
         if reclaimed and not await self._retry_redelivery(message, marker, body):
@@ -115,7 +115,7 @@ class PerMessageConsumer(Consumer):
                 tx.multi()
                 outputs = await handler(event, tx)
                 for output in outputs:
-                    self._queue_event(tx, tracing.inject(output))
+                    self._queue_event(tx, tracing.inject(output) if self.traced else output)
                 tx.set(marker, b"1", ex=self.settings.processed_ttl_s)
                 tx.xack(stream, self.service, message_id)
                 if reclaimed:  # only a redelivery can have a failure on record

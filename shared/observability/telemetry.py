@@ -248,10 +248,11 @@ def mark(outcome: str) -> None:
         run.outcome = outcome
 
 
-def decoded(event: Envelope[Any], service: str, stream: str) -> None:
-    """The message is a valid event: tie log lines to its task, continue its trace."""
+def decoded(event: Envelope[Any], service: str, stream: str, *, traced: bool) -> None:
+    """The message is a valid event: tie log lines to its task and, when `traced`,
+    continue its trace."""
     log_context.update(correlation_id=event.correlation_id, workspace_id=event.workspace_id)
-    end_span = tracing.start_consume_span(event, service, stream)
+    end_span = tracing.start_consume_span(event, service, stream) if traced else None
     run = _run.get()
     if end_span is not None:
         if run is None:

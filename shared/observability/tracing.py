@@ -1,17 +1,19 @@
 """Optional OpenTelemetry tracing across hops: W3C trace context in the envelope.
 
-Off by default. With `RAPTORFLOW_OTEL=1` and the `otel` extra installed, publishing
-injects the current span's `traceparent` into `Envelope.trace_context`, and each
-handler runs in a consumer span whose parent is extracted from it, so one task's
-hops form one trace. Configuring an exporter is the deployer's business (the
-OpenTelemetry SDK's usual environment variables); without an SDK the API is a no-op.
+Off by default. With `RAPTORFLOW_OTEL=1` (`Settings.otel`, which the bus reads) and the
+`otel` extra installed, each handler runs in a consumer span whose parent is extracted
+from `Envelope.trace_context`, and the events it publishes carry that span's
+`traceparent`, so one task's hops form one trace. Publishers outside handlers (the
+gateway, the sweepers) add the context of the span that is current, if any. Configuring
+an exporter is the deployer's business (the OpenTelemetry SDK's usual environment
+variables); without an SDK the API is a no-op. Nothing here reads configuration.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import importlib.util
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from shared.contract.events import Envelope
@@ -20,17 +22,11 @@ E = TypeVar("E", bound=Envelope[Any])
 TRACER_NAME = "raptorflow"
 
 
-@lru_cache(maxsize=1)
-def enabled() -> bool:
-    """RAPTORFLOW_OTEL=1 and opentelemetry importable (read once per process)."""
-    if os.environ.get("RAPTORFLOW_OTEL", "").lower() not in {"1", "true", "yes"}:
-        return False
-    try:
-        import opentelemetry.propagate
-        import opentelemetry.trace  # noqa: F401
-    except ImportError:
-        return False
-    return True
+@functools.cache
+def available() -> bool:
+    """Whether the OpenTelemetry API is installed: a fact of the install, probed once (a
+    failed import on every message would cost a search of sys.path each time)."""
+    return importlib.util.find_spec("opentelemetry") is not None
 
 
 def carrier_of_current_span() -> dict[str, str]:
@@ -43,8 +39,9 @@ def carrier_of_current_span() -> dict[str, str]:
 
 
 def inject(event: E) -> E:
-    """The event with the active trace context, when tracing is on (else unchanged)."""
-    if not enabled() or event.trace_context is not None:
+    """The event with the current span's trace context; unchanged when no span is current
+    (no SDK, or tracing off) or the event already carries one."""
+    if event.trace_context is not None or not available():
         return event
     carrier = carrier_of_current_span()
     return event.model_copy(update={"trace_context": carrier}) if carrier else event
@@ -53,8 +50,9 @@ def inject(event: E) -> E:
 def start_consume_span(
     event: Envelope[Any], service: str, stream: str
 ) -> Callable[[], None] | None:
-    """Enter a consumer span continuing the event's trace; returns what ends it."""
-    if not enabled():
+    """Enter a consumer span continuing the event's trace; returns what ends it (None when
+    the API is not installed). The bus calls it only when `Settings.otel` is on."""
+    if not available():
         return None
     from opentelemetry import context, trace
     from opentelemetry.propagate import extract

@@ -53,7 +53,6 @@ async def test_offline_llm_agent_calls_its_worker_tool(redis_url, redis, workspa
 
 
 async def test_openai_tool_calling_loop_with_an_mcp_tool(redis_url, redis, workspace, monkeypatch):
-    monkeypatch.setenv("RAPTORFLOW_MCP_ALLOWED_COMMANDS", sys.executable)
     name = f"m_{uuid.uuid4().hex[:8]}"
     script = PurposeScript(scores=[0.95])
     rounds: list[dict[str, Any]] = []
@@ -71,7 +70,7 @@ async def test_openai_tool_calling_loop_with_an_mcp_tool(redis_url, redis, works
         server.responder = respond
         settings = settings_for(
             redis_url, llm_provider="openai", openai_base_url=server.base_url,
-            openai_api_key="test", llm_model="fake-model",
+            openai_api_key="test", llm_model="fake-model", mcp_allowed_commands=sys.executable,
         )  # fmt: skip
         async with LocalStack(settings, start_redis=False) as stack:
             assert stack.deps is not None

@@ -22,8 +22,8 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def start(redis, redis_url, name, handlers):
-    settings = settings_for(redis_url, consumer_name=f"{name}-1")
+async def start(redis, redis_url, name, handlers, **overrides):
+    settings = settings_for(redis_url, consumer_name=f"{name}-1", **overrides)
     broker = make_broker(settings, service=name)
     bus = ServiceBus(name, broker, redis, settings)
     for payload_type, handler in handlers:
@@ -107,8 +107,6 @@ async def test_trace_context_crosses_two_hops_when_enabled(
     provider = sdk.TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    monkeypatch.setenv("RAPTORFLOW_OTEL", "1")
-    tracing.enabled.cache_clear()
     service = f"svc-{workspace}"
     seen = []
 
@@ -120,7 +118,7 @@ async def test_trace_context_crosses_two_hops_when_enabled(
         return []
 
     app, _bus, _settings = await start(
-        redis, redis_url, service, [(TaskRequested, first), (FeedbackGiven, second)]
+        redis, redis_url, service, [(TaskRequested, first), (FeedbackGiven, second)], otel=True
     )
     try:
         tracer = trace.get_tracer("test")
@@ -138,8 +136,6 @@ async def test_trace_context_crosses_two_hops_when_enabled(
         assert hop2.parent.span_id == hop1.context.span_id
     finally:
         await app.stop()
-        monkeypatch.delenv("RAPTORFLOW_OTEL")
-        tracing.enabled.cache_clear()
 
 
 async def _spans_named(exporter, names):
@@ -149,7 +145,7 @@ async def _spans_named(exporter, names):
 
 def test_tracing_is_off_by_default_and_leaves_envelopes_unchanged(monkeypatch, workspace):
     monkeypatch.delenv("RAPTORFLOW_OTEL", raising=False)
-    tracing.enabled.cache_clear()
+    assert settings_for("redis://unused").otel is False  # the bus starts no spans
     event = new_envelope(FeedbackGiven(task_id="t", rating=3), workspace_id=workspace)
     assert tracing.inject(event) is event
     assert "trace_context" not in event.model_dump_json()

@@ -13,11 +13,16 @@ from services.gateway.auth import KeyRing
 from services.gateway.console import guard
 
 
-def request(headers: dict[str, str], ring: str | None = "k1=ws1,k2=*", cookies: str = "") -> Request:
+def request(
+    headers: dict[str, str],
+    ring: str | None = "k1=ws1,k2=*",
+    cookies: str = "",
+    origins: frozenset[str] = frozenset(),
+) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in {"host": "gw:8000", **headers}.items()]
     if cookies:
         raw.append((b"cookie", cookies.encode()))
-    app = SimpleNamespace(state=SimpleNamespace(key_ring=KeyRing.parse(ring)))
+    app = SimpleNamespace(state=SimpleNamespace(key_ring=KeyRing.parse(ring), ui_origins=origins))
     return Request({"type": "http", "method": "POST", "scheme": "http", "path": "/ui/x",
                     "headers": raw, "query_string": b"", "app": app})
 
@@ -46,11 +51,19 @@ def test_form_needs_own_origin_and_the_token_bound_to_the_key() -> None:
         guard.check_form(request({"origin": "http://gw:8000"}), token)  # no cookie at all
 
 
-def test_extra_origins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extra_origins_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.gateway.app import create_app
+    from shared.settings import Settings
+
     monkeypatch.setenv("RAPTORFLOW_UI_ORIGINS", "https://console.example.com/, https://b.example")
+    origins = create_app(Settings()).state.ui_origins
+    assert origins == {"https://console.example.com", "https://b.example"}
     cookie = "raptorflow_key=k1"
     token = guard.csrf_token(request({}, cookies=cookie))
-    guard.check_form(request({"origin": "https://console.example.com"}, cookies=cookie), token)
+    proxied = request({"origin": "https://console.example.com"}, cookies=cookie, origins=origins)
+    guard.check_form(proxied, token)
+    with pytest.raises(HTTPException):
+        guard.check_form(request({"origin": "https://console.example.com"}, cookies=cookie), token)
 
 
 def test_a_header_key_is_a_program_and_keys_off_use_a_session_cookie() -> None:

@@ -32,8 +32,8 @@ K8S = ROOT / "deploy" / "k8s"
 KEDA_SCHEMAS = ROOT / "tests" / "fixtures" / "keda"
 KUBERNETES_VERSION = "1.30"  # the oldest minor still under support by the big clouds
 KUSTOMIZATIONS = ["base", "overlays/example"]
-# Read from the environment outside Settings (logging, tracing).
-ENV_OUTSIDE_SETTINGS = {"RAPTORFLOW_LOG_LEVEL", "RAPTORFLOW_OTEL", "OPENBLAS_NUM_THREADS"}
+# Read from the environment outside Settings (logging, before settings load).
+ENV_OUTSIDE_SETTINGS = {"RAPTORFLOW_LOG_LEVEL", "OPENBLAS_NUM_THREADS"}
 
 Obj = dict[str, Any]
 

@@ -4,14 +4,13 @@ A browser cannot send X-API-Key, so the pages take the key once (`?key=` or the 
 check it, and keep it in an HttpOnly, SameSite=Strict cookie. Every state-changing form
 carries a token derived from that cookie (HMAC of the key, or of a random session cookie
 when the gateway runs without keys), and every POST must come from the gateway's own origin
-(or one listed in RAPTORFLOW_UI_ORIGINS). SameSite alone is one browser rule; this is three.
+(or one listed in RAPTORFLOW_UI_ORIGINS, `Settings.ui_origins`). SameSite alone is one browser rule; this is three.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from urllib.parse import urlsplit
 
@@ -85,10 +84,10 @@ def csrf_token(request: Request) -> str:
 
 
 def allowed_origins(request: Request) -> set[str]:
-    """The gateway's own origin plus RAPTORFLOW_UI_ORIGINS (comma-separated, behind proxies)."""
+    """The gateway's own origin plus the configured ones (`Settings.ui_origins`, which
+    `create_app` keeps in the app's state)."""
     own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
-    extra = os.environ.get("RAPTORFLOW_UI_ORIGINS", "")
-    return {own} | {o.strip().rstrip("/").lower() for o in extra.split(",") if o.strip()}
+    return {own} | set(getattr(request.app.state, "ui_origins", ()))
 
 
 def request_origin(request: Request) -> str | None:

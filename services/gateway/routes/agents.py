@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response, status
@@ -42,12 +41,13 @@ def _scope(request: Request, workspace_id: str | None) -> tuple[str, str | None]
     return scope, allow(request, scope)
 
 
-def _validated(name: str, body: dict[str, Any]) -> AgentSpec:
+def _validated(name: str, body: dict[str, Any], allowed: str) -> AgentSpec:
+    """The spec, or 422 naming the field; MCP commands only from `allowed` (the operator's
+    `Settings.mcp_allowed_commands`)."""
     try:
         spec = AgentSpec.model_validate({**body, "name": name, "version": 0})
     except ValidationError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, json.loads(exc.json())) from exc
-    allowed = os.environ.get(MCP_ALLOWLIST_ENV)
     refused = [
         n for n, m in spec.mcp_servers.items() if not mcp_command_allowed(m.command, allowed)
     ]
@@ -89,7 +89,7 @@ async def register_agent(
 ) -> AgentSpec:
     """Register or replace an agent (422 naming the field when invalid); returns its version."""
     scope, user = _scope(request, workspace_id)
-    spec = _validated(name, body)
+    spec = _validated(name, body, d.settings.mcp_allowed_commands)
     if spec.url is not None:
         try:
             await guard.policy_for(d.settings.egress_allow).check_url(str(spec.url))
