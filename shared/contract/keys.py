@@ -39,6 +39,7 @@ class Keys:
 
     @staticmethod
     def goal_hash(goal: str) -> str:
+        """`goal_hash` (it needs no layout), so a holder of `keys` needs no second import."""
         return goal_hash(goal)
 
     def _ws(self, workspace_id: str) -> str:
