@@ -24,8 +24,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from services.gateway.access import WORKSPACE_PATTERN, get_deps, key_ring
-from services.gateway.auth import WILDCARD, decider
+from services.gateway.auth import WILDCARD
 from services.gateway.console import guard, live, reader, views
+from services.gateway.console.decisions import decide_from_form
 from shared.domain.experiments import NoEvidence
 from shared.stores import approvals, experiment_store
 
@@ -33,11 +34,6 @@ TEMPLATES = Path(__file__).parents[1] / "templates"
 STATIC = Path(__file__).parents[1] / "static"
 templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.filters["svg"] = Markup
-ACTIONS: dict[str, approvals.Decision] = {
-    "approve": "approved",
-    "reject": "rejected",
-    "changes": "changes_requested",
-}
 Workspace = Query(pattern=WORKSPACE_PATTERN)
 OptionalKey = Query(default=None, max_length=guard.MAX_KEY_LENGTH)
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -244,22 +240,11 @@ async def decide_on_task(
     if shown is not None:
         return shown
     guard.check_form(request, csrf_token)
-    lines = [c.strip() for c in comments.splitlines() if c.strip()]
-    deps = get_deps(request)
     try:
-        who = decider(user, decided_by.strip() or None)
-        if action == "changes" and not lines:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="comments are required")
-        await approvals.decide(
-            deps.redis,
-            deps.keys,
-            workspace_id,
-            approval_id,
-            decision=ACTIONS[action],
-            decided_by=who,
-            reason=reason.strip(),
-            comments=lines,
-        )
+        resolved = await decide_from_form(
+            get_deps(request), user, workspace_id, approval_id,
+            action=action, decided_by=decided_by, reason=reason, comments=comments,
+        )  # fmt: skip
     except HTTPException as exc:
         return await _task_page(
             request, workspace_id, task_id, user, error=str(exc.detail), status_code=exc.status_code
@@ -272,7 +257,8 @@ async def decide_on_task(
         return await _task_page(
             request, workspace_id, task_id, user, error=str(exc), status_code=409
         )
-    done = f"{ACTIONS[action].replace('_', ' ')} by {who}"
+    decided = resolved.payload
+    done = f"{decided.decision.replace('_', ' ')} by {decided.decided_by}"
     target = f"/ui/tasks/{quote(task_id[:100], safe='')}?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 

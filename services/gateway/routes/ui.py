@@ -19,15 +19,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.gateway.access import WORKSPACE_PATTERN, get_deps, key_ring
-from services.gateway.auth import decider
 from services.gateway.console import guard
+from services.gateway.console.decisions import decide_from_form
 from shared.stores import approvals
-
-ACTIONS: dict[str, approvals.Decision] = {
-    "approve": "approved",
-    "reject": "rejected",
-    "changes": "changes_requested",
-}
 
 templates = Jinja2Templates(directory=str(Path(__file__).parents[1] / "templates"))
 
@@ -156,29 +150,18 @@ async def decide_form(
     if not allowed:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid API key")
     guard.check_form(request, csrf_token)
-    lines = [c.strip() for c in comments.splitlines() if c.strip()]
     try:
-        who = decider(user, decided_by.strip() or None)
-        if action == "changes" and not lines:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="comments are required"
-            )
-        deps = get_deps(request)
-        await approvals.decide(
-            deps.redis, deps.keys,
-            workspace_id,
-            approval_id,
-            decision=ACTIONS[action],
-            decided_by=who,
-            reason=reason.strip(),
-            comments=lines,
-        )
+        resolved = await decide_from_form(
+            get_deps(request), user, workspace_id, approval_id,
+            action=action, decided_by=decided_by, reason=reason, comments=comments,
+        )  # fmt: skip
     except HTTPException as exc:
         return await page(request, workspace_id, error=str(exc.detail), status_code=exc.status_code)
     except approvals.ApprovalNotFound:
         return await page(request, workspace_id, error="no such approval", status_code=404)
     except approvals.ApprovalConflict as exc:
         return await page(request, workspace_id, error=str(exc), status_code=409)
-    done = f"{ACTIONS[action].replace('_', ' ')}: approval {approval_id[:8]} by {who}"
+    decided = resolved.payload
+    done = f"{decided.decision.replace('_', ' ')}: approval {approval_id[:8]} by {decided.decided_by}"
     target = f"/ui/approvals?{urlencode({'workspace_id': workspace_id, 'msg': done})}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
