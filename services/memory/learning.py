@@ -36,7 +36,7 @@ log = logging.getLogger("raptorflow.memory.learning")
 NOTHING: Sequence[Envelope[Any]] = ()
 
 
-def _arm_key(workspace_id: str, keys: Keys, workflow: Workflow) -> str | None:
+def _arm_key(keys: Keys, workspace_id: str, workflow: Workflow) -> str | None:
     routing = workflow.routing
     if routing.source != "experiment" or not routing.experiment_id or not routing.experiment_arm:
         return None
@@ -45,7 +45,7 @@ def _arm_key(workspace_id: str, keys: Keys, workflow: Workflow) -> str | None:
 
 def record_assignment(tx: Tx, keys: Keys, workspace_id: str, workflow: Workflow) -> None:
     """Count a task the router put into an experiment arm (at SequenceChosen)."""
-    key = _arm_key(workspace_id, keys, workflow)
+    key = _arm_key(keys, workspace_id, workflow)
     if key is not None:
         tx.hincrby(key, "assigned", 1)
 
@@ -54,7 +54,7 @@ def record_arm_outcome(
     tx: Tx, keys: Keys, workspace_id: str, workflow: Workflow, success: bool, quality: float
 ) -> None:
     """Fold a finished experiment task into its arm, and remember its goal for promotion."""
-    key = _arm_key(workspace_id, keys, workflow)
+    key = _arm_key(keys, workspace_id, workflow)
     if key is None or workflow.routing.experiment_id is None:
         return
     q = min(max(quality, 0.0), 1.0)
