@@ -23,6 +23,7 @@ from shared.contract.events import (
     envelope_class,
     envelope_json_schema,
 )
+from shared.contract.topology import Topology
 from shared.domain.catalog import load_catalog
 from shared.llm.offline import OfflineProvider
 from shared.settings import Settings
@@ -64,17 +65,16 @@ def asyncapi_document() -> dict[str, Any]:
         schema_version="3.0.0",
     )
     document: dict[str, Any] = json.loads(spec.to_specification().to_json())
-    return with_agent_channels(with_envelope_payloads(document))
+    return with_agent_channels(with_envelope_payloads(document, deps.layout))
 
 
-def with_envelope_payloads(document: dict[str, Any]) -> dict[str, Any]:
+def with_envelope_payloads(document: dict[str, Any], layout: Topology) -> dict[str, Any]:
     """Put each stream's envelope schema in its messages.
 
     Our subscribers take the raw stream message (to ack in our own transaction and
     dead-letter what does not parse), so FastStream sees no payload type; the
     stream's address names the event type, whose envelope model we know.
     """
-    layout = Settings(redis_url=SecretStr(DOCS_REDIS_URL)).layout()
     types = {s: cls for name, cls in EVENT_TYPES.items() for s in layout.streams(name)}
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (envelope_class(cls), "validation") for cls in EVENT_TYPES.values()

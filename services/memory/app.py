@@ -24,7 +24,7 @@ from shared.contract.events import (
     TaskRequested,
     Workflow,
 )
-from shared.contract.keys import Keys
+from shared.contract.keys import TASK_HISTORY_TTL_S, Keys
 from shared.domain.bandit import BanditConfig
 from shared.domain.recalibration import outcome_of
 from shared.memory.store import TaskRecord
@@ -50,7 +50,7 @@ def _routing_outcome(
 ) -> None:
     key = keys.routing_decision(workspace_id, task_id)
     tx.hset(key, mapping={"outcome_success": str(success).lower(), "outcome_quality": str(quality)})
-    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    tx.expire(key, TASK_HISTORY_TTL_S)
 
 
 async def _recalibrate(
@@ -123,7 +123,7 @@ async def on_sequence(
     key = keys.routing_decision(event.workspace_id, event.correlation_id)
     tx.hset(key, mapping=logic.routing_fields(event.payload, now))
     learning.record_assignment(tx, keys, event.workspace_id, event.payload.workflow)
-    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    tx.expire(key, TASK_HISTORY_TTL_S)
     store.add_view(
         tx,
         keys,

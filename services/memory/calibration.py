@@ -11,7 +11,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from services.memory.store import update_once
-from shared.contract.keys import Keys
+from shared.contract.keys import TASK_HISTORY_TTL_S, Keys
 from shared.domain.recalibration import (
     DEFAULT_CONFIG,
     CalibrationOutcome,
@@ -48,7 +48,7 @@ async def record_outcome(
 
         def write(tx: Tx) -> WorkspaceCalibration:
             tx.hset(key, mapping=new.to_hash())
-            tx.expire(key, keys.TASK_HISTORY_TTL_S)
+            tx.expire(key, TASK_HISTORY_TTL_S)
             return new
 
         return write

@@ -23,7 +23,7 @@ from services.memory.feedback import rated_agents, rated_record
 from services.memory.logic import index_attributes
 from shared.app.runtime import Deps
 from shared.contract.events import Envelope, ExperimentConcluded, FeedbackGiven, Workflow
-from shared.contract.keys import Keys
+from shared.contract.keys import Keys, goal_hash
 from shared.domain.bandit import BanditConfig
 from shared.domain.catalog import AgentCatalog
 from shared.domain.performance import apply_feedback
@@ -64,7 +64,7 @@ def record_arm_outcome(
     tx.hincrbyfloat(key, "quality_sq_sum", q * q)
     tx.hset(
         keys.experiment_goals(workspace_id, workflow.routing.experiment_id),
-        keys.goal_hash(workflow.goal),
+        goal_hash(workflow.goal),
         workflow.goal,
     )
 
@@ -86,13 +86,13 @@ async def promote_winner(
         return 0
     vectors = await asyncio.to_thread(deps.embedder.embed, [goal for _, goal in goals])
     now = time.time()
-    for (goal_hash, goal), vector in zip(goals, vectors, strict=True):
+    for (hashed, goal), vector in zip(goals, vectors, strict=True):
         record = TaskRecord(
             goal=goal,
             agent_sequence=concluded.agent_sequence,
             success=True,
             result_quality=concluded.mean_quality,
-            goal_hash=goal_hash,
+            goal_hash=hashed,
             task_id=f"experiment:{concluded.experiment_id}",
             stored_at=now,
             provider="experiment",
@@ -117,7 +117,7 @@ async def _rate_record(
     critic_quality = view.get("critic_quality") or view.get("quality")
     goal = view.get("goal")
     record = (
-        await deps.memory.task_record(workspace_id, deps.keys.goal_hash(goal)) if goal else None
+        await deps.memory.task_record(workspace_id, goal_hash(goal)) if goal else None
     )
     if record is None or record.task_id != feedback.task_id:
         return critic_quality

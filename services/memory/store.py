@@ -34,7 +34,7 @@ from redis.exceptions import WatchError
 from services.memory.logic import index_attributes
 from shared.app.runtime import Deps
 from shared.contract.events import StageOutcome
-from shared.contract.keys import Keys
+from shared.contract.keys import CRITIQUE_TTL_S, TASK_HISTORY_TTL_S, Keys
 from shared.domain.bandit import BanditConfig
 from shared.domain.performance import (
     AgentPerformance,
@@ -116,7 +116,7 @@ def add_task_record(
     key = keys.task_history(workspace_id, record.goal_hash)
     tx.delete(key)
     tx.hset(key, mapping=record.to_hash())
-    tx.expire(key, keys.TASK_HISTORY_TTL_S)
+    tx.expire(key, TASK_HISTORY_TTL_S)
     tx.zadd(keys.task_history_index(workspace_id), {record.goal_hash: record.stored_at})
     if record.success:
         tx.hincrby(keys.sequence_counts(workspace_id), json.dumps(record.agent_sequence), 1)
@@ -172,7 +172,7 @@ def add_critique(
 ) -> None:
     key = keys.critique(workspace_id, content_id)
     tx.hset(key, mapping=fields)
-    tx.expire(key, keys.CRITIQUE_TTL_S)
+    tx.expire(key, CRITIQUE_TTL_S)
 
 
 def add_view(tx: Tx, keys: Keys, workspace_id: str, task_id: str, fields: dict[str, str]) -> None:

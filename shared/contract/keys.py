@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import ClassVar
 
 from shared.contract.topology import Topology
 
@@ -29,18 +28,10 @@ def goal_hash(goal: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """The key names of one layout (`Keys(settings.layout())`)."""
+    """The key names of one layout (`Keys(settings.layout())`); what needs no layout (the
+    TTLs, `goal_hash`) stays at module level."""
 
     layout: Topology
-    TASK_HISTORY_TTL_S: ClassVar[int] = TASK_HISTORY_TTL_S
-    TASK_VIEW_TTL_S: ClassVar[int] = TASK_VIEW_TTL_S
-    CRITIQUE_TTL_S: ClassVar[int] = CRITIQUE_TTL_S
-    SHARED_POOL_WORKSPACE: ClassVar[str] = SHARED_POOL_WORKSPACE
-
-    @staticmethod
-    def goal_hash(goal: str) -> str:
-        """`goal_hash` (it needs no layout), so a holder of `keys` needs no second import."""
-        return goal_hash(goal)
 
     def _ws(self, workspace_id: str) -> str:
         """The workspace segment, hash-tagged by partition when the deployment uses a cluster."""

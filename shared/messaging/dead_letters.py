@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.contract.events import utcnow
-from shared.contract.keys import Keys
+from shared.contract.keys import TASK_VIEW_TTL_S, Keys
 from shared.contract.models import ID_PATTERN, MAX_GOAL_CHARS
 from shared.contract.topology import DEAD_LETTER_STREAM, STREAM_PREFIX, Topology
 from shared.messaging import task_views
@@ -170,7 +170,7 @@ async def write(
     first_line = (error.strip().splitlines() or [""])[0][:300]
     now = repr(time.time())
     task_args = [
-        str(keys.TASK_VIEW_TTL_S),
+        str(TASK_VIEW_TTL_S),
         "1" if task.event_type == "TaskRequested" else "0",
         now,
         task_id,

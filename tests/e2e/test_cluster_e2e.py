@@ -24,7 +24,7 @@ from raptorflow.redis_server import (
 )
 from raptorflow.stack import LocalStack, wait_for_task
 from shared.contract.events import TaskRequested, new_envelope
-from shared.contract.keys import Keys
+from shared.contract.keys import Keys, goal_hash
 from shared.contract.topology import Topology
 from shared.messaging import dead_letters
 from shared.messaging.bus import publish
@@ -134,7 +134,7 @@ async def test_flow_on_three_master_cluster(cluster_layout: str, client: Cluster
     # Each workspace's keys live with its partition's streams (one slot per partition) ...
     for workspace in WORKSPACES:
         stream_node = await _node_of(client, LAYOUT.stream("TaskRequested", workspace))
-        history = KEYS.task_history(workspace, KEYS.goal_hash("Create a blog post about AI trends"))
+        history = KEYS.task_history(workspace, goal_hash("Create a blog post about AI trends"))
         assert await client.exists(history)
         assert await _node_of(client, history) == stream_node
         assert await _node_of(client, KEYS.vector_set(workspace)) == stream_node

@@ -23,6 +23,7 @@ from raptorflow.stack import LocalStack, wait_for_task
 from shared.app.facade import route, select_best_agent
 from shared.app.runtime import Deps
 from shared.contract.events import TaskRequested, new_envelope
+from shared.contract.keys import goal_hash
 from shared.domain.experiments import Experiment, assign_arm
 from shared.messaging.bus import publish
 from tests.helpers import KEYS, eventually, settings_for
@@ -110,7 +111,7 @@ async def test_a_low_rating_stops_reuse_and_lowers_the_agents_posterior(
     )
     assert "feedback" in output
 
-    record_key = KEYS.task_history(workspace, KEYS.goal_hash(goal))
+    record_key = KEYS.task_history(workspace, goal_hash(goal))
 
     async def rated() -> dict[bytes, bytes] | None:
         record = await redis.hgetall(record_key)
@@ -207,7 +208,7 @@ async def test_experiment_lifecycle_from_split_to_promoted_winner(
     assert again.status_code == 409
 
     promoted_key = KEYS.task_history(
-        workspace, KEYS.goal_hash(f"Write a product launch email for our {topics[0]}")
+        workspace, goal_hash(f"Write a product launch email for our {topics[0]}")
     )
 
     async def promoted() -> bool:

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from raptorflow.stack import LocalStack
+from shared.contract.keys import goal_hash
 from tests.helpers import KEYS, events_of_task, eventually, settings_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -72,7 +73,7 @@ async def test_three_tasks_complete_with_causation_chain_and_memory(redis_url, r
             assert parent["type"] in EXPECTED_PARENT[event["type"]], (event["type"], parent["type"])
             assert event["context"]["workspace_id"] == workspace
 
-    goal_key = KEYS.task_history(workspace, KEYS.goal_hash(GOALS[0]))
+    goal_key = KEYS.task_history(workspace, goal_hash(GOALS[0]))
     record = await redis.hgetall(goal_key)
     assert set(record) >= {
         b"goal",

@@ -22,6 +22,7 @@ from raptorflow.client import (
 )
 from raptorflow.stack import LocalStack
 from shared.contract.events import TaskRequested, new_envelope
+from shared.contract.keys import goal_hash
 from shared.contract.models import AgentContext
 from shared.domain.llm_port import LLMError, LLMReply, LLMRequest
 from shared.llm.offline import OfflineProvider
@@ -145,7 +146,7 @@ async def test_cancel_mid_self_correction_stops_the_loop(stack, redis, workspace
     # The held critique finished; no revision or further critique was asked for.
     assert stack.provider.calls["revise"] == calls_before.get("revise", 0)
     assert stack.provider.calls["critique"] == calls_before["critique"]
-    assert await redis.exists(KEYS.task_history(workspace, KEYS.goal_hash(GOAL))) == 0
+    assert await redis.exists(KEYS.task_history(workspace, goal_hash(GOAL))) == 0
 
 
 async def test_cancel_during_an_approval_withdraws_it_and_tells_the_webhook(

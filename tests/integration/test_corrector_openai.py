@@ -28,6 +28,7 @@ from shared.contract.events import (
     Usage,
     new_envelope,
 )
+from shared.contract.keys import goal_hash
 from shared.contract.models import AgentContext, SelfCorrectionConfig
 from shared.domain.catalog import load_catalog
 from shared.domain.critique import CritiqueParseError
@@ -449,12 +450,12 @@ async def test_budget_and_failures_end_tasks_clearly_and_are_remembered(
     assert budget_view["budget_exhausted"] == "true"
     (stage,) = await stage_views(redis, workspace, budget_task)
     assert stage["budget_exhausted"] is True and stage["quality"] == 0.5
-    record = await redis.hgetall(KEYS.task_history(workspace, KEYS.goal_hash(budget_goal)))
+    record = await redis.hgetall(KEYS.task_history(workspace, goal_hash(budget_goal)))
     assert record[b"success"] in (b"false", b"False", b"0")
     assert b"budget_exhausted" in record[b"error"]
 
     assert low_view["status"] == "completed" and json.loads(low_view["success"]) is False
-    record = await redis.hgetall(KEYS.task_history(workspace, KEYS.goal_hash(low_goal)))
+    record = await redis.hgetall(KEYS.task_history(workspace, goal_hash(low_goal)))
     assert (
         b"quality below threshold" in record[b"error"] and float(record[b"result_quality"]) == 0.45
     )

@@ -87,7 +87,7 @@ def allowed_origins(request: Request) -> set[str]:
     """The gateway's own origin plus the configured ones (`Settings.ui_origins`, which
     `create_app` keeps in the app's state)."""
     own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
-    return {own} | set(getattr(request.app.state, "ui_origins", ()))
+    return {own} | set(request.app.state.ui_origins)
 
 
 def request_origin(request: Request) -> str | None:
